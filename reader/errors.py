@@ -1,0 +1,28 @@
+"""Errors the reader raises. Every message names the offending value and what to do about it."""
+
+from __future__ import annotations
+
+
+class ReaderError(Exception):
+    """Base class of every error raised by `reader`."""
+
+
+class InvalidSymbol(ReaderError, ValueError):
+    """A symbol that is not a well-formed ticker (raised before Redis is asked anything)."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        super().__init__(f"{value!r} is not a ticker symbol: {reason}")
+
+
+class NotCached(ReaderError, LookupError):
+    """Nothing usable is cached for this symbol and dataset."""
+
+    def __init__(self, dataset: str, symbol: str, detail: str | None = None) -> None:
+        self.dataset = dataset
+        self.symbol = symbol
+        self.detail = detail or (
+            "the worker has not stored it; add the symbol to the watchlist in config.yaml "
+            "or wait for the next refresh"
+        )
+        super().__init__(f"no {dataset} cached for {symbol!r}: {self.detail}")
