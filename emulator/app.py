@@ -1,0 +1,93 @@
+"""The emulator's aiohttp application: upstream routes plus `/_emulator/*` controls for tests.
+
+Controls: `GET /_emulator/stats` (calls served, per path and status), `POST /_emulator/reset`,
+`POST /_emulator/faults` (arm a canned answer, see `Fault`), `DELETE /_emulator/faults`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from emulator import tradier
+from emulator.market import Market
+from emulator.ratelimit import WindowLimiter
+from emulator.state import STATE, EmulatorOptions, EmulatorState, Fault
+from reader.clock import Clock, utc_now
+
+CONTROL_PREFIX = "/_emulator/"
+
+
+def create_app(
+    options: EmulatorOptions | None = None, *, clock: Clock = utc_now, market: Market | None = None
+) -> web.Application:
+    """A fresh emulator; `clock` drives the simulated market and the rate-limit windows."""
+    options = options or EmulatorOptions()
+    app = web.Application(middlewares=[_count_calls, _inject_faults])
+    app[STATE] = EmulatorState(
+        options=options,
+        clock=clock,
+        market=market or Market(options.seed),
+        tradier_limiter=WindowLimiter(options.rate_per_min),
+    )
+    tradier.add_routes(app)
+    app.router.add_get(CONTROL_PREFIX + "stats", _stats)
+    app.router.add_post(CONTROL_PREFIX + "reset", _reset)
+    app.router.add_post(CONTROL_PREFIX + "faults", _arm_fault)
+    app.router.add_delete(CONTROL_PREFIX + "faults", _clear_faults)
+    return app
+
+
+@web.middleware
+async def _count_calls(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(CONTROL_PREFIX):
+        return await handler(request)
+    state = request.app[STATE]
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        state.calls[(request.path, e.status)] += 1
+        raise
+    state.calls[(request.path, response.status)] += 1
+    return response
+
+
+@web.middleware
+async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(CONTROL_PREFIX):
+        return await handler(request)
+    state = request.app[STATE]
+    if state.options.latency_ms:
+        await asyncio.sleep(state.options.latency_ms / 1000)
+    fault = state.take_fault(request.path)
+    if fault is None:
+        return await handler(request)
+    if fault.delay_ms:
+        await asyncio.sleep(fault.delay_ms / 1000)
+    return web.Response(status=fault.status, body=fault.body.encode(), content_type=fault.content_type)
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].stats())
+
+
+async def _reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return web.json_response({"ok": True})
+
+
+async def _arm_fault(request: web.Request) -> web.Response:
+    try:
+        fault = Fault.from_json(await request.json())
+    except (ValueError, TypeError, json.JSONDecodeError) as e:
+        raise web.HTTPBadRequest(text=f"bad fault: {e}") from e
+    request.app[STATE].arm(fault)
+    return web.json_response({"armed": fault.path})
+
+
+async def _clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].faults.clear()
+    return web.json_response({"ok": True})

@@ -1,0 +1,83 @@
+"""What one emulator instance holds: its options, clock, market, rate windows, call counts and faults."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from emulator.market import Market
+from emulator.ratelimit import WindowLimiter
+from reader.clock import Clock
+
+
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """`api_keys` empty: any non-empty Bearer token is accepted."""
+
+    seed: int = 0
+    latency_ms: float = 0.0
+    rate_per_min: int = 120
+    api_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A canned answer served instead of the real one, `times` times, for requests to `path`."""
+
+    path: str
+    status: int = 500
+    body: str = "Internal Server Error"
+    content_type: str = "text/plain"
+    delay_ms: float = 0.0
+    times: int = 1
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fault:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown or "path" not in data:
+            raise ValueError(f"fault needs 'path' and takes only {sorted(known)}; got {sorted(data)}")
+        return cls(**data)
+
+
+@dataclass
+class EmulatorState:
+    options: EmulatorOptions
+    clock: Clock
+    market: Market
+    tradier_limiter: WindowLimiter
+    calls: Counter[tuple[str, int]] = field(default_factory=Counter)
+    faults: list[Fault] = field(default_factory=list)
+    _fault_uses: Counter[int] = field(default_factory=Counter)
+
+    def arm(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def take_fault(self, path: str) -> Fault | None:
+        """The first armed fault for `path`, used once; it is disarmed after `times` uses."""
+        for index, fault in enumerate(self.faults):
+            if fault.path == path:
+                self._fault_uses[id(fault)] += 1
+                if self._fault_uses[id(fault)] >= fault.times:
+                    del self.faults[index]
+                    del self._fault_uses[id(fault)]
+                return fault
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        calls: dict[str, dict[str, int]] = {}
+        for (path, status), count in sorted(self.calls.items()):
+            calls.setdefault(path, {})[str(status)] = count
+        return {"calls": calls, "total": sum(self.calls.values())}
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.faults.clear()
+        self._fault_uses.clear()
+        self.tradier_limiter.reset()
+
+
+STATE = web.AppKey("state", EmulatorState)
