@@ -1,0 +1,1 @@
+"""Tools for developing marketcache: a private redis-server and the `make run` launcher. Not shipped."""

@@ -1,0 +1,112 @@
+"""`make run`: the worker on embedded defaults, with whatever it needs that is not configured.
+
+- `REDIS_URL` unset: starts a private redis-server on 127.0.0.1:$MARKETCACHE_REDIS_PORT (default
+  6379, the reader's default) with its data under .data/redis and AOF on.
+- `TRADIER_API_KEY` unset: starts the local emulator and points the worker at it.
+Then runs `python -m worker run` in the foreground. Ctrl-C (or SIGTERM/SIGHUP) stops everything it
+started; the children also die with it if it is killed outright (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from devtools.redis_server import RedisServer, find_redis_server, free_port, port_open
+
+DATA_DIR = Path(".data")
+EMULATOR_TOKEN = "emulator-token"  # noqa: S105 - the emulator accepts any token; not a secret
+READY_TIMEOUT_S = 20.0
+
+
+class Stop(Exception):
+    """A signal asked the launcher to stop."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the launcher dies, however it dies."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A session of its own: the terminal's Ctrl-C reaches the launcher only, which stops the
+    # children in order (worker first, so it finishes its jobs while Redis is still up).
+    return subprocess.Popen(args, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def _say(message: str) -> None:
+    print(f"make run: {message}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    env = dict(os.environ)
+    redis: RedisServer | None = None
+    emulator: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        if not env.get("REDIS_URL"):
+            port = int(env.get("MARKETCACHE_REDIS_PORT", "6379"))
+            if port_open(port):
+                _say(
+                    f"port {port} is already in use. To use the Redis there, set "
+                    f"REDIS_URL=redis://127.0.0.1:{port}/0; for a private one elsewhere, "
+                    "set MARKETCACHE_REDIS_PORT"
+                )
+                return 1
+            redis = RedisServer(port, data_dir=DATA_DIR / "redis", binary=find_redis_server())
+            redis.start(start_new_session=True, preexec_fn=_die_with_parent)
+            env["REDIS_URL"] = redis.url
+            _say(f"private redis-server on {redis.url} (data in {DATA_DIR}/redis, AOF on)")
+        if not env.get("TRADIER_API_KEY"):
+            port = free_port()
+            emulator = _spawn([sys.executable, "-m", "emulator", "--port", str(port)], env)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not port_open(port):
+                if emulator.poll() is not None or time.monotonic() > deadline:
+                    _say("the emulator did not start; see its output above")
+                    return 1
+                time.sleep(0.05)
+            env["TRADIER_BASE_URL"] = f"http://127.0.0.1:{port}"
+            env["TRADIER_API_KEY"] = EMULATOR_TOKEN
+            _say(f"TRADIER_API_KEY unset: using the local emulator on http://127.0.0.1:{port}")
+        _say(f"read quotes with: REDIS_URL={env['REDIS_URL']} .venv/bin/python -m reader quote AAPL")
+        worker = _spawn([sys.executable, "-m", "worker", "run", *sys.argv[1:]], env)
+        return worker.wait()
+    except Stop as stop:
+        _say(f"{stop}: stopping")
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop(worker, signal.SIGINT)
+        _stop(emulator, signal.SIGTERM)
+        if redis is not None:
+            redis.stop()
+
+
+def _stop(process: subprocess.Popen[bytes] | None, signum: int, timeout_s: float = 15.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signum)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`python -m worker {run,refresh,check-config}`: the marketcache worker.
+
+Exit codes: 0 success; 1 a refresh did not store every symbol, or Redis/upstream unreachable;
+2 the configuration (file or environment) is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import redis
+import redis.asyncio
+from arq import Worker
+
+from reader.client import redact_url
+from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
+from worker.errors import ConfigError
+from worker.logs import setup_logging
+from worker.runtime import Runtime
+from worker.settings import worker_options
+
+EXIT_INCOMPLETE = 1
+EXIT_CONFIG = 2
+
+log = logging.getLogger("worker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    path = resolve_config_path(getattr(args, "path", None) or args.config)
+    try:
+        config = load_config(path)
+        if args.command == "check-config":
+            print(_describe(path, config))
+            return 0
+        secrets = Secrets.from_env()
+        secrets.api_key(config.datasets.quotes.provider)  # fail now, not at the first refresh
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.log_level, secrets.values())
+    try:
+        if args.command == "refresh":
+            return asyncio.run(_refresh_once(config, secrets))
+        Worker(**worker_options(config, secrets)).run()
+    except (redis.ConnectionError, OSError) as e:
+        log.error("worker.redis_unreachable url=%s error=%r", redact_url(config.redis_url), str(e))
+        return EXIT_INCOMPLETE
+    return 0
+
+
+async def _refresh_once(config: Config, secrets: Secrets) -> int:
+    client = redis.asyncio.Redis.from_url(config.redis_url)
+    try:
+        async with Runtime.open(config, secrets, client) as runtime:
+            report = await runtime.refresh_watchlist()
+    finally:
+        await client.aclose()
+    print(
+        f"refreshed quotes: stored {len(report.stored)} of {len(report.requested)} symbols"
+        + (f"; not listed upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
+        + (f"; failed: {len(report.failed)}" if report.failed else "")
+    )
+    for error in dict.fromkeys(report.errors):
+        print(f"error: {error}", file=sys.stderr)
+    return 0 if report.complete else EXIT_INCOMPLETE
+
+
+def _describe(path: Path, config: Config) -> str:
+    quotes = config.datasets.quotes
+    provider = config.providers.tradier
+    return (
+        f"ok: {path}: {len(config.watchlist)} symbols; quotes every {quotes.interval_s:g} s from "
+        f"{quotes.provider} ({provider.base_url}, {provider.rate_per_min}/min, batch {provider.batch_size}); "
+        f"redis {redact_url(config.redis_url)}"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="PATH", help=f"config file (default: ${CONFIG_ENV}, else ./config.yaml)"
+    )
+    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", parents=[common], help="run the worker daemon (Ctrl-C stops it)")
+    commands.add_parser("refresh", parents=[common], help="refresh every symbol once and exit")
+    check = commands.add_parser("check-config", parents=[common], help="validate a config file and exit")
+    check.add_argument("path", nargs="?", metavar="PATH", help="the file to check (default: as --config)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

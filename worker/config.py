@@ -1,0 +1,263 @@
+"""config.yaml: the watchlist, providers and cadences, validated; plus overrides from the environment.
+
+Environment variables win over the file: `REDIS_URL`, `TRADIER_BASE_URL`, `POLYGON_BASE_URL`.
+API keys come from the environment only (`TRADIER_API_KEY`, `POLYGON_API_KEY`) and live in
+`Secrets`, never in `Config`, so that dumping a config cannot leak them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from reader.client import DEFAULT_REDIS_URL, redact_url
+from reader.symbols import normalize_symbol
+from worker.errors import ConfigError
+
+CONFIG_ENV = "MARKETCACHE_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+
+Symbol = Annotated[str, BeforeValidator(normalize_symbol)]
+
+# field path in the file -> environment variable that overrides it
+ENV_OVERRIDES: dict[tuple[str, ...], str] = {
+    ("redis_url",): "REDIS_URL",
+    ("providers", "tradier", "base_url"): "TRADIER_BASE_URL",
+    ("providers", "polygon", "base_url"): "POLYGON_BASE_URL",
+}
+API_KEY_ENV = {"tradier": "TRADIER_API_KEY", "polygon": "POLYGON_API_KEY"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Section):
+    """One upstream API: where it is and how hard it may be called."""
+
+    base_url: str
+    rate_per_min: int = Field(gt=0, description="requests per minute this process may send")
+    batch_size: int = Field(gt=0, le=1000, description="symbols per upstream call")
+    max_concurrency: int = Field(default=4, gt=0, description="requests in flight at once")
+    timeout_s: float = Field(default=10.0, gt=0, description="total time of one request")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL, e.g. https://api.tradier.com")
+        return value.rstrip("/")
+
+
+class TradierConfig(ProviderConfig):
+    base_url: str = "https://api.tradier.com"
+    rate_per_min: int = Field(default=120, gt=0)
+    batch_size: int = Field(default=100, gt=0, le=1000)
+
+
+class PolygonConfig(ProviderConfig):
+    base_url: str = "https://api.polygon.io"
+    rate_per_min: int = Field(default=5, gt=0)
+    batch_size: int = Field(default=250, gt=0, le=1000)
+
+
+class ProvidersConfig(_Section):
+    tradier: TradierConfig = TradierConfig()
+    polygon: PolygonConfig = PolygonConfig()
+
+
+class QuotesConfig(_Section):
+    provider: Literal["tradier"] = "tradier"
+    interval_s: float = Field(default=15.0, gt=0, description="seconds between refreshes")
+
+
+class DatasetsConfig(_Section):
+    quotes: QuotesConfig = QuotesConfig()
+
+
+class CacheConfig(_Section):
+    keep_stale_s: int = Field(
+        default=7 * 86_400,
+        ge=0,
+        description="how long an item outlives fresh_until in Redis (served, flagged)",
+    )
+    fresh_slack_s: float = Field(
+        default=5.0, ge=0, description="added to fresh_until so a refresh in progress does not flag reads"
+    )
+
+
+class WorkerConfig(_Section):
+    tick_s: int = Field(default=1, ge=1, le=60, description="how often due refreshes are enqueued")
+    max_jobs: int = Field(default=10, gt=0, description="arq jobs run at once by one process")
+    job_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class Config(_Section):
+    """The whole of config.yaml."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    watchlist: list[Symbol] = Field(min_length=1)
+    providers: ProvidersConfig = ProvidersConfig()
+    datasets: DatasetsConfig = DatasetsConfig()
+    cache: CacheConfig = CacheConfig()
+    worker: WorkerConfig = WorkerConfig()
+
+    @field_validator("watchlist")
+    @classmethod
+    def _distinct(cls, symbols: list[str]) -> list[str]:
+        return list(dict.fromkeys(symbols))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL, e.g. redis://localhost:6379/0")
+        return value
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """API keys, from the environment only."""
+
+    tradier_api_key: SecretStr | None = None
+    polygon_api_key: SecretStr | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Secrets:
+        env = os.environ if env is None else env
+
+        def read(name: str) -> SecretStr | None:
+            value = env.get(name, "").strip()
+            return SecretStr(value) if value else None
+
+        return cls(read(API_KEY_ENV["tradier"]), read(API_KEY_ENV["polygon"]))
+
+    def api_key(self, provider: str) -> str:
+        """The key of `provider`, or a `ConfigError` saying which variable to set."""
+        secret = {"tradier": self.tradier_api_key, "polygon": self.polygon_api_key}.get(provider)
+        if secret is None:
+            raise ConfigError(
+                f"{API_KEY_ENV[provider]} is not set: export your {provider} API key, "
+                "or use `make run`, which starts the local emulator and needs no key"
+            )
+        return secret.get_secret_value()
+
+    def values(self) -> list[str]:
+        """Every secret value, for log redaction."""
+        return [s.get_secret_value() for s in (self.tradier_api_key, self.polygon_api_key) if s is not None]
+
+
+def resolve_config_path(path: str | Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """`path`, else `MARKETCACHE_CONFIG`, else ./config.yaml."""
+    env = os.environ if env is None else env
+    return Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, override from `env`, and validate; raise `ConfigError` listing every problem."""
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(
+            f"{path}: cannot read it ({e.strerror}); pass --config PATH or set {CONFIG_ENV}"
+        ) from e
+    return parse_config(text, source=str(path), env=env)
+
+
+def parse_config(text: str, *, source: str = "config", env: Mapping[str, str] | None = None) -> Config:
+    """Validate the YAML `text`; `source` names it in error messages."""
+    env = os.environ if env is None else env
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ConfigError(f"{source}: not valid YAML{at}: {getattr(e, 'problem', e)}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of settings (watchlist: [...], ...), got {type(data).__name__}"
+        )
+    _refuse_secrets(data, source)
+    overridden = _apply_env(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = [_describe(err, overridden) for err in e.errors()]
+        raise ConfigError(f"{source} is invalid ({len(lines)} problems):\n  " + "\n  ".join(lines)) from None
+
+
+def _refuse_secrets(data: Any, source: str, path: tuple[str, ...] = ()) -> None:
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        lowered = str(key).lower()
+        if any(word in lowered for word in ("api_key", "apikey", "token", "secret", "password")):
+            dotted = ".".join((*path, str(key)))
+            raise ConfigError(
+                f"{source}: {dotted}: secrets are not read from the config file; remove it and set "
+                f"{' or '.join(API_KEY_ENV.values())} in the environment (or put the password in REDIS_URL)"
+            )
+        _refuse_secrets(value, source, (*path, str(key)))
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    overridden: dict[tuple[str, ...], str] = {}
+    for path, name in ENV_OVERRIDES.items():
+        value = env.get(name, "").strip()
+        if not value:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+        overridden[path] = name
+    return overridden
+
+
+def _describe(error: Any, overridden: dict[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    dotted = dotted.removeprefix(".") or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{dotted}: unknown key{_suggest(loc)}"
+    if error["type"] == "missing":
+        return f"{dotted}: required, missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    origin = f" (from {overridden[loc]})" if loc in overridden else ""
+    value = error["input"]
+    if isinstance(value, str) and "://" in value:
+        value = redact_url(value)
+    return f"{dotted} = {value!r}{origin}: {message}"
+
+
+def _suggest(loc: tuple[str, ...]) -> str:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    allowed = sorted(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f" (expected one of: {', '.join(allowed)}){hint}"

@@ -1,0 +1,99 @@
+"""One upstream request: rate gate, timeout, status mapping, JSON decoding; shared by providers.
+
+Errors carry the provider, the endpoint and what went wrong; never a header, a key, or a URL
+with query parameters (Polygon accepts keys in the query; we send them as headers anyway).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from worker.errors import (
+    UpstreamAuthError,
+    UpstreamBadPayload,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamUnavailable,
+)
+from worker.ratelimit import RateGate
+
+WindowReader = Callable[[CIMultiDictProxy[str]], tuple[int | None, datetime | None]]
+"""Reads (requests left, window end) from a response's headers; (None, None) if it says nothing."""
+
+RATE_LIMIT_RETRIES = 2
+_BODY_EXCERPT = 120
+
+
+def _no_window(_: CIMultiDictProxy[str]) -> tuple[int | None, datetime | None]:
+    return None, None
+
+
+async def request_json(
+    session: aiohttp.ClientSession,
+    gate: RateGate,
+    *,
+    provider: str,
+    method: str,
+    url: str,
+    endpoint: str,
+    headers: Mapping[str, str],
+    params: Mapping[str, str] | None = None,
+    form: Mapping[str, str] | None = None,
+    timeout_s: float,
+    window: WindowReader = _no_window,
+    auth_hint: str = "check the API key",
+) -> Any:
+    """The decoded JSON body of a 2xx answer; an `UpstreamError` subclass for anything else.
+
+    A 429 holds the gate until the announced window ends and retries, at most
+    `RATE_LIMIT_RETRIES` times.
+    """
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    for _attempt in range(RATE_LIMIT_RETRIES + 1):
+        async with gate.slot():
+            try:
+                async with session.request(
+                    method, url, params=params, data=form, headers=headers, timeout=timeout
+                ) as response:
+                    body = await response.read()
+                    status = response.status
+                    left, reset_at = window(response.headers)
+                    gate.observe(left, reset_at)
+            except TimeoutError as e:
+                raise UpstreamUnavailable(provider, endpoint, f"no answer within {timeout_s:g} s") from e
+            except aiohttp.ClientError as e:
+                raise UpstreamUnavailable(
+                    provider, endpoint, f"connection failed ({type(e).__name__})"
+                ) from e
+        if status == 429:
+            gate.throttled(reset_at)
+            continue
+        _raise_for_status(provider, endpoint, status, body, auth_hint)
+        try:
+            return json.loads(body)
+        except ValueError as e:
+            raise UpstreamBadPayload(provider, endpoint, f"answer is not JSON: {_excerpt(body)}") from e
+    raise UpstreamRateLimited(provider, endpoint, f"429 after {RATE_LIMIT_RETRIES} waits for the rate window")
+
+
+def _raise_for_status(provider: str, endpoint: str, status: int, body: bytes, auth_hint: str) -> None:
+    if 200 <= status < 300:
+        return
+    detail = f"HTTP {status} {_excerpt(body)}"
+    if status in (401, 403):
+        raise UpstreamAuthError(provider, endpoint, f"{detail}; {auth_hint}")
+    if status >= 500:
+        raise UpstreamUnavailable(provider, endpoint, detail)
+    raise UpstreamError(provider, endpoint, detail)
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[:_BODY_EXCERPT].decode("utf-8", "replace").strip().replace("\n", " ")
+    more = "..." if len(body) > _BODY_EXCERPT else ""
+    return repr(text + more) if text else "(empty body)"

@@ -1,0 +1,71 @@
+"""arq settings of the worker, built from a `Config`.
+
+`python -m worker run` builds them from --config; `arq worker.settings.WorkerSettings` also works
+and reads the config named by `MARKETCACHE_CONFIG` (else ./config.yaml) when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron, func
+from arq.connections import RedisSettings
+
+from reader import jobs as job_contract
+from reader import keys
+from reader.clock import Clock, utc_now
+from worker import jobs
+from worker.config import Config, Secrets, load_config, resolve_config_path
+
+
+def worker_options(
+    config: Config, secrets: Secrets, *, clock: Clock = utc_now, scheduled: bool = True
+) -> dict[str, Any]:
+    """Keyword arguments of `arq.Worker`; `scheduled=False` leaves out the tick (tests enqueue by hand)."""
+    interval_s = config.datasets.quotes.interval_s
+    tick_s = config.worker.tick_s
+    cron_jobs = [
+        cron(
+            jobs.tick,
+            name="tick",
+            second=set(range(0, 60, tick_s)),
+            run_at_startup=True,
+            unique=True,
+            timeout=max(tick_s * 5, 10),
+            keep_result=0,
+        )
+    ]
+    return {
+        "functions": [
+            func(
+                jobs.refresh_quotes,
+                name=job_contract.REFRESH_QUOTES,
+                # The result key blocks a second run of the same batch id: keep it past the slot.
+                keep_result=interval_s * 2 + 60,
+                timeout=config.worker.job_timeout_s,
+                max_tries=1,
+            )
+        ],
+        "cron_jobs": cron_jobs if scheduled else [],
+        "redis_settings": RedisSettings.from_dsn(config.redis_url),
+        "queue_name": keys.QUEUE,
+        "health_check_key": keys.PREFIX + "worker:health",
+        "on_startup": jobs.startup,
+        "on_shutdown": jobs.shutdown,
+        "max_jobs": config.worker.max_jobs,
+        "job_serializer": job_contract.dumps,
+        "job_deserializer": job_contract.loads,
+        "log_results": False,
+        "ctx": {"config": config, "secrets": secrets, "clock": clock},
+    }
+
+
+def _settings_class() -> type:
+    config = load_config(resolve_config_path(None))
+    return type("WorkerSettings", (), worker_options(config, Secrets.from_env()))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkerSettings":
+        return _settings_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
