@@ -1,0 +1,114 @@
+"""Fixtures: one real redis-server per session (flushed per test), the emulator, an arq worker factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from arq import Worker
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from devtools.redis_server import RedisServer, find_redis_server
+from emulator.state import EmulatorOptions
+from reader import jobs as job_contract
+from reader import keys
+from tests.support import FakeClock, RunningEmulator, start_emulator
+from worker import jobs
+from worker.config import Config, Secrets
+from worker.settings import worker_options
+
+API_KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free port (never 6379), for the whole session."""
+    with RedisServer(binary=find_redis_server(allow_apt=True)) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The session's Redis, empty and with fresh command statistics."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.config_resetstat()
+    yield redis_server.url
+    client.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator_options() -> EmulatorOptions:
+    return EmulatorOptions(seed=11, rate_per_min=1000)
+
+
+@pytest.fixture
+async def emulator(emulator_options: EmulatorOptions, clock: FakeClock) -> AsyncIterator[RunningEmulator]:
+    running = await start_emulator(emulator_options, clock)
+    yield running
+    await running.server.close()
+
+
+@pytest.fixture
+def secrets() -> Secrets:
+    return Secrets.from_env({"TRADIER_API_KEY": API_KEY})
+
+
+@pytest.fixture
+def monkeypatch_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """monkeypatch with the variables that configure marketcache removed from the environment."""
+    for name in (
+        "REDIS_URL",
+        "TRADIER_API_KEY",
+        "POLYGON_API_KEY",
+        "TRADIER_BASE_URL",
+        "POLYGON_BASE_URL",
+        "MARKETCACHE_CONFIG",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+RunBatches = Callable[[Config], Awaitable[Worker]]
+
+
+@pytest.fixture
+async def run_scheduled_batches(
+    redis_url: str, secrets: Secrets, clock: FakeClock
+) -> AsyncIterator[RunBatches]:
+    """Runs the real `tick` once (enqueueing what is due), then a real arq worker in burst mode."""
+    pools: list[ArqRedis] = []
+    workers: list[Worker] = []
+
+    async def run(config: Config) -> Worker:
+        pool = await create_pool(
+            RedisSettings.from_dsn(redis_url),
+            default_queue_name=keys.QUEUE,
+            job_serializer=job_contract.dumps,
+            job_deserializer=job_contract.loads,
+        )
+        pools.append(pool)
+        ctx: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
+        await jobs.startup(ctx)
+        try:
+            await jobs.tick(ctx)
+        finally:
+            await jobs.shutdown(ctx)
+        options = worker_options(config, secrets, clock=clock, scheduled=False)
+        worker = Worker(**{**options, "burst": True, "handle_signals": False, "poll_delay": 0.01})
+        workers.append(worker)
+        await worker.main()
+        return worker
+
+    yield run
+    for worker in workers:
+        await worker.close()
+    for pool in pools:
+        await pool.aclose()

@@ -1,0 +1,75 @@
+"""Test doubles and builders shared by the tests: a fake clock, an in-process emulator, configs."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from emulator.app import create_app
+from emulator.state import STATE, EmulatorOptions, EmulatorState
+from worker.config import Config
+
+# A regular Tuesday, 10:00 ET: the market is open.
+TUESDAY_10_ET = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to; `sleep` advances it instead of waiting."""
+
+    def __init__(self, now: datetime = TUESDAY_10_ET) -> None:
+        self.now = now
+        self.slept_s: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept_s.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+@dataclass
+class RunningEmulator:
+    """An emulator served on 127.0.0.1 by this test's event loop."""
+
+    server: TestServer
+    app: web.Application
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def state(self) -> EmulatorState:
+        return self.app[STATE]
+
+    def calls(self, path: str = "/v1/markets/quotes") -> dict[str, int]:
+        """Calls served on `path`, by status code (as strings, like the stats endpoint)."""
+        return dict(self.state.stats()["calls"].get(path, {}))
+
+
+async def start_emulator(options: EmulatorOptions, clock: FakeClock) -> RunningEmulator:
+    app = create_app(options, clock=clock)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return RunningEmulator(server=server, app=app)
+
+
+def make_config(symbols: list[str], *, redis_url: str, tradier_url: str, **sections: Any) -> Config:
+    """A valid config for tests; `sections` override top-level keys (e.g. providers=..., cache=...)."""
+    data: dict[str, Any] = {
+        "redis_url": redis_url,
+        "watchlist": symbols,
+        "providers": {"tradier": {"base_url": tradier_url, "rate_per_min": 600, "batch_size": 100}},
+    }
+    data.update(sections)
+    return Config.model_validate(data)
