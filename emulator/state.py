@@ -50,6 +50,7 @@ class EmulatorState:
     market: Market
     tradier_limiter: WindowLimiter
     calls: Counter[tuple[str, int]] = field(default_factory=Counter)
+    methods: Counter[tuple[str, str]] = field(default_factory=Counter)
     faults: list[Fault] = field(default_factory=list)
     _fault_uses: Counter[int] = field(default_factory=Counter)
 
@@ -71,10 +72,14 @@ class EmulatorState:
         calls: dict[str, dict[str, int]] = {}
         for (path, status), count in sorted(self.calls.items()):
             calls.setdefault(path, {})[str(status)] = count
-        return {"calls": calls, "total": sum(self.calls.values())}
+        methods: dict[str, dict[str, int]] = {}
+        for (path, method), count in sorted(self.methods.items()):
+            methods.setdefault(path, {})[method] = count
+        return {"calls": calls, "methods": methods, "total": sum(self.calls.values())}
 
     def reset(self) -> None:
         self.calls.clear()
+        self.methods.clear()
         self.faults.clear()
         self._fault_uses.clear()
         self.tradier_limiter.reset()

@@ -56,6 +56,8 @@ def worker_options(
         "job_serializer": job_contract.dumps,
         "job_deserializer": job_contract.loads,
         "log_results": False,
+        # `arq --check worker.settings.WorkerSettings` (the compose healthcheck) reads this key.
+        "health_check_interval": 30,
         "ctx": {"config": config, "secrets": secrets, "clock": clock},
     }
 

@@ -1,0 +1,158 @@
+"""config.yaml validation: `check-config` names the field path, the bad value and the fix, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.config import ConfigError, Secrets, load_config, parse_config, resolve_config_path
+
+REPO = Path(__file__).resolve().parent.parent
+VALID = "watchlist: [AAPL, msft]\n"
+
+
+def check_config(path: Path, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "value", "expected"),
+    [
+        pytest.param(
+            "watchlist: [AAPL]\nproviders: {tradier: {batch_size: lots}}",
+            "providers.tradier.batch_size",
+            "'lots'",
+            "valid integer",
+            id="wrong-type",
+        ),
+        pytest.param(
+            "watchlist: [AAPL]\nproviders: {tradier: {batchsize: 10}}",
+            "providers.tradier.batchsize",
+            "unknown key",
+            "did you mean 'batch_size'",
+            id="unknown-key",
+        ),
+        pytest.param(
+            "watchlist: [AAPL]\nwatchlst: [MSFT]",
+            "watchlst",
+            "unknown key",
+            "did you mean 'watchlist'",
+            id="unknown-top-level-key",
+        ),
+        pytest.param(
+            "watchlist: [AAPL]\nproviders: {tradier: {rate_per_min: -5}}",
+            "providers.tradier.rate_per_min",
+            "-5",
+            "greater than 0",
+            id="negative-rate",
+        ),
+        pytest.param("watchlist: []", "watchlist", "[]", "at least 1 item", id="empty-watchlist"),
+        pytest.param(
+            "watchlist: [AAPL, 'AAPL*']", "watchlist[1]", "'AAPL*'", "letter first", id="bad-symbol"
+        ),
+        pytest.param("providers: {}", "watchlist", "required", "missing", id="no-watchlist"),
+    ],
+)
+def test_check_config_refuses_bad_files_with_the_field_path(
+    tmp_path: Path, text: str, path: str, value: str, expected: str
+) -> None:
+    """Each kind of mistake exits 2 and names where it is, what it is and what is expected."""
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    result = check_config(config)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    line = next(line for line in result.stderr.splitlines() if line.strip().startswith(path))
+    assert value in line
+    assert expected in line
+
+
+def test_check_config_accepts_the_shipped_config_and_describes_it() -> None:
+    """The repository's config.yaml is valid; check-config says what it will do."""
+    result = check_config(REPO / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: ")
+    assert "14 symbols" in result.stdout
+    assert "quotes every 15 s from tradier" in result.stdout
+
+
+def test_check_config_on_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    """A missing file is exit 2 with the flag and the variable that choose it."""
+    result = check_config(tmp_path / "nope.yaml")
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr
+    assert "--config" in result.stderr
+    assert "MARKETCACHE_CONFIG" in result.stderr
+
+
+def test_not_yaml_and_not_a_mapping_are_refused_with_the_position() -> None:
+    """Broken YAML reports its line and column; a list at the top level is refused."""
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 2, column"):
+        parse_config("watchlist: [AAPL\nproviders: {", env={})
+    with pytest.raises(ConfigError, match=r"expected a mapping"):
+        parse_config("- AAPL\n- MSFT", env={})
+
+
+def test_api_keys_in_the_file_are_refused_and_never_echoed() -> None:
+    """A key in the file is refused, pointing at the variable, without printing the value."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config("watchlist: [AAPL]\nproviders: {tradier: {api_key: abc123secret}}", env={})
+    assert "providers.tradier.api_key" in str(raised.value)
+    assert "TRADIER_API_KEY" in str(raised.value)
+    assert "abc123secret" not in str(raised.value)
+
+
+def test_environment_wins_over_the_file_and_is_named_when_wrong() -> None:
+    """REDIS_URL and TRADIER_BASE_URL override the file; a bad override names its variable."""
+    env = {"REDIS_URL": "redis://cache:6380/2", "TRADIER_BASE_URL": "http://127.0.0.1:9999/"}
+    config = parse_config(VALID + "redis_url: redis://file:6379/0", env=env)
+    assert config.redis_url == "redis://cache:6380/2"
+    assert config.providers.tradier.base_url == "http://127.0.0.1:9999"
+    with pytest.raises(
+        ConfigError, match=r"providers.tradier.base_url = 'ftp://x' \(from TRADIER_BASE_URL\)"
+    ):
+        parse_config(VALID, env={"TRADIER_BASE_URL": "ftp://x"})
+
+
+def test_watchlist_is_normalised_and_deduplicated() -> None:
+    """Lower case is accepted, duplicates are dropped, order is kept."""
+    config = parse_config("watchlist: [msft, AAPL, aapl, MSFT, brk.b]", env={})
+    assert config.watchlist == ["MSFT", "AAPL", "BRK.B"]
+
+
+def test_redis_password_is_not_echoed_in_errors() -> None:
+    """A bad value that carries a Redis password is shown redacted."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(VALID + "worker: {tick_s: 0}", env={"REDIS_URL": "http://:hunter2@host:6379"})
+    assert "hunter2" not in str(raised.value)
+    assert "redis_url" in str(raised.value)
+
+
+def test_config_path_comes_from_flag_then_environment_then_default(tmp_path: Path) -> None:
+    """--config beats MARKETCACHE_CONFIG, which beats ./config.yaml."""
+    assert resolve_config_path("a.yaml", {"MARKETCACHE_CONFIG": "b.yaml"}) == Path("a.yaml")
+    assert resolve_config_path(None, {"MARKETCACHE_CONFIG": "b.yaml"}) == Path("b.yaml")
+    assert resolve_config_path(None, {}) == Path("config.yaml")
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID)
+    assert load_config(path, env={}).watchlist == ["AAPL", "MSFT"]
+
+
+def test_secrets_come_from_the_environment_and_say_what_to_set_when_missing() -> None:
+    """A missing key names its variable and the emulator alternative; present keys stay hidden."""
+    secrets = Secrets.from_env({"TRADIER_API_KEY": "  tok-123  "})
+    assert secrets.api_key("tradier") == "tok-123"
+    assert "tok-123" not in repr(secrets)
+    with pytest.raises(ConfigError, match=r"POLYGON_API_KEY is not set.*make run"):
+        secrets.api_key("polygon")
+    assert secrets.values() == ["tok-123"]

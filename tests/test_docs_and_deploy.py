@@ -1,0 +1,105 @@
+"""The README's reader example runs as written; docker-compose.yml is what the README says it is."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+import yaml
+
+from reader import Quote, keys
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
+
+
+def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) -> None:
+    """The README's example prints the cached quotes and reports the miss, as it claims."""
+    (example,) = _readme_python_blocks()
+    assert len([line for line in example.splitlines() if line.strip()]) <= 8
+    now = datetime.now(UTC)
+    client = redis.Redis.from_url(redis_url)
+    for symbol, last in (("AAPL", 231.5), ("MSFT", 421.25), ("NVDA", 141.0)):
+        quote = Quote(
+            symbol=symbol,
+            source="tradier",
+            fetched_at=now,
+            fresh_until=now + timedelta(seconds=60),
+            last=last,
+            bid=last - 0.01,
+            ask=last + 0.01,
+        )
+        client.set(keys.quote(symbol), quote.model_dump_json(exclude_none=True))
+    client.close()
+    env = {"PATH": os.environ.get("PATH", ""), "REDIS_URL": redis_url}
+    result = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith("AAPL 231.5 231.49 231.51 ")
+    assert first.endswith("s old fresh")
+    assert "'MSFT': Quote(" in second
+    assert "last=421.25" in second
+    assert "'NVDA': Quote(" in second
+    assert "'ZZZZ': NotCached(\"no quote cached for 'ZZZZ'" in second
+
+
+def test_compose_runs_redis_with_aof_and_a_worker_that_waits_for_it() -> None:
+    """Redis with AOF and a healthcheck; the worker waits for it healthy; the emulator is demo-only."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    redis_service = services["redis"]
+    assert "--appendonly" in redis_service["command"]
+    assert redis_service["command"][redis_service["command"].index("--appendonly") + 1] == "yes"
+    assert redis_service["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    assert any(volume.endswith(":/data") for volume in redis_service["volumes"])
+
+    worker = services["worker"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert worker["environment"]["TRADIER_API_KEY"] == "${TRADIER_API_KEY:-}"  # from the shell, not a file
+    assert worker["command"] == ["python", "-m", "worker", "run"]
+    assert (REPO / "Dockerfile").exists()
+    assert "profiles" not in worker
+
+    emulator = services["emulator"]
+    assert emulator["profiles"] == ["demo"]
+    assert emulator["command"][:3] == ["python", "-m", "emulator"]
+    assert "redis-data" in compose["volumes"]
+    # The mounted config is the repository's config file, at the path the image reads.
+    mount = next(v for v in worker["volumes"] if v.startswith("./config.yaml:"))
+    assert mount.split(":")[1] == worker["environment"]["MARKETCACHE_CONFIG"]
+
+
+def test_dockerfile_installs_the_package_and_runs_the_worker_unprivileged() -> None:
+    """The image installs marketcache from pyproject.toml and does not run as root."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip install ." in dockerfile
+    assert "USER nobody" in dockerfile
+    assert 'CMD ["python", "-m", "worker", "run"]' in dockerfile
+
+
+def test_ci_runs_make_test_and_nothing_else() -> None:
+    """.ci/run calls `make test`, the README's command, and nothing the README does not."""
+    commands = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert commands[-1] == "exec make test"
+    assert all(c.startswith(("set ", "cd ", "exec make test")) for c in commands)

@@ -1,0 +1,78 @@
+"""`python -m reader quote ...`: JSON on a hit, exit 1 and a clear message on a miss."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+from devtools.redis_server import free_port
+from reader import Quote, keys
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _reader(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", ""), "REDIS_URL": redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "reader", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+def _store(redis_url: str, *symbols: str) -> None:
+    now = datetime.now(UTC)
+    client = redis.Redis.from_url(redis_url)
+    for symbol in symbols:
+        quote = Quote(
+            symbol=symbol, source="tradier", fetched_at=now, fresh_until=now + timedelta(minutes=1), last=10.5
+        )
+        client.set(keys.quote(symbol), quote.model_dump_json(exclude_none=True))
+    client.close()
+
+
+def test_prints_cached_quotes_as_json(redis_url: str) -> None:
+    """Each symbol's quote, with age_s and stale, keyed by symbol."""
+    _store(redis_url, "AAPL", "MSFT")
+    result = _reader("quote", "aapl", "MSFT", redis_url=redis_url)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert sorted(data) == ["AAPL", "MSFT"]
+    assert data["AAPL"]["last"] == 10.5
+    assert data["AAPL"]["stale"] is False
+    assert 0 <= data["AAPL"]["age_s"] < 60
+
+
+def test_a_miss_exits_1_with_a_message_and_still_prints_the_hits(redis_url: str) -> None:
+    """A symbol not cached: exit 1, the reason on stderr, the others on stdout."""
+    _store(redis_url, "AAPL")
+    result = _reader("quote", "AAPL", "TSLA", redis_url=redis_url)
+    assert result.returncode == 1
+    assert "no quote cached for 'TSLA'" in result.stderr
+    assert list(json.loads(result.stdout)) == ["AAPL"]
+
+
+def test_a_malformed_symbol_exits_2(redis_url: str) -> None:
+    """A malformed symbol is a usage error naming the value and the accepted form."""
+    result = _reader("quote", "AAPL*", redis_url=redis_url)
+    assert result.returncode == 2
+    assert "'AAPL*' is not a ticker symbol" in result.stderr
+
+
+def test_unreachable_redis_says_where_it_looked() -> None:
+    """No Redis at the URL: exit 1, the URL and what to set, no traceback."""
+    result = _reader("quote", "AAPL", redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    assert result.returncode == 1
+    assert "cannot read from Redis" in result.stderr
+    assert "REDIS_URL" in result.stderr
+    assert "Traceback" not in result.stderr

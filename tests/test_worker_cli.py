@@ -1,0 +1,151 @@
+"""`python -m worker refresh|run` as processes: exit codes, output, and no key in anything printed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from emulator.state import EmulatorOptions
+from reader import SyncReader, keys
+from tests.support import RunningEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+KEY = "cli-test-key-do-not-print"
+
+
+def _write_config(tmp_path: Path, symbols: list[str]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"watchlist: [{', '.join(symbols)}]\ndatasets: {{quotes: {{interval_s: 2}}}}\n")
+    return path
+
+
+def _env(redis_url: str, emulator: RunningEmulator, key: str | None = KEY) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "REDIS_URL": redis_url,
+        "TRADIER_BASE_URL": emulator.url,
+    }
+    if key is not None:
+        env["TRADIER_API_KEY"] = key
+    return env
+
+
+async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker",
+        *args,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_refresh_stores_every_symbol_and_exits_0(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """One pass stores the whole watchlist and says so."""
+    config = _write_config(tmp_path, ["AAPL", "MSFT", "SPY"])
+    code, out, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    assert code == 0, err
+    assert "stored 3 of 3 symbols" in out
+    assert "refresh.batch_done" in err
+    with SyncReader(redis_url) as reader:
+        assert sorted(reader.quotes(["AAPL", "MSFT", "SPY"])) == ["AAPL", "MSFT", "SPY"]
+        assert reader.quote("SPY").source == "tradier"
+
+
+async def test_refresh_exits_1_when_a_symbol_is_not_listed(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """An unknown symbol is named and the exit code says the pass was incomplete."""
+    config = _write_config(tmp_path, ["AAPL", "NOPE"])
+    code, out, _ = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    assert code == 1
+    assert "stored 1 of 2 symbols; not listed upstream: NOPE" in out
+
+
+@pytest.mark.parametrize(
+    "emulator_options", [EmulatorOptions(seed=11, api_keys=frozenset({"the-right-key"}))]
+)
+async def test_refresh_with_a_wrong_key_exits_1_and_never_prints_the_key(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """A 401 stores nothing, exits 1, explains which variable to check, and prints no key."""
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.quote("AAPL"), b"previous")
+    config = _write_config(tmp_path, ["AAPL", "MSFT"])
+    code, out, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    assert code == 1
+    assert "HTTP 401" in err
+    assert "TRADIER_API_KEY" in err
+    assert KEY not in out + err
+    assert client.get(keys.quote("AAPL")) == b"previous"
+    assert client.get(keys.quote("MSFT")) is None
+    client.close()
+
+
+async def test_missing_api_key_is_a_config_error(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """No TRADIER_API_KEY: exit 2 before any call, naming the variable and `make run`."""
+    config = _write_config(tmp_path, ["AAPL"])
+    code, _, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator, key=None))
+    assert code == 2
+    assert "TRADIER_API_KEY is not set" in err
+    assert emulator.calls() == {}
+
+
+async def test_unreachable_redis_is_one_clear_line(tmp_path: Path, emulator: RunningEmulator) -> None:
+    """A Redis that is not there: exit 1 with the URL, no traceback."""
+    from devtools.redis_server import free_port
+
+    config = _write_config(tmp_path, ["AAPL"])
+    env = _env(f"redis://127.0.0.1:{free_port()}/0", emulator)
+    code, _, err = await _run("refresh", "--config", str(config), env=env)
+    assert code == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+async def test_run_daemon_refreshes_on_its_interval_until_interrupted(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """`run` refreshes at start and again each interval; SIGINT stops it cleanly (exit 0)."""
+    config = _write_config(tmp_path, ["AAPL", "MSFT"])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker",
+        "run",
+        "--config",
+        str(config),
+        cwd=REPO,
+        env=_env(redis_url, emulator),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while emulator.calls().get("200", 0) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the daemon did not refresh twice"
+            await asyncio.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, err.decode()
+    assert "worker.started symbols=2" in err.decode()
+    assert KEY not in err.decode()
+    with SyncReader(redis_url) as reader:
+        assert reader.quote("MSFT").symbol == "MSFT"
