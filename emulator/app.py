@@ -69,7 +69,9 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     if fault.delay_ms:
         await asyncio.sleep(fault.delay_ms / 1000)
-    return web.Response(status=fault.status, body=fault.body.encode(), content_type=fault.content_type)
+    return web.Response(
+        status=fault.status, body=fault.body.encode(), content_type=fault.content_type, headers=fault.headers
+    )
 
 
 async def _stats(request: web.Request) -> web.Response:

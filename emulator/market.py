@@ -32,6 +32,7 @@ _DAY_S = 86_400
 _MINUTES = 1_440
 _HORIZON_DAYS = 50 * 366  # the walk is defined from 2000 to about 2050
 _MEAN_REVERSION_PER_DAY = 0.003
+_OU_BLOCK = 512
 _TICKER = re.compile(r"[A-Z][A-Z0-9.\-]{0,9}")
 
 # Names for the tickers people try first; any other well-formed ticker is listed as "<SYM> Inc".
@@ -118,7 +119,7 @@ class Market:
         self.seed = seed
         self.calendar = calendar or MarketCalendar()
         self._minute_paths = lru_cache(maxsize=4096)(self._minute_path)
-        self._day_walks: dict[str, np.ndarray] = {}
+        self._day_walk = lru_cache(maxsize=1024)(self._compute_day_walk)  # 146 KB each
 
     def listing(self, symbol: str) -> Listing | None:
         """The listing of `symbol`, or None if the simulated market does not list it."""
@@ -213,19 +214,23 @@ class Market:
         ramp = np.arange(_MINUTES + 1) / _MINUTES
         return days[k] + walk - ramp * (walk[-1] - (days[k + 1] - days[k]))
 
-    def _day_walk(self, symbol: str) -> np.ndarray:
-        walk = self._day_walks.get(symbol)
-        if walk is None:
-            listing = _listing(self.seed, symbol)
-            shocks = np.random.default_rng([self.seed, _hash(symbol)]).standard_normal(_HORIZON_DAYS)
-            mean = math.log(listing.base_price)
-            values = np.empty(_HORIZON_DAYS)
-            level = mean
-            for i, shock in enumerate((shocks * listing.daily_vol).tolist()):
-                values[i] = level
-                level += _MEAN_REVERSION_PER_DAY * (mean - level) + shock
-            self._day_walks[symbol] = walk = values
-        return walk
+    def _compute_day_walk(self, symbol: str) -> np.ndarray:
+        """Log price at the start of each UTC day: d[k+1] = a d[k] + shock[k], d = log price - mean."""
+        listing = _listing(self.seed, symbol)
+        rng = np.random.default_rng([self.seed, _hash(symbol)])
+        shocks = rng.standard_normal(_HORIZON_DAYS) * listing.daily_vol
+        a = 1 - _MEAN_REVERSION_PER_DAY
+        deviation = np.empty(_HORIZON_DAYS)
+        level = 0.0
+        # d[s+k] = a^k d[s] + a^(k-1) * sum_{i<k} shock[s+i] a^-i, in blocks short enough for a^-i.
+        for start in range(0, _HORIZON_DAYS, _OU_BLOCK):
+            block = shocks[start : start + _OU_BLOCK]
+            powers = a ** np.arange(len(block) + 1)
+            scaled = np.concatenate(([0.0], np.cumsum(block / powers[:-1])))
+            values = powers * level + np.concatenate(([0.0], powers[:-1])) * scaled
+            deviation[start : start + len(block)] = values[:-1]
+            level = float(values[-1])
+        return math.log(listing.base_price) + deviation
 
     def __repr__(self) -> str:
         return f"<Market seed={self.seed}>"

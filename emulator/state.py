@@ -25,7 +25,10 @@ class EmulatorOptions:
 
 @dataclass(frozen=True)
 class Fault:
-    """A canned answer served instead of the real one, `times` times, for requests to `path`."""
+    """A canned answer served instead of the real one, `times` times, for requests to `path`.
+
+    `headers` are added to it (e.g. `X-Ratelimit-Expiry` for a 429); `delay_ms` holds it back.
+    """
 
     path: str
     status: int = 500
@@ -33,6 +36,7 @@ class Fault:
     content_type: str = "text/plain"
     delay_ms: float = 0.0
     times: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:

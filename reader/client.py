@@ -68,9 +68,7 @@ def _symbol_list(symbols: Iterable[str]) -> tuple[list[str], dict[str, QuoteResu
         try:
             wanted[normalize_symbol(symbol)] = None
         except InvalidSymbol as e:
-            if not isinstance(symbol, str):
-                raise
-            errors[symbol] = e
+            errors[symbol if isinstance(symbol, str) else repr(symbol)] = e
     return list(wanted), errors
 
 
@@ -112,8 +110,8 @@ class Reader:
     async def quotes(self, symbols: Iterable[str]) -> dict[str, QuoteResult]:
         """Quotes of many symbols in one round trip, keyed by normalised symbol.
 
-        A symbol that is not cached maps to a `NotCached`; a malformed one, keyed as given, to
-        an `InvalidSymbol`. Nothing is raised for a single bad symbol.
+        A symbol that is not cached maps to a `NotCached`; a malformed one, keyed as given (a
+        non-string by its repr), to an `InvalidSymbol`. Nothing is raised for a single bad symbol.
         """
         wanted, errors = _symbol_list(symbols)
         raws = await self._redis.mget([keys.quote(s) for s in wanted]) if wanted else []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -62,6 +64,67 @@ async def start_emulator(options: EmulatorOptions, clock: FakeClock) -> RunningE
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return RunningEmulator(server=server, app=app)
+
+
+class CommandLog:
+    """Every command Redis runs while the block is active, from MONITOR, with the client that sent it."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.commands: list[tuple[str, str]] = []  # (client "host:port", command line)
+        self._marker = f"end-of-command-log-{id(self)}"
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CommandLog:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        closer = redis.Redis.from_url(self._url)
+        closer.echo(self._marker)  # MONITOR sees it after everything sent before it
+        closer.close()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        client = redis.Redis.from_url(self._url)
+        with client.monitor() as monitor:
+            self._ready.set()
+            while True:
+                event = monitor.next_command()
+                if self._marker in event["command"]:
+                    break
+                self.commands.append((f"{event['client_address']}:{event['client_port']}", event["command"]))
+        client.close()
+
+    def transactions(self) -> list[list[str]]:
+        """The commands inside each MULTI ... EXEC, per client, in order."""
+        open_: dict[str, list[str]] = {}
+        done: list[list[str]] = []
+        for client, command in self.commands:
+            name = command.split(" ", 1)[0].upper()
+            if name == "MULTI":
+                open_[client] = []
+            elif name == "EXEC" and client in open_:
+                done.append(open_.pop(client))
+            elif client in open_:
+                open_[client].append(command)
+        return done
+
+    def outside_transactions(self) -> list[str]:
+        """Commands not sent between a MULTI and its EXEC."""
+        in_multi: set[str] = set()
+        outside = []
+        for client, command in self.commands:
+            name = command.split(" ", 1)[0].upper()
+            if name == "MULTI":
+                in_multi.add(client)
+            elif name == "EXEC":
+                in_multi.discard(client)
+            elif client not in in_multi:
+                outside.append(command)
+        return outside
 
 
 def make_config(symbols: list[str], *, redis_url: str, tradier_url: str, **sections: Any) -> Config:

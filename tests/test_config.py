@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from worker.config import ConfigError, Secrets, load_config, parse_config, resolve_config_path
+from worker.config import (
+    ConfigError,
+    Secrets,
+    config_warnings,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 VALID = "watchlist: [AAPL, msft]\n"
@@ -136,6 +143,33 @@ def test_redis_password_is_not_echoed_in_errors() -> None:
         parse_config(VALID + "worker: {tick_s: 0}", env={"REDIS_URL": "http://:hunter2@host:6379"})
     assert "hunter2" not in str(raised.value)
     assert "redis_url" in str(raised.value)
+
+
+def test_risky_but_legal_settings_are_warned_about_not_refused(tmp_path: Path) -> None:
+    """Plain http to a remote host, a rate above Tradier's, an uneven tick: warned about, exit 0."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "watchlist: [AAPL]\n"
+        "providers: {tradier: {base_url: 'http://api.example.com', rate_per_min: 500}}\n"
+        "datasets: {quotes: {interval_s: 2}}\n"
+        "worker: {tick_s: 7}\n"
+    )
+    result = check_config(config)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 3
+    assert "providers.tradier.base_url = 'http://api.example.com' is plain http" in warnings[0]
+    assert "interval_s = 2 is shorter than worker.tick_s = 7" in warnings[1]
+    assert "worker.tick_s = 7 does not divide 60" in warnings[2]
+    quiet = parse_config("watchlist: [AAPL]\nproviders: {tradier: {rate_per_min: 500}}", env={})
+    assert config_warnings(quiet) == [
+        "providers.tradier.rate_per_min = 500 is above the 120/min Tradier documents for market data "
+        "there; the worker will wait on its rate headers instead"
+    ]
+    assert (
+        config_warnings(parse_config("watchlist: [AAPL]", env={"TRADIER_BASE_URL": "http://127.0.0.1:8"}))
+        == []
+    )
 
 
 def test_config_path_comes_from_flag_then_environment_then_default(tmp_path: Path) -> None:

@@ -112,6 +112,17 @@ async def test_quotes_answers_hits_misses_and_bad_symbols_in_one_mget(
     assert "get" not in commands
 
 
+async def test_quotes_reports_non_strings_without_failing_the_call(
+    redis_url: str, stored: dict[str, Quote]
+) -> None:
+    """A non-string among the symbols maps, by its repr, to an InvalidSymbol; the rest are answered."""
+    async with Reader(redis_url) as reader:
+        results = await reader.quotes(["AAPL", 5, None])  # type: ignore[list-item]
+    assert results["AAPL"] == stored["AAPL"]
+    assert isinstance(results["5"], InvalidSymbol)
+    assert isinstance(results["None"], InvalidSymbol)
+
+
 async def test_quotes_refuses_a_bare_string(redis_url: str) -> None:
     """quotes('AAPL') is a mistake for quotes(['AAPL']) and says so."""
     async with Reader(redis_url) as reader:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 import redis
 
@@ -12,7 +14,7 @@ from emulator.market import Market
 from emulator.state import EmulatorOptions, Fault
 from reader import Quote, Reader, keys
 from tests.conftest import API_KEY, RunBatches
-from tests.support import FakeClock, RunningEmulator, make_config
+from tests.support import CommandLog, FakeClock, RunningEmulator, make_config
 
 SYMBOLS_250 = [f"S{i:03d}" for i in range(250)]
 
@@ -26,7 +28,10 @@ async def test_250_symbols_take_three_upstream_calls_and_read_back(
 
     assert worker.jobs_complete == 3
     assert worker.jobs_failed == 0
-    assert emulator.calls() == {"200": 3}
+    async with aiohttp.ClientSession() as session, session.get(f"{emulator.url}/_emulator/stats") as response:
+        stats = await response.json()
+    assert stats["calls"] == {"/v1/markets/quotes": {"200": 3}}
+    assert stats["total"] == 3
     market = Market(seed=11)
     async with Reader(redis_url, clock=clock) as reader:
         results = await reader.quotes(SYMBOLS_250)
@@ -58,15 +63,17 @@ async def test_250_symbols_take_three_upstream_calls_and_read_back(
 async def test_each_batch_is_written_in_one_transaction_with_a_ttl_past_fresh_until(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, run_scheduled_batches: RunBatches
 ) -> None:
-    """Three batches -> three MULTI/EXEC; every key expires keep_stale_s after fresh_until."""
+    """Three batches, three MULTI/EXEC holding every quote write; TTL is keep_stale_s past fresh_until."""
     config = make_config(SYMBOLS_250, redis_url=redis_url, tradier_url=emulator.url)
-    await run_scheduled_batches(config)
+    with CommandLog(redis_url) as log:
+        await run_scheduled_batches(config)
 
+    quote_set = re.compile(r"^SET mc:v1:quote:", re.IGNORECASE)
+    writes = [sorted(c for c in t if quote_set.match(c)) for t in log.transactions()]
+    assert sorted(len(w) for w in writes if w) == [50, 100, 100]
+    assert not [c for c in log.outside_transactions() if quote_set.match(c)]
     client = redis.Redis.from_url(redis_url)
-    stats = client.info("commandstats")
-    assert stats["cmdstat_multi"]["calls"] == stats["cmdstat_exec"]["calls"]
-    data_writes = sum(1 for k in client.scan_iter(keys.quote("*")))
-    assert data_writes == 250
+    assert sum(1 for _ in client.scan_iter(keys.quote("*"))) == 250
     raw = client.get(keys.quote("S000"))
     assert raw is not None
     quote = Quote.model_validate_json(raw)
@@ -133,3 +140,26 @@ async def test_failed_upstream_call_leaves_stored_quotes_byte_for_byte(
     assert API_KEY not in caplog.text
     assert all(API_KEY not in r.getMessage() for r in caplog.records)
     client.close()
+
+
+async def test_an_upstream_echoing_the_key_gets_it_nowhere_in_redis_or_logs(
+    redis_url: str,
+    emulator: RunningEmulator,
+    clock: FakeClock,
+    run_scheduled_batches: RunBatches,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A proxy error body that quotes the Authorization header: no key in any Redis value or log line."""
+    emulator.state.arm(Fault(path="/v1/markets/quotes", status=502, body=f"upstream said: Bearer {API_KEY}"))
+    config = make_config(["AAPL"], redis_url=redis_url, tradier_url=emulator.url)
+    caplog.set_level(logging.DEBUG)
+    await run_scheduled_batches(config)
+
+    assert emulator.calls() == {"502": 1}
+    client = redis.Redis.from_url(redis_url)
+    stored = {key: client.dump(key) for key in client.scan_iter("*")}
+    assert any(key.startswith(b"arq:result:") for key in stored)  # the job's result, with the error text
+    assert all(API_KEY.encode() not in key + (value or b"") for key, value in stored.items())
+    client.close()
+    assert "upstream said: Bearer ***" in caplog.text
+    assert API_KEY not in caplog.text

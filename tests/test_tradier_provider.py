@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,11 @@ KEY = "provider-test-key-42"
 FRESH_UNTIL = datetime(2026, 11, 24, 15, 0, 20, tzinfo=UTC)
 
 
+def freshness(fetched_at: datetime) -> datetime:
+    """A schedule whose next refresh is always FRESH_UNTIL."""
+    return FRESH_UNTIL
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client:
@@ -42,7 +48,8 @@ def _provider(
     timeout_s: float = 5.0,
     batch_size: int = 100,
 ) -> TradierProvider:
-    gate = RateGate("tradier", rate_per_min, concurrency, clock=clock, sleep=clock.sleep)
+    # Tests of pacing queue many requests on one gate: let them wait as long as they need.
+    gate = RateGate("tradier", rate_per_min, concurrency, max_wait_s=3600, clock=clock, sleep=clock.sleep)
     return TradierProvider(
         session,
         base_url=emulator.url,
@@ -152,7 +159,7 @@ async def test_zero_means_none_for_dates_and_52_week_figures(
     emulator.state.arm(
         Fault(path=QUOTES_ENDPOINT, status=200, body=_json(body), content_type="application/json")
     )
-    batch = await _provider(session, emulator, clock).fetch_quotes(["SPY"], fresh_until=FRESH_UNTIL)
+    batch = await _provider(session, emulator, clock).fetch_quotes(["SPY"], freshness=freshness)
     (quote,) = batch.quotes
     assert quote.trade_date is None
     assert quote.week_52_high is None
@@ -175,7 +182,7 @@ async def test_fetch_stamps_quotes_and_reports_unmatched(
 ) -> None:
     """Quotes carry source, fetched_at (the clock) and fresh_until; unknown symbols are listed."""
     batch = await _provider(session, emulator, clock).fetch_quotes(
-        ["AAPL", "NOPE", "MSFT"], fresh_until=FRESH_UNTIL
+        ["AAPL", "NOPE", "MSFT"], freshness=freshness
     )
     assert [q.symbol for q in batch.quotes] == ["AAPL", "MSFT"]
     assert batch.unmatched == ("NOPE",)
@@ -192,12 +199,12 @@ async def test_short_lists_use_get_and_long_lists_post(
     """Up to 50 symbols go in the query; more go in a form body, still one call per batch."""
     provider = _provider(session, emulator, clock)
     for size in (50, 51, 100):
-        batch = await provider.fetch_quotes([f"S{i:03d}" for i in range(size)], fresh_until=FRESH_UNTIL)
+        batch = await provider.fetch_quotes([f"S{i:03d}" for i in range(size)], freshness=freshness)
         assert len(batch.quotes) == size
     assert emulator.calls() == {"200": 3}
     assert emulator.state.stats()["methods"][QUOTES_ENDPOINT] == {"GET": 1, "POST": 2}
     with pytest.raises(ValueError, match=r"101 symbols exceed batch_size=100"):
-        await provider.fetch_quotes([f"S{i:03d}" for i in range(101)], fresh_until=FRESH_UNTIL)
+        await provider.fetch_quotes([f"S{i:03d}" for i in range(101)], freshness=freshness)
 
 
 @pytest.mark.parametrize("emulator_options", [EmulatorOptions(seed=11, rate_per_min=3)])
@@ -208,10 +215,14 @@ async def test_waits_for_the_announced_window_instead_of_drawing_a_429(
     provider = _provider(session, emulator, clock, concurrency=1)
     started = clock.now
     for _ in range(7):
-        await provider.fetch_quotes(["AAPL"], fresh_until=FRESH_UNTIL)
+        batch = await provider.fetch_quotes(["AAPL"], freshness=lambda at: at + timedelta(seconds=15))
     assert emulator.calls() == {"200": 7}
     assert provider.gate.waits == 2
     assert clock.now - started >= timedelta(minutes=2)
+    # fresh_until follows from when the answer came, after the waits, not from when the fetch began
+    (quote,) = batch.quotes
+    assert quote.fetched_at == clock.now
+    assert quote.fresh_until == clock.now + timedelta(seconds=15)
 
 
 @pytest.mark.parametrize("emulator_options", [EmulatorOptions(seed=11, rate_per_min=3)])
@@ -219,16 +230,86 @@ async def test_concurrent_batches_hold_back_for_requests_in_flight(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """Several batches at once still stay inside the window; a 429 from elsewhere is waited out."""
-    import asyncio
-
     provider = _provider(session, emulator, clock, concurrency=3)
-    await asyncio.gather(*(provider.fetch_quotes([f"S{i:03d}"], fresh_until=FRESH_UNTIL) for i in range(9)))
+    await asyncio.gather(*(provider.fetch_quotes([f"S{i:03d}"], freshness=freshness) for i in range(9)))
     assert emulator.calls() == {"200": 9}  # no 429
     assert provider.gate.waits >= 2
     # A 429 (the budget spent by another process) is waited out, then the call succeeds.
     emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=429, body="quota", times=1))
-    batch = await provider.fetch_quotes(["AAPL"], fresh_until=FRESH_UNTIL)
+    batch = await provider.fetch_quotes(["AAPL"], freshness=freshness)
     assert len(batch.quotes) == 1
+
+
+async def test_a_429_whose_window_already_ended_by_our_clock_still_backs_off(
+    emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """Clock skew: a 429 announcing a window end in our past waits at least a second, not zero."""
+    provider = _provider(session, emulator, clock)
+    past_ms = int((clock.now - timedelta(seconds=5)).timestamp() * 1000)
+    headers = {"X-Ratelimit-Available": "0", "X-Ratelimit-Expiry": str(past_ms)}
+    emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=429, body="quota", headers=headers))
+    batch = await provider.fetch_quotes(["AAPL"], freshness=freshness)
+    assert len(batch.quotes) == 1
+    assert emulator.calls() == {"429": 1, "200": 1}
+    assert clock.slept_s
+    assert clock.slept_s[0] >= 1.0
+
+
+async def test_a_window_too_far_away_fails_fast_instead_of_outwaiting_the_job(
+    emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A 429 whose window reopens past max_wait_s gives up at once with the time it reopens."""
+    gate = RateGate("tradier", 1000, 4, max_wait_s=30, clock=clock, sleep=clock.sleep)
+    provider = TradierProvider(
+        session, base_url=emulator.url, api_key=KEY, gate=gate, batch_size=10, timeout_s=5, clock=clock
+    )
+    emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=429, body="quota", times=5))
+    with pytest.raises(UpstreamRateLimited, match=r"reopens at .* past the 30 s a request may wait"):
+        await provider.fetch_quotes(["AAPL"], freshness=freshness)
+    assert emulator.calls() == {"429": 1}
+    assert clock.slept_s == []
+
+
+async def test_the_configured_rate_holds_requests_beyond_the_burst(clock: FakeClock) -> None:
+    """At 120/min the gate lets a burst of 10 through at once and holds the 11th for the refill."""
+    gate = RateGate("tradier", 120, 50, clock=clock, sleep=clock.sleep)
+    assert gate.burst == 10
+    entered = 0
+    release = asyncio.Event()
+
+    async def one_request() -> None:
+        nonlocal entered
+        async with gate.slot():
+            entered += 1
+            await release.wait()
+
+    tasks = [asyncio.create_task(one_request()) for _ in range(12)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert entered == 10  # the other two wait for the limiter, not for a window
+    release.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_pause_announced_while_queued_at_the_limiter_still_holds(clock: FakeClock) -> None:
+    """A request that was waiting for the limiter when a 429 arrived waits out the window too."""
+    gate = RateGate("tradier", 1200, 5, clock=clock, sleep=clock.sleep)  # burst 100, then one per 50 ms
+    for _ in range(gate.burst):
+        async with gate.slot():
+            pass
+    queued = asyncio.create_task(_enter(gate))
+    await asyncio.sleep(0)
+    gate.throttled(clock.now + timedelta(seconds=30))
+    await queued
+    assert clock.slept_s
+    assert clock.slept_s[0] >= 30
+
+
+async def _enter(gate: RateGate) -> None:
+    async with gate.slot():
+        pass
 
 
 async def test_persistent_429_gives_up_with_rate_limited(
@@ -238,7 +319,7 @@ async def test_persistent_429_gives_up_with_rate_limited(
     emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=429, body="quota", times=3))
     provider = _provider(session, emulator, clock)
     with pytest.raises(UpstreamRateLimited, match=r"429 after 2 waits"):
-        await provider.fetch_quotes(["AAPL"], fresh_until=FRESH_UNTIL)
+        await provider.fetch_quotes(["AAPL"], freshness=freshness)
     assert emulator.calls() == {"429": 3}
     assert clock.slept_s  # it waited instead of hammering
 
@@ -301,10 +382,24 @@ async def test_failures_map_to_errors_that_name_the_endpoint_and_never_the_key(
     emulator.state.arm(fault)
     provider = _provider(session, emulator, clock, timeout_s=0.3)
     with pytest.raises(error, match=message) as raised:
-        await provider.fetch_quotes(["AAPL"], fresh_until=FRESH_UNTIL)
+        await provider.fetch_quotes(["AAPL"], freshness=freshness)
     assert str(raised.value).startswith(f"tradier {QUOTES_ENDPOINT}: ")
     assert KEY not in str(raised.value)
     assert KEY not in repr(provider)
+
+
+async def test_an_upstream_echoing_the_key_does_not_put_it_in_the_error(
+    emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    """A proxy that echoes the Authorization header in its error body: the key is cut from the message."""
+    emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=502, body=f"bad upstream for Bearer {KEY}"))
+    emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=200, body=f"<html>{KEY}</html>"))
+    provider = _provider(session, emulator, clock)
+    for _ in range(2):
+        with pytest.raises(UpstreamError) as raised:
+            await provider.fetch_quotes(["AAPL"], freshness=freshness)
+        assert KEY not in str(raised.value)
+        assert "***" in str(raised.value)
 
 
 async def test_connection_refused_is_unavailable(session: aiohttp.ClientSession, clock: FakeClock) -> None:
@@ -321,4 +416,4 @@ async def test_connection_refused_is_unavailable(session: aiohttp.ClientSession,
         timeout_s=2,
     )
     with pytest.raises(UpstreamUnavailable, match=r"connection failed"):
-        await provider.fetch_quotes(["AAPL"], fresh_until=FRESH_UNTIL)
+        await provider.fetch_quotes(["AAPL"], freshness=freshness)

@@ -96,6 +96,23 @@ async def test_refresh_with_a_wrong_key_exits_1_and_never_prints_the_key(
     client.close()
 
 
+async def test_refresh_never_prints_a_key_an_upstream_echoes(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """An error body quoting our key is printed with the key cut out."""
+    from emulator.state import Fault
+
+    emulator.state.arm(
+        Fault(path="/v1/markets/quotes", status=503, body=f"proxy: Authorization: Bearer {KEY}")
+    )
+    config = _write_config(tmp_path, ["AAPL"])
+    code, out, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    assert code == 1
+    assert "HTTP 503" in err
+    assert "Bearer ***" in err
+    assert KEY not in out + err
+
+
 async def test_missing_api_key_is_a_config_error(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator
 ) -> None:
@@ -116,6 +133,37 @@ async def test_unreachable_redis_is_one_clear_line(tmp_path: Path, emulator: Run
     code, _, err = await _run("refresh", "--config", str(config), env=env)
     assert code == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("emulator_options", [EmulatorOptions(seed=11, latency_ms=1500)])
+async def test_ctrl_c_lets_the_refresh_in_flight_finish(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """SIGINT during an upstream call: the batch completes and is stored, then the worker exits 0."""
+    config = _write_config(tmp_path, ["AAPL", "MSFT"])
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker",
+        "run",
+        "--config",
+        str(config),
+        cwd=REPO,
+        env=_env(redis_url, emulator),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    deadline = asyncio.get_running_loop().time() + 20
+    while not emulator.state.methods:
+        assert asyncio.get_running_loop().time() < deadline, "the daemon made no call"
+        await asyncio.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err.decode()
+    assert emulator.calls() == {"200": 1}
+    with SyncReader(redis_url) as reader:
+        assert reader.quote("AAPL").symbol == "AAPL"
 
 
 @pytest.mark.slow

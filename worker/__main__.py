@@ -17,7 +17,7 @@ import redis.asyncio
 from arq import Worker
 
 from reader.client import redact_url
-from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
+from worker.config import CONFIG_ENV, Config, Secrets, config_warnings, load_config, resolve_config_path
 from worker.errors import ConfigError
 from worker.logs import setup_logging
 from worker.runtime import Runtime
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_config_path(getattr(args, "path", None) or args.config)
     try:
         config = load_config(path)
+        for warning in config_warnings(config):
+            print(f"warning: {warning}", file=sys.stderr)
         if args.command == "check-config":
             print(_describe(path, config))
             return 0
@@ -75,7 +77,8 @@ def _describe(path: Path, config: Config) -> str:
     provider = config.providers.tradier
     return (
         f"ok: {path}: {len(config.watchlist)} symbols; quotes every {quotes.interval_s:g} s from "
-        f"{quotes.provider} ({provider.base_url}, {provider.rate_per_min}/min, batch {provider.batch_size}); "
+        f"{quotes.provider} ({redact_url(provider.base_url)}, {provider.rate_per_min}/min, "
+        f"batch {provider.batch_size}); "
         f"redis {redact_url(config.redis_url)}"
     )
 

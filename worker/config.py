@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -104,7 +105,10 @@ class CacheConfig(_Section):
 class WorkerConfig(_Section):
     tick_s: int = Field(default=1, ge=1, le=60, description="how often due refreshes are enqueued")
     max_jobs: int = Field(default=10, gt=0, description="arq jobs run at once by one process")
-    job_timeout_s: float = Field(default=120.0, gt=0)
+    job_timeout_s: float = Field(default=120.0, gt=0, description="longest a refresh job may run")
+    shutdown_grace_s: int = Field(
+        default=10, ge=0, description="on Ctrl-C or SIGTERM, how long jobs in flight may finish"
+    )
 
 
 class Config(_Section):
@@ -160,6 +164,42 @@ class Secrets:
     def values(self) -> list[str]:
         """Every secret value, for log redaction."""
         return [s.get_secret_value() for s in (self.tradier_api_key, self.polygon_api_key) if s is not None]
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+TRADIER_DOCUMENTED_RATE = {"api.tradier.com": 120, "sandbox.tradier.com": 60}
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Settings that are legal but probably not meant; the worker runs with them and says so."""
+    warnings: list[str] = []
+    for name in ("tradier", "polygon"):
+        provider: ProviderConfig = getattr(config.providers, name)
+        parts = urlsplit(provider.base_url)
+        if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+            warnings.append(
+                f"providers.{name}.base_url = {redact_url(provider.base_url)!r} is plain http to another "
+                "host: the key would cross the network unencrypted; use https:// unless it is the emulator"
+            )
+    tradier = config.providers.tradier
+    documented = TRADIER_DOCUMENTED_RATE.get(urlsplit(tradier.base_url).hostname or "")
+    if documented is not None and tradier.rate_per_min > documented:
+        warnings.append(
+            f"providers.tradier.rate_per_min = {tradier.rate_per_min} is above the {documented}/min Tradier "
+            "documents for market data there; the worker will wait on its rate headers instead"
+        )
+    tick_s = config.worker.tick_s
+    if config.datasets.quotes.interval_s < tick_s:
+        warnings.append(
+            f"datasets.quotes.interval_s = {config.datasets.quotes.interval_s:g} is shorter than "
+            f"worker.tick_s = {tick_s}: refreshes are enqueued once per tick, so some intervals are skipped"
+        )
+    if 60 % tick_s:
+        warnings.append(
+            f"worker.tick_s = {tick_s} does not divide 60: ticks run at seconds "
+            f"{', '.join(map(str, range(0, 60, tick_s)))} of each minute, unevenly"
+        )
+    return warnings
 
 
 def resolve_config_path(path: str | Path | None, env: Mapping[str, str] | None = None) -> Path:

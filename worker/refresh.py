@@ -10,14 +10,13 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import redis
 
 from worker.errors import UpstreamError
 from worker.logs import fields
-from worker.providers.base import QuoteProvider
+from worker.providers.base import Freshness, QuoteProvider
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -64,13 +63,13 @@ class RefreshReport:
 
 
 async def refresh_quotes(
-    provider: QuoteProvider, store: Store, symbols: Sequence[str], *, fresh_until: datetime
+    provider: QuoteProvider, store: Store, symbols: Sequence[str], *, freshness: Freshness
 ) -> RefreshReport:
     """Fetch one batch of quotes and store it atomically."""
     started = time.perf_counter()
     requested = tuple(symbols)
     try:
-        batch = await provider.fetch_quotes(requested, fresh_until=fresh_until)
+        batch = await provider.fetch_quotes(requested, freshness=freshness)
         wanted = set(requested)
         quotes = [q for q in batch.quotes if q.symbol in wanted]
         await store.put_quotes(quotes)

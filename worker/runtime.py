@@ -58,9 +58,7 @@ class Runtime:
 
     async def refresh_quotes(self, symbols: Sequence[str]) -> RefreshReport:
         """Refresh one batch of quotes."""
-        return await refresh_quotes(
-            self.provider, self.store, symbols, fresh_until=self.fresh_until(self.clock())
-        )
+        return await refresh_quotes(self.provider, self.store, symbols, freshness=self.fresh_until)
 
     async def refresh_watchlist(self) -> RefreshReport:
         """Refresh every quote batch of the watchlist at once, as far as the rate gate lets them."""

@@ -53,6 +53,8 @@ def worker_options(
         "on_startup": jobs.startup,
         "on_shutdown": jobs.shutdown,
         "max_jobs": config.worker.max_jobs,
+        # On SIGINT/SIGTERM stop taking jobs and let those in flight finish (then cancel them).
+        "job_completion_wait": config.worker.shutdown_grace_s,
         "job_serializer": job_contract.dumps,
         "job_deserializer": job_contract.loads,
         "log_results": False,

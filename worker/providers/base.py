@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from reader.models import Quote
+
+Freshness = Callable[[datetime], datetime]
+"""Maps the time an item was fetched to its `fresh_until` (the schedule's next refresh)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class QuoteProvider(Protocol):
     name: str
     batch_size: int
 
-    async def fetch_quotes(self, symbols: Sequence[str], *, fresh_until: datetime) -> QuoteBatch:
-        """Quotes stamped with `source`, `fetched_at` and `fresh_until`; raises `UpstreamError`."""
+    async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
+        """Quotes stamped with `source`, `fetched_at` (when the answer came) and
+        `fresh_until = freshness(fetched_at)`; raises `UpstreamError`."""
         ...

@@ -7,9 +7,9 @@ with query parameters (Polygon accepts keys in the query; we send them as header
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -21,7 +21,8 @@ from worker.errors import (
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
-from worker.ratelimit import RateGate
+from worker.logs import REDACTED
+from worker.ratelimit import RateGate, RateWindowClosed
 
 WindowReader = Callable[[CIMultiDictProxy[str]], tuple[int | None, datetime | None]]
 """Reads (requests left, window end) from a response's headers; (None, None) if it says nothing."""
@@ -48,49 +49,62 @@ async def request_json(
     timeout_s: float,
     window: WindowReader = _no_window,
     auth_hint: str = "check the API key",
+    secrets: Sequence[str] = (),
 ) -> Any:
     """The decoded JSON body of a 2xx answer; an `UpstreamError` subclass for anything else.
 
     A 429 holds the gate until the announced window ends and retries, at most
-    `RATE_LIMIT_RETRIES` times.
+    `RATE_LIMIT_RETRIES` times, waiting no more than the gate's `max_wait_s` in all. `secrets`
+    are cut out of any upstream text quoted in an error (a proxy may echo the auth header).
     """
     timeout = aiohttp.ClientTimeout(total=timeout_s)
+    started = gate.clock()
     for _attempt in range(RATE_LIMIT_RETRIES + 1):
-        async with gate.slot():
-            try:
-                async with session.request(
-                    method, url, params=params, data=form, headers=headers, timeout=timeout
-                ) as response:
-                    body = await response.read()
-                    status = response.status
-                    left, reset_at = window(response.headers)
-                    gate.observe(left, reset_at)
-            except TimeoutError as e:
-                raise UpstreamUnavailable(provider, endpoint, f"no answer within {timeout_s:g} s") from e
-            except aiohttp.ClientError as e:
-                raise UpstreamUnavailable(
-                    provider, endpoint, f"connection failed ({type(e).__name__})"
-                ) from e
+        waited_s = (gate.clock() - started).total_seconds()
+        try:
+            async with gate.slot(waited_s):
+                try:
+                    async with session.request(
+                        method, url, params=params, data=form, headers=headers, timeout=timeout
+                    ) as response:
+                        body = await response.read()
+                        status = response.status
+                        left, reset_at = window(response.headers)
+                        gate.observe(left, reset_at)
+                except TimeoutError as e:
+                    raise UpstreamUnavailable(provider, endpoint, f"no answer within {timeout_s:g} s") from e
+                except aiohttp.ClientError as e:
+                    failure = f"connection failed ({type(e).__name__})"
+                    raise UpstreamUnavailable(provider, endpoint, failure) from e
+        except RateWindowClosed as e:
+            raise UpstreamRateLimited(provider, endpoint, str(e)) from e
         if status == 429:
             gate.throttled(reset_at)
             continue
-        _raise_for_status(provider, endpoint, status, body, auth_hint)
+        if not 200 <= status < 300:
+            _raise_for_status(provider, endpoint, status, _redact(body, secrets), auth_hint)
         try:
             return json.loads(body)
         except ValueError as e:
-            raise UpstreamBadPayload(provider, endpoint, f"answer is not JSON: {_excerpt(body)}") from e
+            excerpt = _excerpt(_redact(body, secrets))
+            raise UpstreamBadPayload(provider, endpoint, f"answer is not JSON: {excerpt}") from e
     raise UpstreamRateLimited(provider, endpoint, f"429 after {RATE_LIMIT_RETRIES} waits for the rate window")
 
 
-def _raise_for_status(provider: str, endpoint: str, status: int, body: bytes, auth_hint: str) -> None:
-    if 200 <= status < 300:
-        return
+def _raise_for_status(provider: str, endpoint: str, status: int, body: bytes, auth_hint: str) -> NoReturn:
     detail = f"HTTP {status} {_excerpt(body)}"
     if status in (401, 403):
         raise UpstreamAuthError(provider, endpoint, f"{detail}; {auth_hint}")
     if status >= 500:
         raise UpstreamUnavailable(provider, endpoint, detail)
     raise UpstreamError(provider, endpoint, detail)
+
+
+def _redact(body: bytes, secrets: Sequence[str]) -> bytes:
+    for secret in secrets:
+        if secret:
+            body = body.replace(secret.encode(), REDACTED.encode())
+    return body
 
 
 def _excerpt(body: bytes) -> str:

@@ -20,7 +20,7 @@ from reader import __version__
 from reader.clock import Clock, utc_now
 from reader.models import Quote
 from worker.errors import UpstreamBadPayload
-from worker.providers.base import QuoteBatch
+from worker.providers.base import Freshness, QuoteBatch
 from worker.providers.http import request_json
 from worker.ratelimit import RateGate
 
@@ -91,13 +91,14 @@ class TradierProvider:
         self.gate = gate
         self._session = session
         self._clock = clock
+        self._api_key = api_key
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
             "User-Agent": f"marketcache/{__version__}",
         }
 
-    async def fetch_quotes(self, symbols: Sequence[str], *, fresh_until: datetime) -> QuoteBatch:
+    async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
         if len(symbols) > self.batch_size:
             raise ValueError(f"{len(symbols)} symbols exceed batch_size={self.batch_size}; split the list")
         if not symbols:
@@ -117,8 +118,10 @@ class TradierProvider:
             timeout_s=self.timeout_s,
             window=rate_window,
             auth_hint="check TRADIER_API_KEY and that it is for TRADIER_BASE_URL (sandbox or production)",
+            secrets=(self._api_key,),
         )
         fetched_at = self._clock()
+        fresh_until = freshness(fetched_at)
         wire, unmatched = parse_quotes(payload)
         quotes = tuple(
             _to_quote(w, source=self.name, fetched_at=fetched_at, fresh_until=fresh_until) for w in wire
