@@ -8,13 +8,11 @@ from typing import Any
 import pytest
 import redis
 from arq import Worker
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 
 from devtools.redis_server import RedisServer, find_redis_server
 from emulator.state import EmulatorOptions
-from reader import jobs as job_contract
-from reader import keys
-from tests.support import FakeClock, RunningEmulator, start_emulator
+from tests.support import FakeClock, RunningEmulator, create_job_pool, start_emulator
 from worker import jobs
 from worker.config import Config, Secrets
 from worker.settings import worker_options
@@ -88,12 +86,7 @@ async def run_scheduled_batches(
     workers: list[Worker] = []
 
     async def run(config: Config) -> Worker:
-        pool = await create_pool(
-            RedisSettings.from_dsn(redis_url),
-            default_queue_name=keys.QUEUE,
-            job_serializer=job_contract.dumps,
-            job_deserializer=job_contract.loads,
-        )
+        pool = await create_job_pool(redis_url)
         pools.append(pool)
         ctx: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
         await jobs.startup(ctx)

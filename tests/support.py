@@ -11,9 +11,12 @@ from typing import Any
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from emulator.app import create_app
 from emulator.state import STATE, EmulatorOptions, EmulatorState
+from reader import jobs as job_contract
+from reader import keys
 from worker.config import Config
 
 # A regular Tuesday, 10:00 ET: the market is open.
@@ -125,6 +128,16 @@ class CommandLog:
             elif client not in in_multi:
                 outside.append(command)
         return outside
+
+
+async def create_job_pool(redis_url: str) -> ArqRedis:
+    """An arq connection that speaks the worker's queue and job encoding, as a tick or a reader would."""
+    return await create_pool(
+        RedisSettings.from_dsn(redis_url),
+        default_queue_name=keys.QUEUE,
+        job_serializer=job_contract.dumps,
+        job_deserializer=job_contract.loads,
+    )
 
 
 def make_config(symbols: list[str], *, redis_url: str, tradier_url: str, **sections: Any) -> Config:

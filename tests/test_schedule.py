@@ -10,11 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 from arq import Worker
-from arq.connections import RedisSettings, create_pool
 
-from reader import jobs as job_contract
 from reader import keys
-from tests.support import FakeClock, RunningEmulator, make_config
+from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
 from worker import jobs, schedule
 from worker.config import Secrets
 from worker.settings import worker_options
@@ -66,12 +64,7 @@ async def test_ticks_from_several_workers_enqueue_each_batch_once_per_slot(
     pools = []
     contexts: list[dict[str, Any]] = []
     for _ in range(3):
-        pool = await create_pool(
-            RedisSettings.from_dsn(redis_url),
-            default_queue_name=keys.QUEUE,
-            job_serializer=job_contract.dumps,
-            job_deserializer=job_contract.loads,
-        )
+        pool = await create_job_pool(redis_url)
         pools.append(pool)
         ctx: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
         await jobs.startup(ctx)

@@ -52,6 +52,21 @@ async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
+async def _start_daemon(config: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker",
+        "run",
+        "--config",
+        str(config),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_refresh_stores_every_symbol_and_exits_0(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator
 ) -> None:
@@ -142,18 +157,7 @@ async def test_ctrl_c_lets_the_refresh_in_flight_finish(
 ) -> None:
     """SIGINT during an upstream call: the batch completes and is stored, then the worker exits 0."""
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "worker",
-        "run",
-        "--config",
-        str(config),
-        cwd=REPO,
-        env=_env(redis_url, emulator),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await _start_daemon(config, _env(redis_url, emulator))
     deadline = asyncio.get_running_loop().time() + 20
     while not emulator.state.methods:
         assert asyncio.get_running_loop().time() < deadline, "the daemon made no call"
@@ -172,18 +176,7 @@ async def test_run_daemon_refreshes_on_its_interval_until_interrupted(
 ) -> None:
     """`run` refreshes at start and again each interval; SIGINT stops it cleanly (exit 0)."""
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "worker",
-        "run",
-        "--config",
-        str(config),
-        cwd=REPO,
-        env=_env(redis_url, emulator),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await _start_daemon(config, _env(redis_url, emulator))
     try:
         deadline = asyncio.get_running_loop().time() + 20
         while emulator.calls().get("200", 0) < 2:
