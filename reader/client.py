@@ -44,7 +44,10 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-def _decode(model: type[_Item], dataset: str, symbol: str, raw: bytes, clock: Clock) -> _Item:
+def _decode(model: type[_Item], dataset: str, symbol: str, raw: bytes | None, clock: Clock) -> _Item:
+    """The cached item in `raw` (a GET's answer), judged by `clock`; `NotCached` if absent or unreadable."""
+    if raw is None:
+        raise NotCached(dataset, symbol)
     try:
         item = model.model_validate_json(raw)
     except ValidationError as e:
@@ -78,8 +81,6 @@ def _quote_results(
     results: dict[str, QuoteResult] = {}
     for symbol, raw in zip(symbols, raws, strict=True):
         try:
-            if raw is None:
-                raise NotCached("quote", symbol)
             results[symbol] = _decode(Quote, "quote", symbol, raw, clock)
         except NotCached as e:
             results[symbol] = e
@@ -103,8 +104,6 @@ class Reader:
         """The cached quote of `symbol`; raises `NotCached` or `InvalidSymbol`."""
         normal = normalize_symbol(symbol)
         raw = await self._redis.get(keys.quote(normal))
-        if raw is None:
-            raise NotCached("quote", normal)
         return _decode(Quote, "quote", normal, raw, self._clock)
 
     async def quotes(self, symbols: Iterable[str]) -> dict[str, QuoteResult]:
@@ -149,8 +148,6 @@ class SyncReader:
         normal = normalize_symbol(symbol)
         # redis-py types sync and async results alike (Awaitable | Any); this client is sync.
         raw = cast("bytes | None", self._redis.get(keys.quote(normal)))
-        if raw is None:
-            raise NotCached("quote", normal)
         return _decode(Quote, "quote", normal, raw, self._clock)
 
     def quotes(self, symbols: Iterable[str]) -> dict[str, QuoteResult]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -31,7 +31,7 @@ class RefreshReport:
     stored: tuple[str, ...] = ()
     unmatched: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
-    errors: tuple[str, ...] = field(default=())
+    errors: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
