@@ -93,5 +93,5 @@ async def _arm_fault(request: web.Request) -> web.Response:
 
 
 async def _clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].faults.clear()
+    request.app[STATE].clear_faults()
     return web.json_response({"ok": True})

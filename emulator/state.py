@@ -48,6 +48,12 @@ class Fault:
 
 
 @dataclass
+class _Armed:
+    fault: Fault
+    uses_left: int
+
+
+@dataclass
 class EmulatorState:
     options: EmulatorOptions
     clock: Clock
@@ -55,22 +61,23 @@ class EmulatorState:
     tradier_limiter: WindowLimiter
     calls: Counter[tuple[str, int]] = field(default_factory=Counter)
     methods: Counter[tuple[str, str]] = field(default_factory=Counter)
-    faults: list[Fault] = field(default_factory=list)
-    _fault_uses: Counter[int] = field(default_factory=Counter)
+    _armed: list[_Armed] = field(default_factory=list)
 
     def arm(self, fault: Fault) -> None:
-        self.faults.append(fault)
+        self._armed.append(_Armed(fault, fault.times))
 
     def take_fault(self, path: str) -> Fault | None:
         """The first armed fault for `path`, used once; it is disarmed after `times` uses."""
-        for index, fault in enumerate(self.faults):
-            if fault.path == path:
-                self._fault_uses[id(fault)] += 1
-                if self._fault_uses[id(fault)] >= fault.times:
-                    del self.faults[index]
-                    del self._fault_uses[id(fault)]
-                return fault
+        for index, armed in enumerate(self._armed):
+            if armed.fault.path == path:
+                armed.uses_left -= 1
+                if armed.uses_left <= 0:
+                    del self._armed[index]
+                return armed.fault
         return None
+
+    def clear_faults(self) -> None:
+        self._armed.clear()
 
     def stats(self) -> dict[str, Any]:
         calls: dict[str, dict[str, int]] = {}
@@ -84,8 +91,7 @@ class EmulatorState:
     def reset(self) -> None:
         self.calls.clear()
         self.methods.clear()
-        self.faults.clear()
-        self._fault_uses.clear()
+        self.clear_faults()
         self.tradier_limiter.reset()
 
 

@@ -9,6 +9,7 @@ the four `X-Ratelimit-*` headers and a 429 once the window's allowance is spent.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -28,7 +29,8 @@ def add_routes(app: web.Application) -> None:
 async def quotes(request: web.Request) -> web.Response:
     state = request.app[STATE]
     token = _bearer_token(request, state)
-    allowance = state.tradier_limiter.take(token, state.clock())
+    now = state.clock()
+    allowance = state.tradier_limiter.take(token, now)
     if not allowance.granted:
         return web.json_response(
             {"fault": {"faultstring": "Rate limit quota violation", "detail": {"errorcode": "ratelimit"}}},
@@ -43,7 +45,6 @@ async def quotes(request: web.Request) -> web.Response:
             status=400, text="Missing required parameter: symbols", headers=allowance.headers()
         )
 
-    now = state.clock()
     found: list[dict[str, Any]] = []
     unmatched: list[str] = []
     for symbol in symbols:
@@ -89,8 +90,8 @@ def _xml(tag: str, value: object) -> str:
     return f"<{tag}>{escape(text)}</{tag}>"
 
 
-def _epoch_ms(quote: QuoteState) -> int:
-    return int(quote.trade_time.timestamp() * 1000)
+def _epoch_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 def _wire_quote(q: QuoteState) -> dict[str, Any]:
@@ -112,15 +113,15 @@ def _wire_quote(q: QuoteState) -> dict[str, Any]:
         "change_percentage": q.change_percentage,
         "average_volume": listing.average_volume,
         "last_volume": q.last_volume,
-        "trade_date": _epoch_ms(q),
+        "trade_date": _epoch_ms(q.trade_time),
         "prevclose": q.prevclose,
         "week_52_high": q.week_52_high,
         "week_52_low": q.week_52_low,
         "bidsize": q.bidsize,
         "bidexch": "PQZN"[q.bidsize % 4],
-        "bid_date": int(q.quote_time.timestamp() * 1000),
+        "bid_date": _epoch_ms(q.quote_time),
         "asksize": q.asksize,
         "askexch": "PQZN"[q.asksize % 4],
-        "ask_date": int(q.quote_time.timestamp() * 1000),
+        "ask_date": _epoch_ms(q.quote_time),
         "root_symbols": listing.symbol,
     }
