@@ -40,19 +40,21 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 def _provider(
     session: aiohttp.ClientSession,
-    emulator: RunningEmulator,
+    base_url: str,
     clock: FakeClock,
     *,
     rate_per_min: int = 1000,
     concurrency: int = 4,
     timeout_s: float = 5.0,
     batch_size: int = 100,
+    max_wait_s: float = 3600,  # tests of pacing queue many requests: let them wait as they need
 ) -> TradierProvider:
-    # Tests of pacing queue many requests on one gate: let them wait as long as they need.
-    gate = RateGate("tradier", rate_per_min, concurrency, max_wait_s=3600, clock=clock, sleep=clock.sleep)
+    gate = RateGate(
+        "tradier", rate_per_min, concurrency, max_wait_s=max_wait_s, clock=clock, sleep=clock.sleep
+    )
     return TradierProvider(
         session,
-        base_url=emulator.url,
+        base_url=base_url,
         api_key=KEY,
         gate=gate,
         batch_size=batch_size,
@@ -159,7 +161,7 @@ async def test_zero_means_none_for_dates_and_52_week_figures(
     emulator.state.arm(
         Fault(path=QUOTES_ENDPOINT, status=200, body=_json(body), content_type="application/json")
     )
-    batch = await _provider(session, emulator, clock).fetch_quotes(["SPY"], freshness=freshness)
+    batch = await _provider(session, emulator.url, clock).fetch_quotes(["SPY"], freshness=freshness)
     (quote,) = batch.quotes
     assert quote.trade_date is None
     assert quote.week_52_high is None
@@ -181,7 +183,7 @@ async def test_fetch_stamps_quotes_and_reports_unmatched(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """Quotes carry source, fetched_at (the clock) and fresh_until; unknown symbols are listed."""
-    batch = await _provider(session, emulator, clock).fetch_quotes(
+    batch = await _provider(session, emulator.url, clock).fetch_quotes(
         ["AAPL", "NOPE", "MSFT"], freshness=freshness
     )
     assert [q.symbol for q in batch.quotes] == ["AAPL", "MSFT"]
@@ -197,7 +199,7 @@ async def test_short_lists_use_get_and_long_lists_post(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """Up to 50 symbols go in the query; more go in a form body, still one call per batch."""
-    provider = _provider(session, emulator, clock)
+    provider = _provider(session, emulator.url, clock)
     for size in (50, 51, 100):
         batch = await provider.fetch_quotes([f"S{i:03d}" for i in range(size)], freshness=freshness)
         assert len(batch.quotes) == size
@@ -212,7 +214,7 @@ async def test_waits_for_the_announced_window_instead_of_drawing_a_429(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """With 3 calls per window and 7 to make, the provider sleeps to each window's end: no 429."""
-    provider = _provider(session, emulator, clock, concurrency=1)
+    provider = _provider(session, emulator.url, clock, concurrency=1)
     started = clock.now
     for _ in range(7):
         batch = await provider.fetch_quotes(["AAPL"], freshness=lambda at: at + timedelta(seconds=15))
@@ -230,7 +232,7 @@ async def test_concurrent_batches_hold_back_for_requests_in_flight(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """Several batches at once still stay inside the window; a 429 from elsewhere is waited out."""
-    provider = _provider(session, emulator, clock, concurrency=3)
+    provider = _provider(session, emulator.url, clock, concurrency=3)
     await asyncio.gather(*(provider.fetch_quotes([f"S{i:03d}"], freshness=freshness) for i in range(9)))
     assert emulator.calls() == {"200": 9}  # no 429
     assert provider.gate.waits >= 2
@@ -244,7 +246,7 @@ async def test_a_429_whose_window_already_ended_by_our_clock_still_backs_off(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """Clock skew: a 429 announcing a window end in our past waits at least a second, not zero."""
-    provider = _provider(session, emulator, clock)
+    provider = _provider(session, emulator.url, clock)
     past_ms = int((clock.now - timedelta(seconds=5)).timestamp() * 1000)
     headers = {"X-Ratelimit-Available": "0", "X-Ratelimit-Expiry": str(past_ms)}
     emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=429, body="quota", headers=headers))
@@ -259,10 +261,7 @@ async def test_a_window_too_far_away_fails_fast_instead_of_outwaiting_the_job(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """A 429 whose window reopens past max_wait_s gives up at once with the time it reopens."""
-    gate = RateGate("tradier", 1000, 4, max_wait_s=30, clock=clock, sleep=clock.sleep)
-    provider = TradierProvider(
-        session, base_url=emulator.url, api_key=KEY, gate=gate, batch_size=10, timeout_s=5, clock=clock
-    )
+    provider = _provider(session, emulator.url, clock, max_wait_s=30)
     emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=429, body="quota", times=5))
     with pytest.raises(UpstreamRateLimited, match=r"reopens at .* past the 30 s a request may wait"):
         await provider.fetch_quotes(["AAPL"], freshness=freshness)
@@ -317,7 +316,7 @@ async def test_persistent_429_gives_up_with_rate_limited(
 ) -> None:
     """Three 429s in a row raise UpstreamRateLimited after waiting between them."""
     emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=429, body="quota", times=3))
-    provider = _provider(session, emulator, clock)
+    provider = _provider(session, emulator.url, clock)
     with pytest.raises(UpstreamRateLimited, match=r"429 after 2 waits"):
         await provider.fetch_quotes(["AAPL"], freshness=freshness)
     assert emulator.calls() == {"429": 3}
@@ -380,7 +379,7 @@ async def test_failures_map_to_errors_that_name_the_endpoint_and_never_the_key(
 ) -> None:
     """Each failure raises its error class with the provider, endpoint and reason; no key inside."""
     emulator.state.arm(fault)
-    provider = _provider(session, emulator, clock, timeout_s=0.3)
+    provider = _provider(session, emulator.url, clock, timeout_s=0.3)
     with pytest.raises(error, match=message) as raised:
         await provider.fetch_quotes(["AAPL"], freshness=freshness)
     assert str(raised.value).startswith(f"tradier {QUOTES_ENDPOINT}: ")
@@ -394,7 +393,7 @@ async def test_an_upstream_echoing_the_key_does_not_put_it_in_the_error(
     """A proxy that echoes the Authorization header in its error body: the key is cut from the message."""
     emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=502, body=f"bad upstream for Bearer {KEY}"))
     emulator.state.arm(Fault(path=QUOTES_ENDPOINT, status=200, body=f"<html>{KEY}</html>"))
-    provider = _provider(session, emulator, clock)
+    provider = _provider(session, emulator.url, clock)
     for _ in range(2):
         with pytest.raises(UpstreamError) as raised:
             await provider.fetch_quotes(["AAPL"], freshness=freshness)
@@ -406,14 +405,6 @@ async def test_connection_refused_is_unavailable(session: aiohttp.ClientSession,
     """Nothing listening: UpstreamUnavailable naming the failure, not a traceback."""
     from devtools.redis_server import free_port
 
-    gate = RateGate("tradier", 100, 1, clock=clock, sleep=clock.sleep)
-    provider = TradierProvider(
-        session,
-        base_url=f"http://127.0.0.1:{free_port()}",
-        api_key=KEY,
-        gate=gate,
-        batch_size=10,
-        timeout_s=2,
-    )
+    provider = _provider(session, f"http://127.0.0.1:{free_port()}", clock, timeout_s=2)
     with pytest.raises(UpstreamUnavailable, match=r"connection failed"):
         await provider.fetch_quotes(["AAPL"], freshness=freshness)
