@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from emulator.app import create_app
-from emulator.state import EmulatorOptions
+from emulator.state import POLYGON_PLANS, EmulatorOptions
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,6 +21,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--api-key", action="append", default=[], help="accepted token (repeatable; default: any non-empty)"
     )
+    parser.add_argument(
+        "--polygon-rate-per-min", type=int, default=0, help="Polygon allowance per key (default 0: unlimited)"
+    )
+    parser.add_argument(
+        "--polygon-plan",
+        choices=POLYGON_PLANS,
+        default="advanced",
+        help="Polygon plan; basic refuses the snapshot endpoints (default advanced)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     options = EmulatorOptions(
@@ -28,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms=args.latency_ms,
         rate_per_min=args.rate_per_min,
         api_keys=frozenset(args.api_key),
+        polygon_rate_per_min=args.polygon_rate_per_min,
+        polygon_plan=args.polygon_plan,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)

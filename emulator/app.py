@@ -1,5 +1,10 @@
 """The emulator's aiohttp application: upstream routes plus `/_emulator/*` controls for tests.
 
+Routes: Tradier (`emulator.tradier`, `emulator.tradier_markets`, `emulator.tradier_options`) and
+Polygon (`emulator.polygon`, `emulator.polygon_aggs`, `emulator.polygon_options`). The middlewares
+(call counts, latency, armed faults) apply to every one of them; unknown paths get aiohttp's
+plain-text 404.
+
 Controls: `GET /_emulator/stats` (calls served, per path and status, and per path and method),
 `POST /_emulator/reset`,
 `POST /_emulator/faults` (arm a canned answer, see `Fault`), `DELETE /_emulator/faults`.
@@ -13,7 +18,7 @@ import json
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from emulator import tradier
+from emulator import polygon, polygon_aggs, polygon_options, tradier, tradier_markets, tradier_options
 from emulator.market import Market
 from emulator.ratelimit import WindowLimiter
 from emulator.state import STATE, EmulatorOptions, EmulatorState, Fault
@@ -34,7 +39,8 @@ def create_app(
         market=market or Market(options.seed),
         tradier_limiter=WindowLimiter(options.rate_per_min),
     )
-    tradier.add_routes(app)
+    for module in (tradier, tradier_markets, tradier_options, polygon, polygon_aggs, polygon_options):
+        module.add_routes(app)
     app.router.add_get(CONTROL_PREFIX + "stats", _stats)
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "faults", _arm_fault)

@@ -4,13 +4,19 @@ The log price of each symbol is a random walk in continuous time, sampled to the
 - one value per UTC day (an Ornstein-Uhlenbeck walk around the symbol's base price, so prices
   stay plausible over decades),
 - a Brownian bridge per minute between consecutive day values,
-- a Brownian bridge per second between consecutive minute values.
-Each level draws from a NumPy generator seeded by (seed, symbol, day[, minute]), so any instant
+- a Brownian bridge per second between consecutive minute values, drawn an hour (60 x 60 seconds)
+  at a time.
+Each level draws from a NumPy generator seeded by (seed, symbol, day[, hour]), so any instant
 costs a few small draws, two calls a second apart differ realistically, and a test that knows the
 seed predicts every value with `Market(seed).quote(symbol, at)`.
 
 Trading follows the exchange calendar: trades print from 04:00 ET to the end of the post-market;
 while the market is closed the last price stays where the post-market left it.
+
+Fidelity points: a quote's open/high/low are the regular session's first price and its range over
+every second so far (`walk` gives the per-minute first/high/low/last of the per-second path, the
+same values `emulator.bars` builds bars from), its volume the regular session's cumulative volume
+(a U-shaped intraday profile), its prevclose the previous session's closing price.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
+import numpy.typing as npt
 
 from reader.calendar import MarketCalendar, TradingDay
 
@@ -33,6 +40,7 @@ _MINUTES = 1_440
 _HORIZON_DAYS = 50 * 366  # the walk is defined from 2000 to about 2050
 _MEAN_REVERSION_PER_DAY = 0.003
 _OU_BLOCK = 512
+_VOLUME_SMILE = 0.5  # busier at the open and the close: the volume rate runs from 0.5x to 1.5x the mean
 _TICKER = re.compile(r"[A-Z][A-Z0-9.\-]{0,9}")
 
 # Names for the tickers people try first; any other well-formed ticker is listed as "<SYM> Inc".
@@ -52,6 +60,8 @@ _NAMES: dict[str, tuple[str, str, float]] = {
     "IWM": ("iShares Russell 2000 ETF", "etf", 225.0),
     "DIA": ("SPDR Dow Jones Industrial Average ETF", "etf", 430.0),
 }
+WELL_KNOWN = tuple(sorted(_NAMES))
+"""The tickers with real names (what a snapshot of "all tickers" lists)."""
 _EXCHANGES = "QNPZ"
 UNLISTED_PREFIX = "ZZ"
 """Symbols starting with this (and `NOPE`) are not listed, to exercise the unknown-symbol paths."""
@@ -68,6 +78,20 @@ class Listing:
     base_price: float
     daily_vol: float
     average_volume: int
+
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class MinuteWalk:
+    """Log prices of the per-second path, per minute from `start_s`: first, highest, lowest, last second."""
+
+    start_s: int
+    first: FloatArray
+    high: FloatArray
+    low: FloatArray
+    last: FloatArray
 
 
 @dataclass(frozen=True)
@@ -102,14 +126,14 @@ class QuoteState:
         return round((self.last - self.prevclose) / self.prevclose * 100, 2)
 
 
-def _hash(*parts: object) -> int:
+def hash64(*parts: object) -> int:
     digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 
-def _unit(*parts: object) -> float:
+def unit(*parts: object) -> float:
     """A deterministic number in [0, 1)."""
-    return _hash(*parts) / 2**64
+    return hash64(*parts) / 2**64
 
 
 class Market:
@@ -120,6 +144,8 @@ class Market:
         self.calendar = calendar or MarketCalendar()
         self._minute_paths = lru_cache(maxsize=4096)(self._minute_path)
         self._day_walk = lru_cache(maxsize=1024)(self._compute_day_walk)  # 146 KB each
+        self._second_blocks = lru_cache(maxsize=256)(self._second_block)  # 29 KB each
+        self._hour_stats = lru_cache(maxsize=16_384)(self._compute_hour_stats)  # 2 KB each
 
     def listing(self, symbol: str) -> Listing | None:
         """The listing of `symbol`, or None if the simulated market does not list it."""
@@ -129,7 +155,7 @@ class Market:
 
     def price(self, symbol: str, at: datetime) -> float:
         """The walk's price at `at` (floored to the second), whether or not the market trades then."""
-        return round(math.exp(self._log_price(symbol, int(at.timestamp()))), 2)
+        return to_price(self._log_price(symbol, int(at.timestamp())))
 
     def quote(self, symbol: str, at: datetime) -> QuoteState | None:
         """The quote of `symbol` at `at`, or None if the symbol is not listed."""
@@ -142,9 +168,9 @@ class Market:
         last = self.price(symbol, trade_time)
         spread = max(0.01, round(last * 0.0004, 2))
         bid = round(last - spread / 2, 2)
-        noise = _hash(self.seed, symbol, int(trade_time.timestamp()))
+        noise = hash64(self.seed, symbol, int(trade_time.timestamp()))
         opened = trade_time >= day.open
-        high, low = self._session_range(symbol, day, trade_time) if opened else (None, None)
+        high, low = self.session_range(symbol, day, trade_time) if opened else (None, None)
         year_high, year_low = self._year_range(symbol, day)
         return QuoteState(
             listing=listing,
@@ -157,7 +183,7 @@ class Market:
             asksize=1 + (noise >> 8) % 20,
             quote_time=trade_time,
             last_volume=100 * (1 + (noise >> 16) % 10),
-            volume=self._volume(listing, day, trade_time),
+            volume=self.session_volume(listing, day, trade_time),
             open=self.price(symbol, day.open) if opened else None,
             high=high,
             low=low,
@@ -167,23 +193,53 @@ class Market:
             week_52_low=min(year_low, low or math.inf),
         )
 
-    def _volume(self, listing: Listing, day: TradingDay, at: datetime) -> int:
-        session_s = (day.close - day.open).total_seconds()
-        elapsed = min(max((at - day.open).total_seconds(), 0.0), session_s)
-        day_factor = 0.6 + 0.8 * _unit(self.seed, listing.symbol, day.date)
-        return int(listing.average_volume * day_factor * elapsed / (6.5 * 3600))
+    def session_volume(self, listing: Listing, day: TradingDay, at: datetime) -> int:
+        """Shares traded in `day`'s regular session from the open to `at`, that second included.
 
-    def _session_range(self, symbol: str, day: TradingDay, until: datetime) -> tuple[float, float]:
+        The intraday profile is U-shaped: F(x) = x + a sin(2 pi x) / (2 pi) of the session's fraction x.
+        """
+        session_s = (day.close - day.open).total_seconds()
+        elapsed = min(max((at - day.open).total_seconds() + 1, 0.0), session_s)
+        x = elapsed / session_s
+        shape = x + _VOLUME_SMILE * math.sin(2 * math.pi * x) / (2 * math.pi)
+        return int(listing.average_volume * self.day_factor(listing.symbol, day) * shape)
+
+    def day_factor(self, symbol: str, day: TradingDay) -> float:
+        """How busy `day` is for `symbol`, relative to its average volume (0.6 to 1.4)."""
+        return 0.6 + 0.8 * unit(self.seed, symbol, day.date)
+
+    def session_range(self, symbol: str, day: TradingDay, until: datetime) -> tuple[float, float]:
+        """(high, low) over every second of `day`'s regular session from the open to `until` included."""
         end = min(until, day.close)
-        start_s, end_s = int(day.open.timestamp()), int(end.timestamp())
-        values = [self._log_price(symbol, start_s), self._log_price(symbol, end_s)]
-        k, rem = divmod(start_s - _ANCHOR_S, _DAY_S)
-        first_minute = rem // 60 + 1
-        last_minute = (end_s - _ANCHOR_S - k * _DAY_S) // 60
-        if last_minute >= first_minute:  # the regular session never spans two UTC days
-            inner = self._minute_paths(symbol, k)[first_minute : last_minute + 1]
-            values += [float(inner.max()), float(inner.min())]
-        return round(math.exp(max(values)), 2), round(math.exp(min(values)), 2)
+        walk = self.walk(symbol, int(day.open.timestamp()), int(end.timestamp()))
+        return to_price(float(walk.high.max())), to_price(float(walk.low.min()))
+
+    def walk(self, symbol: str, start_s: int, end_s: int) -> MinuteWalk:
+        """The per-second path from `start_s` (a whole minute) to `end_s` included, summed up per minute.
+
+        The last minute is partial unless `end_s` is its 59th second.
+        """
+        if start_s % 60 or end_s < start_s:
+            raise ValueError(f"walk needs a whole-minute start before the end; got {start_s}..{end_s}")
+        first_m = (start_s - _ANCHOR_S) // 60
+        last_m, second = divmod(end_s - _ANCHOR_S, 60)
+        parts: list[FloatArray] = []
+        m = first_m
+        while m < last_m:  # whole minutes, an hour block at a time
+            hour_index = m // 60
+            stats = self._hour_stats(symbol, *divmod(hour_index, 24))
+            stop = min(last_m - hour_index * 60, 60)
+            parts.append(stats[:, m - hour_index * 60 : stop])
+            m = hour_index * 60 + stop
+        k, minute = divmod(last_m, _MINUTES)
+        if second == 0:
+            value = float(self._minute_paths(symbol, k)[minute])
+            tail = np.array([[value], [value], [value], [value]])
+        else:
+            seconds = self._second_blocks(symbol, k, minute // 60)[minute % 60, : second + 1]
+            tail = np.array([[seconds[0]], [seconds.max()], [seconds.min()], [seconds[-1]]])
+        stacked = np.concatenate([*parts, tail], axis=1)
+        return MinuteWalk(start_s, stacked[0], stacked[1], stacked[2], stacked[3])
 
     def _year_range(self, symbol: str, day: TradingDay) -> tuple[float, float]:
         k = (int(day.open.timestamp()) - _ANCHOR_S) // _DAY_S
@@ -193,31 +249,46 @@ class Market:
     def _log_price(self, symbol: str, epoch_s: int) -> float:
         k, rem = divmod(epoch_s - _ANCHOR_S, _DAY_S)
         minute, second = divmod(rem, 60)
-        path = self._minute_paths(symbol, k)
         if second == 0:
-            return float(path[minute])
-        listing = _listing(self.seed, symbol)
-        sigma_s = listing.daily_vol / math.sqrt(_DAY_S)
-        rng = np.random.default_rng([self.seed, _hash(symbol), k, minute])
-        walk = np.cumsum(rng.standard_normal(60) * sigma_s)
-        drift = (walk[59] - (path[minute + 1] - path[minute])) * (second / 60)
-        return float(path[minute] + walk[second - 1] - drift)
+            return float(self._minute_paths(symbol, k)[minute])
+        return float(self._second_blocks(symbol, k, minute // 60)[minute % 60, second])
 
-    def _minute_path(self, symbol: str, k: int) -> np.ndarray:
+    def _second_block(self, symbol: str, k: int, hour: int) -> FloatArray:
+        """Log prices at each second of hour `hour` of UTC day `k`: row = minute, column = second.
+
+        Each row is a Brownian bridge from the minute's value to the next minute's (exclusive).
+        """
+        path = self._minute_paths(symbol, k)
+        sigma_s = _listing(self.seed, symbol).daily_vol / math.sqrt(_DAY_S)
+        rng = np.random.default_rng([self.seed, hash64(symbol, "seconds"), k, hour])
+        walk = np.cumsum(rng.standard_normal((60, 60)) * sigma_s, axis=1)
+        start = path[hour * 60 : hour * 60 + 60]
+        gap = path[hour * 60 + 1 : hour * 60 + 61] - start
+        before = np.concatenate((np.zeros((60, 1)), walk[:, :59]), axis=1)
+        block: FloatArray = start[:, None] + before - (walk[:, 59] - gap)[:, None] * (np.arange(60) / 60)
+        return block
+
+    def _compute_hour_stats(self, symbol: str, k: int, hour: int) -> FloatArray:
+        """Per minute of the hour: the first, highest, lowest and last second's log price (4 x 60)."""
+        block = self._second_block(symbol, k, hour)
+        return np.stack((block[:, 0], block.max(axis=1), block.min(axis=1), block[:, 59]))
+
+    def _minute_path(self, symbol: str, k: int) -> FloatArray:
         """Log prices at each minute of UTC day `k` after the anchor (1441 values, both ends included)."""
         if not 0 <= k < _HORIZON_DAYS - 1:
             raise ValueError(f"{ANCHOR + timedelta(days=k)} is outside the simulated years 2000-2050")
         days = self._day_walk(symbol)
         sigma_m = _listing(self.seed, symbol).daily_vol / math.sqrt(_MINUTES)
-        rng = np.random.default_rng([self.seed, _hash(symbol), k])
+        rng = np.random.default_rng([self.seed, hash64(symbol), k])
         walk = np.concatenate(([0.0], np.cumsum(rng.standard_normal(_MINUTES) * sigma_m)))
         ramp = np.arange(_MINUTES + 1) / _MINUTES
-        return days[k] + walk - ramp * (walk[-1] - (days[k + 1] - days[k]))
+        path: FloatArray = days[k] + walk - ramp * (walk[-1] - (days[k + 1] - days[k]))
+        return path
 
-    def _compute_day_walk(self, symbol: str) -> np.ndarray:
+    def _compute_day_walk(self, symbol: str) -> FloatArray:
         """Log price at the start of each UTC day: d[k+1] = a d[k] + shock[k], d = log price - mean."""
         listing = _listing(self.seed, symbol)
-        rng = np.random.default_rng([self.seed, _hash(symbol)])
+        rng = np.random.default_rng([self.seed, hash64(symbol)])
         shocks = rng.standard_normal(_HORIZON_DAYS) * listing.daily_vol
         a = 1 - _MEAN_REVERSION_PER_DAY
         deviation = np.empty(_HORIZON_DAYS)
@@ -230,22 +301,28 @@ class Market:
             values = powers * level + np.concatenate(([0.0], powers[:-1])) * scaled
             deviation[start : start + len(block)] = values[:-1]
             level = float(values[-1])
-        return math.log(listing.base_price) + deviation
+        result: FloatArray = math.log(listing.base_price) + deviation
+        return result
 
     def __repr__(self) -> str:
         return f"<Market seed={self.seed}>"
 
 
+def to_price(log_price: float) -> float:
+    """A log price of the walk in dollars, rounded to the cent as every price the market reports."""
+    return round(math.exp(log_price), 2)
+
+
 @lru_cache(maxsize=65_536)
 def _listing(seed: int, symbol: str) -> Listing:
-    random_price = math.exp(math.log(10) + _unit(seed, symbol, "price") * math.log(60))
+    random_price = math.exp(math.log(10) + unit(seed, symbol, "price") * math.log(60))
     description, kind, base_price = _NAMES.get(symbol, (f"{symbol} Inc", "stock", random_price))
     return Listing(
         symbol=symbol,
         description=description,
         type=kind,
-        exch=_EXCHANGES[_hash(seed, symbol, "exch") % len(_EXCHANGES)],
+        exch=_EXCHANGES[hash64(seed, symbol, "exch") % len(_EXCHANGES)],
         base_price=round(base_price, 2),
-        daily_vol=0.01 + 0.025 * _unit(seed, symbol, "vol"),
-        average_volume=int(10 ** (5.5 + 2.2 * _unit(seed, symbol, "volume"))),
+        daily_vol=0.01 + 0.025 * unit(seed, symbol, "vol"),
+        average_volume=int(10 ** (5.5 + 2.2 * unit(seed, symbol, "volume"))),
     )

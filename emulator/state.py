@@ -1,4 +1,5 @@
-"""What one emulator instance holds: its options, clock, market, rate windows, call counts and faults."""
+"""What one emulator instance holds: options, clock, market (and its bars and options), rate windows,
+call counts and faults."""
 
 from __future__ import annotations
 
@@ -8,19 +9,33 @@ from typing import Any
 
 from aiohttp import web
 
+from emulator.bars import History
 from emulator.market import Market
+from emulator.options import OptionBook
 from emulator.ratelimit import WindowLimiter
 from reader.clock import Clock
+
+POLYGON_PLANS = ("basic", "starter", "developer", "advanced", "business")
 
 
 @dataclass(frozen=True)
 class EmulatorOptions:
-    """`api_keys` empty: any non-empty Bearer token is accepted."""
+    """`api_keys` empty: any non-empty Bearer token (or Polygon key) is accepted.
+
+    `rate_per_min` is Tradier's allowance per token; `polygon_rate_per_min` Polygon's per key (0:
+    unlimited, as on paid plans); `polygon_plan` "basic" refuses the snapshot endpoints (403).
+    """
 
     seed: int = 0
     latency_ms: float = 0.0
     rate_per_min: int = 120
     api_keys: frozenset[str] = frozenset()
+    polygon_rate_per_min: int = 0
+    polygon_plan: str = "advanced"
+
+    def __post_init__(self) -> None:
+        if self.polygon_plan not in POLYGON_PLANS:
+            raise ValueError(f"polygon_plan {self.polygon_plan!r} is not one of {', '.join(POLYGON_PLANS)}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,14 @@ class EmulatorState:
     calls: Counter[tuple[str, int]] = field(default_factory=Counter)
     methods: Counter[tuple[str, str]] = field(default_factory=Counter)
     _armed: list[_Armed] = field(default_factory=list)
+    polygon_limiter: WindowLimiter = field(init=False)
+    history: History = field(init=False)
+    options_book: OptionBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.polygon_limiter = WindowLimiter(self.options.polygon_rate_per_min)
+        self.history = History(self.market)
+        self.options_book = OptionBook(self.market)
 
     def arm(self, fault: Fault) -> None:
         self._armed.append(_Armed(fault, fault.times))
@@ -93,6 +116,7 @@ class EmulatorState:
         self.methods.clear()
         self.clear_faults()
         self.tradier_limiter.reset()
+        self.polygon_limiter.reset()
 
 
 STATE = web.AppKey("state", EmulatorState)

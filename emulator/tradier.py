@@ -1,9 +1,12 @@
-"""Tradier's market-data endpoints as the reference describes them (quotes so far).
+"""Tradier's quotes endpoint, and what every Tradier route shares (auth, limits, formats).
 
 Fidelity points: Bearer auth (401 plain text otherwise), XML unless `Accept: application/json`,
 GET query or POST form, one quote as a bare object and several as a list, unknown symbols under
 `unmatched_symbols` (a string for one, a list for several), epoch-ms dates with 0 for "never",
-the four `X-Ratelimit-*` headers and a 429 once the window's allowance is spent.
+the four `X-Ratelimit-*` headers and a 429 once the window's allowance is spent (one window per
+token, shared by every /v1/markets route), 400 plain text for a missing parameter.
+The other routes: `emulator.tradier_markets` (history, timesales, clock) and
+`emulator.tradier_options` (expirations, strikes, chains).
 """
 
 from __future__ import annotations
@@ -26,24 +29,53 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(QUOTES_PATH, quotes)
 
 
-async def quotes(request: web.Request) -> web.Response:
+def admit(request: web.Request) -> tuple[EmulatorState, datetime, dict[str, str]]:
+    """Check the Bearer token and spend one request of its window: (state, now, rate-limit headers).
+
+    Raises the 401 (plain text) or the 429 Tradier would answer.
+    """
     state = request.app[STATE]
     token = _bearer_token(request, state)
     now = state.clock()
     allowance = state.tradier_limiter.take(token, now)
     if not allowance.granted:
-        return web.json_response(
-            {"fault": {"faultstring": "Rate limit quota violation", "detail": {"errorcode": "ratelimit"}}},
-            status=429,
+        raise web.HTTPTooManyRequests(
+            text=json.dumps(
+                {"fault": {"faultstring": "Rate limit quota violation", "detail": {"errorcode": "ratelimit"}}}
+            ),
+            content_type="application/json",
             headers=allowance.headers(),
         )
+    return state, now, allowance.headers()
+
+
+def missing(name: str, headers: dict[str, str]) -> web.Response:
+    """The 400 for a missing required parameter."""
+    return web.Response(status=400, text=f"Missing required parameter: {name}", headers=headers)
+
+
+def invalid(name: str, value: str, headers: dict[str, str]) -> web.Response:
+    """The 400 for a parameter Tradier would not accept."""
+    return web.Response(status=400, text=f"Invalid parameter: {name}={value}", headers=headers)
+
+
+def flag(request: web.Request, name: str) -> bool:
+    """A Tradier boolean query parameter (`true`/`false`, default false)."""
+    return request.query.get(name, "").strip().lower() == "true"
+
+
+def collapse(items: list[Any]) -> Any:
+    """Tradier's quirk: one element is sent bare, several as a list."""
+    return items[0] if len(items) == 1 else items
+
+
+async def quotes(request: web.Request) -> web.Response:
+    state, now, headers = admit(request)
     form = await request.post() if request.method == "POST" else request.query
     raw = str(form.get("symbols", ""))
     symbols = list(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
     if not symbols:
-        return web.Response(
-            status=400, text="Missing required parameter: symbols", headers=allowance.headers()
-        )
+        return missing("symbols", headers)
 
     found: list[dict[str, Any]] = []
     unmatched: list[str] = []
@@ -55,10 +87,10 @@ async def quotes(request: web.Request) -> web.Response:
             found.append(_wire_quote(quote))
     body: dict[str, Any] = {}
     if found:
-        body["quote"] = found[0] if len(found) == 1 else found
+        body["quote"] = collapse(found)
     if unmatched:
-        body["unmatched_symbols"] = {"symbol": unmatched[0] if len(unmatched) == 1 else unmatched}
-    return _respond(request, {"quotes": body}, allowance.headers())
+        body["unmatched_symbols"] = {"symbol": collapse(unmatched)}
+    return respond(request, {"quotes": body}, headers)
 
 
 def _bearer_token(request: web.Request, state: EmulatorState) -> str:
@@ -69,7 +101,8 @@ def _bearer_token(request: web.Request, state: EmulatorState) -> str:
     return token
 
 
-def _respond(request: web.Request, body: dict[str, Any], headers: dict[str, str]) -> web.Response:
+def respond(request: web.Request, body: dict[str, Any], headers: dict[str, str]) -> web.Response:
+    """JSON if the client accepts it, else Tradier's default, XML."""
     if "application/json" in request.headers.get("Accept", ""):
         return web.Response(
             text=json.dumps(body), content_type="application/json", charset="UTF-8", headers=headers
@@ -90,7 +123,7 @@ def _xml(tag: str, value: object) -> str:
     return f"<{tag}>{escape(text)}</{tag}>"
 
 
-def _epoch_ms(at: datetime) -> int:
+def epoch_ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
@@ -113,15 +146,15 @@ def _wire_quote(q: QuoteState) -> dict[str, Any]:
         "change_percentage": q.change_percentage,
         "average_volume": listing.average_volume,
         "last_volume": q.last_volume,
-        "trade_date": _epoch_ms(q.trade_time),
+        "trade_date": epoch_ms(q.trade_time),
         "prevclose": q.prevclose,
         "week_52_high": q.week_52_high,
         "week_52_low": q.week_52_low,
         "bidsize": q.bidsize,
         "bidexch": "PQZN"[q.bidsize % 4],
-        "bid_date": _epoch_ms(q.quote_time),
+        "bid_date": epoch_ms(q.quote_time),
         "asksize": q.asksize,
         "askexch": "PQZN"[q.asksize % 4],
-        "ask_date": _epoch_ms(q.quote_time),
+        "ask_date": epoch_ms(q.quote_time),
         "root_symbols": listing.symbol,
     }
