@@ -8,9 +8,21 @@ async with Reader() as r:
 
 from importlib.metadata import PackageNotFoundError, version
 
-from reader.client import QuoteResult, Reader, SyncReader
-from reader.errors import InvalidSymbol, NotCached, ReaderError
-from reader.models import CachedItem, Quote
+from reader.client import Reader, SyncReader
+from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
+from reader.models import (
+    Bar,
+    CachedItem,
+    Expirations,
+    Indicators,
+    Macd,
+    MarketStatus,
+    OptionChain,
+    OptionContract,
+    PriceHistory,
+    Quote,
+)
+from reader.results import Bundle, QuoteResult
 
 try:
     __version__ = version("marketcache")
@@ -18,9 +30,19 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "Bar",
+    "Bundle",
     "CachedItem",
+    "Expirations",
+    "Indicators",
+    "InvalidRequest",
     "InvalidSymbol",
+    "Macd",
+    "MarketStatus",
     "NotCached",
+    "OptionChain",
+    "OptionContract",
+    "PriceHistory",
     "Quote",
     "QuoteResult",
     "Reader",

@@ -1,6 +1,7 @@
-"""`python -m reader quote AAPL MSFT`: print cached quotes as JSON.
+"""`python -m reader quote AAPL MSFT`: print cached market data as JSON.
 
-Exit codes: 0 all found, 1 some symbol not cached, 2 bad arguments (a malformed symbol).
+Subcommands: quote, expirations, chain, history, indicators, bundle, status.
+Exit codes: 0 all found, 1 something not cached (or Redis unreachable), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -8,40 +9,46 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import redis
+from pydantic import BaseModel
 
 from reader.client import SyncReader
-from reader.errors import InvalidSymbol, NotCached, ReaderError
+from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
 from reader.models import CachedItem
+from reader.results import Bundle
+
+EXIT_MISSING = 1
+EXIT_USAGE = 2
 
 
-def _as_json(item: CachedItem) -> dict[str, Any]:
+def _as_json(item: BaseModel) -> dict[str, Any]:
     data = item.model_dump(mode="json")
-    data["age_s"] = round(item.age_s, 3)
-    data["stale"] = item.stale
+    if isinstance(item, CachedItem):
+        data["age_s"] = round(item.age_s, 3)
+        data["stale"] = item.stale
     return data
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reader", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    quote = commands.add_parser("quote", help="print the cached quotes of SYMBOLs")
-    quote.add_argument("symbols", nargs="+", metavar="SYMBOL")
-    args = parser.parse_args(argv)
+def _part(value: object) -> Any:
+    if isinstance(value, BaseModel):
+        return _as_json(value)
+    if isinstance(value, ReaderError):
+        return {"error": str(value)}
+    if isinstance(value, tuple):
+        return [_part(v) for v in value]
+    return value
 
-    with SyncReader(args.url) as reader:
-        try:
-            results = reader.quotes(args.symbols)
-        except redis.RedisError as e:
-            print(
-                f"error: cannot read from Redis at {reader!r}: {e}; set REDIS_URL or --url "
-                "to the Redis the worker writes to (make run starts one)",
-                file=sys.stderr,
-            )
-            return 1
+
+def _bundle_json(bundle: Bundle) -> dict[str, Any]:
+    parts = {"quote": bundle.quote, "chains": bundle.chains, "indicators": bundle.indicators}
+    return {"symbol": bundle.symbol, **{k: _part(v) for k, v in parts.items() if v is not None}}
+
+
+def _quotes(reader: SyncReader, args: argparse.Namespace) -> int:
+    results = reader.quotes(args.symbols)
     found = {s: _as_json(r) for s, r in results.items() if isinstance(r, CachedItem)}
     errors = [r for r in results.values() if isinstance(r, ReaderError)]
     if found:
@@ -49,8 +56,75 @@ def main(argv: list[str] | None = None) -> int:
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     if any(isinstance(e, InvalidSymbol) for e in errors):
-        return 2
-    return 1 if any(isinstance(e, NotCached) for e in errors) else 0
+        return EXIT_USAGE
+    return EXIT_MISSING if errors else 0
+
+
+def _single(read: Callable[[SyncReader, argparse.Namespace], BaseModel]) -> Callable[..., int]:
+    def run(reader: SyncReader, args: argparse.Namespace) -> int:
+        print(json.dumps(_as_json(read(reader, args)), indent=2))
+        return 0
+
+    return run
+
+
+def _bundle(reader: SyncReader, args: argparse.Namespace) -> int:
+    bundle = reader.bundle(args.symbol, options=args.options, technical=args.technical)
+    print(json.dumps(_bundle_json(bundle), indent=2))
+    return 0 if isinstance(bundle.quote, CachedItem) else EXIT_MISSING
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reader", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    quote = commands.add_parser("quote", help="the cached quotes of SYMBOLs")
+    quote.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    quote.set_defaults(run=_quotes)
+    expirations = commands.add_parser("expirations", help="the option expirations listed for SYMBOL")
+    expirations.add_argument("symbol")
+    expirations.set_defaults(run=_single(lambda r, a: r.expirations(a.symbol)))
+    chain = commands.add_parser("chain", help="an option chain of SYMBOL (default: the nearest expiration)")
+    chain.add_argument("symbol")
+    chain.add_argument("--expiration", metavar="YYYY-MM-DD")
+    chain.add_argument("--side", choices=["calls", "puts", "both"], default="both")
+    chain.set_defaults(run=_single(lambda r, a: r.chain(a.symbol, a.expiration, a.side)))
+    history = commands.add_parser("history", help="cached price bars of SYMBOL")
+    history.add_argument("symbol")
+    history.add_argument("--interval", default="1d", help="1d (default), 1m, 5m or 15m")
+    history.set_defaults(run=_single(lambda r, a: r.history(a.symbol, a.interval)))
+    indicators = commands.add_parser("indicators", help="SMA, EMA, RSI and MACD of SYMBOL")
+    indicators.add_argument("symbol")
+    indicators.set_defaults(run=_single(lambda r, a: r.indicators(a.symbol)))
+    bundle = commands.add_parser("bundle", help="quote, and optionally chains and indicators, of SYMBOL")
+    bundle.add_argument("symbol")
+    bundle.add_argument("--options", action="store_true", help="add the cached chains from today on")
+    bundle.add_argument("--technical", action="store_true", help="add the indicators")
+    bundle.set_defaults(run=_bundle)
+    status = commands.add_parser("status", help="the market's phase and next open/close (no Redis)")
+    status.set_defaults(run=_single(lambda r, a: r.market_status()))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with SyncReader(args.url) as reader:
+        try:
+            code: int = args.run(reader, args)
+        except (InvalidSymbol, InvalidRequest) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except NotCached as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_MISSING
+        except redis.RedisError as e:
+            print(
+                f"error: cannot read from Redis at {reader!r}: {e}; set REDIS_URL or --url "
+                "to the Redis the worker writes to (make run starts one)",
+                file=sys.stderr,
+            )
+            return EXIT_MISSING
+    return code
 
 
 if __name__ == "__main__":

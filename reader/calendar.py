@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from reader.models import MarketStatus, Phase
+
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 PRE_OPEN_ET = time(4, 0)
 POST_CLOSE_ET = time(20, 0)
@@ -83,6 +85,39 @@ class MarketCalendar:
         """The session before `day`."""
         return self.latest_trading_day(day.pre_open - timedelta(seconds=1))
 
+    def next_trading_day(self, after: date) -> TradingDay:
+        """The first session on an exchange-local date after `after`."""
+        day = after
+        for _ in range(_SEARCH_LIMIT_DAYS):
+            day += timedelta(days=1)
+            found = self.trading_day(day)
+            if found is not None:
+                return found
+        raise LookupError(f"{self.exchange}: no session in the {_SEARCH_LIMIT_DAYS} days after {after}")
+
+    def phase(self, at: datetime) -> Phase:
+        """Where the exchange is at `at`: "pre", "regular", "post" or "closed"."""
+        today = self.trading_day(at.astimezone(EXCHANGE_TZ).date())
+        return _phase(today, at)
+
+    def status(self, at: datetime) -> MarketStatus:
+        """The phase at `at`, today's session if any, and the next open and close after `at`."""
+        local_date = at.astimezone(EXCHANGE_TZ).date()
+        today = self.trading_day(local_date)
+        following = self.next_trading_day(local_date)
+        upcoming = [d for d in (today, following) if d is not None]
+        return MarketStatus(
+            exchange=self.exchange,
+            at=at,
+            phase=_phase(today, at),
+            session=today.date if today else None,
+            open=today.open if today else None,
+            close=today.close if today else None,
+            early_close=today.early_close if today else False,
+            next_open=next(d.open for d in upcoming if d.open > at),
+            next_close=next(d.close for d in upcoming if d.close > at),
+        )
+
     def _ensure_range(self, day: date) -> None:
         if self._first is not None and self._last is not None and self._first <= day <= self._last:
             return
@@ -96,6 +131,14 @@ class MarketCalendar:
 
     def __repr__(self) -> str:
         return f"<MarketCalendar {self.exchange} extra_closed={len(self.extra_closed)}>"
+
+
+def _phase(day: TradingDay | None, at: datetime) -> Phase:
+    if day is None or not day.pre_open <= at < day.post_close:
+        return "closed"
+    if at < day.open:
+        return "pre"
+    return "regular" if at < day.close else "post"
 
 
 def _exchange_time(day: date, at: time) -> datetime:

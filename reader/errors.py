@@ -26,3 +26,12 @@ class NotCached(ReaderError, LookupError):
             "or wait for the next refresh"
         )
         super().__init__(f"no {dataset} cached for {symbol!r}: {self.detail}")
+
+
+class InvalidRequest(ReaderError, ValueError):
+    """An argument other than the symbol that the reader cannot use (an interval, a side, a date)."""
+
+    def __init__(self, name: str, value: object, fix: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"{name}={value!r} is not valid: {fix}")

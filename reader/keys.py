@@ -7,6 +7,8 @@ normalised by `reader.symbols.normalize_symbol`.
 
 from __future__ import annotations
 
+from datetime import date
+
 PREFIX = "mc:v1:"
 
 # arq's queue for the worker's jobs (refreshes now, on-demand fetches later).
@@ -16,6 +18,36 @@ QUEUE = PREFIX + "queue"
 def quote(symbol: str) -> str:
     """Latest quote of one symbol: a JSON `reader.models.Quote`."""
     return f"{PREFIX}quote:{symbol}"
+
+
+def expirations(symbol: str) -> str:
+    """Every listed expiration of an underlying: a JSON `reader.models.Expirations`."""
+    return f"{PREFIX}expirations:{symbol}"
+
+
+def chain(symbol: str, expiration: date) -> str:
+    """One option chain (underlying, expiration): a JSON `reader.models.OptionChain`."""
+    return f"{PREFIX}chain:{symbol}:{expiration.isoformat()}"
+
+
+def chain_prefix(symbol: str) -> str:
+    """`chain(symbol, d)` is this plus `d.isoformat()` (for server-side scripts)."""
+    return f"{PREFIX}chain:{symbol}:"
+
+
+def chain_index(symbol: str) -> str:
+    """Which chains of an underlying are kept: a JSON `reader.models.ChainIndex`."""
+    return f"{PREFIX}chains:{symbol}"
+
+
+def history(symbol: str, interval: str) -> str:
+    """Price bars of one symbol at one interval ("1d", "5m"...): a JSON `reader.models.PriceHistory`."""
+    return f"{PREFIX}history:{symbol}:{interval}"
+
+
+def indicators(symbol: str) -> str:
+    """Latest technical indicators of one symbol: a JSON `reader.models.Indicators`."""
+    return f"{PREFIX}indicators:{symbol}"
 
 
 def refresh_job_id(dataset: str, slot: int, batch: int) -> str:

@@ -6,10 +6,21 @@ fetched, and until when it counts as fresh. Timestamps are aware datetimes in UT
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, PrivateAttr
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -92,3 +103,181 @@ class Quote(CachedItem):
     askexch: str | None = None
     ask_date: UtcDatetime | None = None
     root_symbols: str | None = None
+
+
+BarInterval = Literal["1d", "1m", "5m", "15m"]
+"""Bar lengths the cache knows: daily, and intraday minutes."""
+
+Side = Literal["calls", "puts", "both"]
+"""Which contracts of a chain to return."""
+
+Phase = Literal["pre", "regular", "post", "closed"]
+"""Where the exchange is in its day: pre-market, regular session, post-market, or closed."""
+
+
+class _Row(BaseModel):
+    """A small record stored as a JSON array in its field order, to keep long lists compact.
+
+    `model_dump()` gives a dict; `model_dump_json()` (what is stored) gives `[v1, v2, ...]`, and
+    validation accepts either form. The field order is part of the stored format: append new
+    fields at the end, with a default, or bump `reader.keys.PREFIX`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, data: Any) -> Any:
+        if isinstance(data, list | tuple):
+            names = list(cls.model_fields)
+            if len(data) > len(names):
+                raise ValueError(f"a {cls.__name__} row has at most {len(names)} values, got {len(data)}")
+            return dict(zip(names, data, strict=False))
+        return data
+
+    @model_serializer(mode="wrap")
+    def _to_row(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if info.mode_is_json() and isinstance(data, dict):
+            return [data.get(name) for name in type(self).model_fields]
+        return data
+
+
+class OptionContract(_Row):
+    """One contract of a chain. Prices in dollars per share; IVs as fractions (0.25 = 25 %).
+
+    Greeks are per share: `theta` per calendar day, `vega` and `rho` per 1 point of volatility or
+    rate. Fields an upstream does not send (Polygon has no `rho`, no bid/ask IV) are None, and so
+    are Tradier's zero IVs.
+    """
+
+    symbol: str
+    option_type: Literal["call", "put"]
+    strike: float
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    change: float | None = None
+    volume: int | None = None
+    open_interest: int | None = None
+    bid_iv: float | None = None
+    mid_iv: float | None = None
+    ask_iv: float | None = None
+    delta: float | None = None
+    gamma: float | None = None
+    theta: float | None = None
+    vega: float | None = None
+    rho: float | None = None
+
+
+class OptionChain(CachedItem):
+    """The contracts of one underlying for one expiration, sorted by strike, calls before puts."""
+
+    symbol: str
+    expiration: date
+    underlying_price: float | None = None
+    greeks_updated_at: UtcDatetime | None = None
+    contracts: tuple[OptionContract, ...] = ()
+
+    @property
+    def calls(self) -> tuple[OptionContract, ...]:
+        return tuple(c for c in self.contracts if c.option_type == "call")
+
+    @property
+    def puts(self) -> tuple[OptionContract, ...]:
+        return tuple(c for c in self.contracts if c.option_type == "put")
+
+    def only(self, side: Side) -> OptionChain:
+        """This chain with the contracts of `side` only ("calls", "puts" or "both")."""
+        if side == "both":
+            return self
+        if side not in ("calls", "puts"):
+            raise ValueError(f"side={side!r}: expected 'calls', 'puts' or 'both'")
+        chosen = self.calls if side == "calls" else self.puts
+        copy = self.model_copy(update={"contracts": chosen})
+        copy._read_at = self._read_at
+        return copy
+
+
+class Expirations(CachedItem):
+    """Every expiration date the upstream lists for an underlying, ascending."""
+
+    symbol: str
+    dates: tuple[date, ...]
+
+
+class ChainIndex(CachedItem):
+    """The expirations of an underlying whose chains the worker keeps in the cache, ascending."""
+
+    symbol: str
+    expirations: tuple[date, ...]
+
+
+class Bar(_Row):
+    """One price bar; `start` is when it begins (midnight ET of the session for daily bars)."""
+
+    start: UtcDatetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float | None = None
+
+
+class PriceHistory(CachedItem):
+    """Bars of one symbol at one interval, oldest first. The last bar may still be forming."""
+
+    symbol: str
+    interval: BarInterval
+    bars: tuple[Bar, ...]
+
+
+class Macd(BaseModel):
+    """MACD(fast, slow, signal): `macd` = EMA(fast) - EMA(slow), `signal` = EMA(signal) of it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    fast: int
+    slow: int
+    signal_window: int
+    macd: float
+    signal: float
+    histogram: float
+
+
+class Indicators(CachedItem):
+    """Latest technical indicators of one symbol, on the close of `interval` bars.
+
+    `as_of` is the start of the last bar used. Keys of `sma`, `ema` and `rsi` are windows in
+    bars; a window longer than the history is absent.
+    """
+
+    symbol: str
+    interval: BarInterval
+    as_of: UtcDatetime
+    close: float | None = None
+    sma: dict[int, float] = Field(default_factory=dict)
+    ema: dict[int, float] = Field(default_factory=dict)
+    rsi: dict[int, float] = Field(default_factory=dict)
+    macd: Macd | None = None
+
+
+class MarketStatus(BaseModel):
+    """Where the exchange is at `at`, from its calendar. Not cached: computed on each ask.
+
+    `session` is the exchange-local date of today's session (None on a closed day); `open` and
+    `close` its hours. `next_open` and `next_close` are the first open and close after `at`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    exchange: str
+    at: UtcDatetime
+    phase: Phase
+    session: date | None
+    open: UtcDatetime | None
+    close: UtcDatetime | None
+    early_close: bool
+    next_open: UtcDatetime
+    next_close: UtcDatetime

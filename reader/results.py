@@ -1,0 +1,233 @@
+"""Turning what Redis answers into models: shared by `Reader` and `SyncReader`, free of I/O.
+
+Each read method of the readers is a plan (the keys, or the script, to ask) and one of these
+functions applied to the answer, so both readers return the same values and raise the same errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar, get_args
+
+from pydantic import ValidationError
+
+from reader import keys
+from reader.calendar import EXCHANGE_TZ
+from reader.clock import Clock
+from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
+from reader.models import (
+    BarInterval,
+    CachedItem,
+    ChainIndex,
+    Indicators,
+    OptionChain,
+    Quote,
+    Side,
+)
+from reader.symbols import normalize_symbol
+
+QuoteResult = Quote | ReaderError
+"""One entry of `quotes()`: the quote, or the error for that symbol (`NotCached`, `InvalidSymbol`)."""
+
+_Item = TypeVar("_Item", bound=CachedItem)
+
+# One round trip for "the chains of a symbol from today on" plus any other keys: the script reads
+# the chain index, then the chains it lists whose expiration is today or later (at most ARGV[3],
+# 0 for all). KEYS[1] is the index; KEYS[2..] are read with GET and returned after the chains.
+# ARGV: chain key prefix, today's exchange-local date (ISO), limit. Expired or vanished chains
+# are skipped. It only reads (GET), so a read-only ACL user may run it.
+CHAINS_SCRIPT = """
+local index = redis.call('GET', KEYS[1])
+local chains = {}
+if index then
+  local ok, decoded = pcall(cjson.decode, index)
+  if ok and type(decoded) == 'table' and type(decoded.expirations) == 'table' then
+    local limit = tonumber(ARGV[3])
+    for _, expiration in ipairs(decoded.expirations) do
+      if type(expiration) == 'string' and expiration >= ARGV[2] then
+        local chain = redis.call('GET', ARGV[1] .. expiration)
+        if chain then
+          chains[#chains + 1] = chain
+          if limit > 0 and #chains >= limit then break end
+        end
+      end
+    end
+  end
+end
+local result = {index, chains}
+for i = 2, #KEYS do result[#result + 1] = redis.call('GET', KEYS[i]) end
+return result
+"""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What an agent wants to know about one symbol, read in one round trip.
+
+    Each part is the item or the `ReaderError` that explains its absence; a part that was not
+    asked for is None. `chains` are the cached chains from today on, nearest first.
+    """
+
+    symbol: str
+    quote: Quote | ReaderError
+    chains: tuple[OptionChain, ...] | ReaderError | None = None
+    indicators: Indicators | ReaderError | None = None
+
+
+def decode(model: type[_Item], dataset: str, symbol: str, raw: bytes | None, clock: Clock) -> _Item:
+    """The cached item in `raw` (a GET's answer), judged by `clock`; `NotCached` if absent or unreadable."""
+    if raw is None:
+        raise NotCached(dataset, symbol)
+    try:
+        item = model.model_validate_json(raw)
+    except ValidationError as e:
+        raise NotCached(
+            dataset,
+            symbol,
+            f"the cached value does not match the {model.__name__} model ({e.error_count()} errors, "
+            f"first at {'.'.join(map(str, e.errors()[0]['loc']))}); the next refresh replaces it",
+        ) from e
+    item._read_at = clock()
+    return item
+
+
+def decode_or_error(
+    model: type[_Item], dataset: str, symbol: str, raw: bytes | None, clock: Clock
+) -> _Item | ReaderError:
+    try:
+        return decode(model, dataset, symbol, raw, clock)
+    except NotCached as e:
+        return e
+
+
+def symbol_list(symbols: Iterable[str]) -> tuple[list[str], dict[str, QuoteResult]]:
+    """Split `symbols` into the distinct normal forms to fetch and the errors of malformed ones."""
+    if isinstance(symbols, str | bytes):
+        raise InvalidSymbol(symbols, "quotes() takes a list of symbols, e.g. quotes(['AAPL', 'MSFT'])")
+    wanted: dict[str, None] = {}
+    errors: dict[str, QuoteResult] = {}
+    for symbol in symbols:
+        try:
+            wanted[normalize_symbol(symbol)] = None
+        except InvalidSymbol as e:
+            errors[symbol if isinstance(symbol, str) else repr(symbol)] = e
+    return list(wanted), errors
+
+
+def quote_results(
+    symbols: list[str], raws: Sequence[bytes | None], errors: dict[str, QuoteResult], clock: Clock
+) -> dict[str, QuoteResult]:
+    results: dict[str, QuoteResult] = {
+        symbol: decode_or_error(Quote, "quote", symbol, raw, clock)
+        for symbol, raw in zip(symbols, raws, strict=True)
+    }
+    results.update(errors)
+    return results
+
+
+def exchange_today(clock: Clock) -> date:
+    """Today's date at the exchange: expirations before it are over."""
+    now: datetime = clock()
+    return now.astimezone(EXCHANGE_TZ).date()
+
+
+def parse_expiration(value: date | str) -> date:
+    """`value` as a date; a string must be YYYY-MM-DD."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise InvalidRequest("expiration", value, "expected a date or a 'YYYY-MM-DD' string, e.g. '2026-12-18'")
+
+
+def check_side(side: Side | None) -> Side:
+    if side is None:
+        return "both"
+    if side not in get_args(Side):
+        raise InvalidRequest("side", side, "expected 'calls', 'puts' or 'both' (None means both)")
+    return side
+
+
+def check_interval(interval: str) -> BarInterval:
+    if interval not in get_args(BarInterval):
+        choices = ", ".join(repr(i) for i in get_args(BarInterval))
+        raise InvalidRequest("interval", interval, f"expected one of {choices}")
+    return interval  # type: ignore[return-value]  # narrowed by the membership test above
+
+
+def chains_script_args(symbol: str, clock: Clock, limit: int) -> list[str]:
+    """ARGV of `CHAINS_SCRIPT`: chains of `symbol` from today on, at most `limit` (0: all)."""
+    return [keys.chain_prefix(symbol), exchange_today(clock).isoformat(), str(limit)]
+
+
+def chains_from_script(
+    symbol: str, index_raw: bytes | None, raws: Sequence[bytes], clock: Clock
+) -> tuple[OptionChain, ...]:
+    """The chains the script returned; `NotCached` if the worker keeps none for `symbol` from today on."""
+    chains = tuple(decode(OptionChain, "option chain", symbol, raw, clock) for raw in raws)
+    if chains:
+        return chains
+    if index_raw is None:
+        raise NotCached(
+            "option chain",
+            symbol,
+            "the worker keeps no chains for it; add it to the watchlist with chains enabled in config.yaml",
+        )
+    index = decode(ChainIndex, "option chain", symbol, index_raw, clock)
+    listed = ", ".join(d.isoformat() for d in index.expirations) or "none"
+    raise NotCached(
+        "option chain",
+        symbol,
+        f"no cached chain expires on or after {exchange_today(clock)} (kept: {listed}); "
+        "the next chains refresh adds the coming expirations",
+    )
+
+
+def chain_for(
+    symbol: str, expiration: date, raw: bytes | None, index_raw: bytes | None, clock: Clock
+) -> OptionChain:
+    """The chain of one expiration; `NotCached` lists the expirations that are cached instead."""
+    if raw is not None:
+        return decode(OptionChain, "option chain", symbol, raw, clock)
+    kept = ""
+    if index_raw is not None:
+        try:
+            index = ChainIndex.model_validate_json(index_raw)
+            kept = f" (cached: {', '.join(d.isoformat() for d in index.expirations) or 'none'})"
+        except ValidationError:
+            kept = ""
+    raise NotCached(
+        "option chain",
+        symbol,
+        f"no chain cached for expiration {expiration.isoformat()}{kept}; call chain({symbol!r}) for the "
+        "nearest one, or configure more expirations under datasets.chains in config.yaml",
+    )
+
+
+def bundle_from(
+    symbol: str,
+    answer: Sequence[Any],
+    *,
+    options: bool,
+    technical: bool,
+    clock: Clock,
+) -> Bundle:
+    """Assemble a `Bundle` from the answer of `CHAINS_SCRIPT` (options) or an MGET (no options)."""
+    if options:
+        index_raw, chain_raws, quote_raw, *rest = answer
+    else:
+        quote_raw, *rest = answer
+    quote = decode_or_error(Quote, "quote", symbol, quote_raw, clock)
+    indicators = decode_or_error(Indicators, "indicators", symbol, rest[0], clock) if technical else None
+    chains: tuple[OptionChain, ...] | ReaderError | None = None
+    if options:
+        try:
+            chains = chains_from_script(symbol, index_raw, chain_raws, clock)
+        except NotCached as e:
+            chains = e
+    return Bundle(symbol=symbol, quote=quote, chains=chains, indicators=indicators)
