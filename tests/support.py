@@ -6,18 +6,22 @@ import asyncio
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from yarl import URL
 
 from emulator.app import create_app
 from emulator.state import STATE, EmulatorOptions, EmulatorState
 from reader import jobs as job_contract
 from reader import keys
 from worker.config import Config
+from worker.ratelimit import RateGate
 
 # A regular Tuesday, 10:00 ET: the market is open.
 TUESDAY_10_ET = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -140,12 +144,52 @@ async def create_job_pool(redis_url: str) -> ArqRedis:
     )
 
 
+QUOTES_ONLY: dict[str, Any] = {
+    "expirations": {"enabled": False},
+    "chains": {"enabled": False},
+    "history": {"enabled": False},
+    "indicators": {"enabled": False},
+}
+"""`datasets` of a config that refreshes quotes and nothing else."""
+
+
 def make_config(symbols: list[str], *, redis_url: str, tradier_url: str, **sections: Any) -> Config:
-    """A valid config for tests; `sections` override top-level keys (e.g. providers=..., cache=...)."""
+    """A valid config for tests, of quotes only unless `datasets=` says otherwise; `sections` override
+    top-level keys (e.g. providers=..., cache=...)."""
     data: dict[str, Any] = {
         "redis_url": redis_url,
         "watchlist": symbols,
         "providers": {"tradier": {"base_url": tradier_url, "rate_per_min": 600, "batch_size": 100}},
+        "datasets": QUOTES_ONLY,
     }
     data.update(sections)
     return Config.model_validate(data)
+
+
+def make_gate(
+    name: str, clock: FakeClock, *, rate_per_min: int = 1000, concurrency: int = 4, max_wait_s: float = 3600
+) -> RateGate:
+    """A provider's rate gate on the fake clock: waits advance the clock instead of sleeping."""
+    return RateGate(name, rate_per_min, concurrency, max_wait_s=max_wait_s, clock=clock, sleep=clock.sleep)
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """One request a client session sent: method, full URL (query included) and headers."""
+
+    method: str
+    url: URL
+    headers: dict[str, str]
+
+
+def recording_trace(sent: list[SentRequest]) -> aiohttp.TraceConfig:
+    """A trace config for `aiohttp.ClientSession(trace_configs=[...])` appending each request to `sent`."""
+
+    async def on_start(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        sent.append(SentRequest(params.method, params.url, dict(params.headers)))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    return trace

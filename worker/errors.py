@@ -25,6 +25,18 @@ class UpstreamAuthError(UpstreamError):
     """401/403: the API key is missing, wrong, or not entitled to the data."""
 
 
+class UpstreamNotFound(UpstreamError):
+    """404: the upstream does not know the symbol (or the path).
+
+    `reason` is the message of a JSON error body (Polygon's `"Ticker not found."`), None when the
+    body was not one (a plain-text `404 page not found` points at a wrong base URL instead).
+    """
+
+    def __init__(self, provider: str, endpoint: str, detail: str, reason: str | None = None) -> None:
+        super().__init__(provider, endpoint, detail)
+        self.reason = reason
+
+
 class UpstreamRateLimited(UpstreamError):
     """429 even after waiting for the window the upstream announced."""
 

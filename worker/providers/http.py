@@ -2,6 +2,8 @@
 
 Errors carry the provider, the endpoint and what went wrong; never a header, a key, or a URL
 with query parameters (Polygon accepts keys in the query; we send them as headers anyway).
+A JSON error body is quoted by its `error` or `message`; any other body by its first bytes.
+A 404 raises `UpstreamNotFound`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from worker.errors import (
     UpstreamAuthError,
     UpstreamBadPayload,
     UpstreamError,
+    UpstreamNotFound,
     UpstreamRateLimited,
     UpstreamUnavailable,
 )
@@ -29,6 +32,7 @@ WindowReader = Callable[[CIMultiDictProxy[str]], tuple[int | None, datetime | No
 
 RATE_LIMIT_RETRIES = 2
 _BODY_EXCERPT = 120
+_MESSAGE_MAX = 240
 
 
 def _no_window(_: CIMultiDictProxy[str]) -> tuple[int | None, datetime | None]:
@@ -92,12 +96,33 @@ async def request_json(
 
 
 def _raise_for_status(provider: str, endpoint: str, status: int, body: bytes, auth_hint: str) -> NoReturn:
-    detail = f"HTTP {status} {_excerpt(body)}"
+    message = upstream_message(body)
+    detail = f"HTTP {status} {_excerpt(body) if message is None else repr(message)}"
     if status in (401, 403):
         raise UpstreamAuthError(provider, endpoint, f"{detail}; {auth_hint}")
+    if status == 404:
+        raise UpstreamNotFound(provider, endpoint, detail, reason=message)
     if status >= 500:
         raise UpstreamUnavailable(provider, endpoint, detail)
     raise UpstreamError(provider, endpoint, detail)
+
+
+def upstream_message(body: object) -> str | None:
+    """The message of a JSON error body (`error`, else `message`, as Polygon sends them), or None.
+
+    Takes the raw body or its decoded JSON; the message is cut to a readable length.
+    """
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    if not isinstance(body, dict):
+        return None
+    message = body.get("error") or body.get("message")
+    if not isinstance(message, str) or not message:
+        return None
+    return message if len(message) <= _MESSAGE_MAX else message[:_MESSAGE_MAX] + "..."
 
 
 def _redact(body: bytes, secrets: Sequence[str]) -> bytes:

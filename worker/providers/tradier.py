@@ -1,4 +1,6 @@
-"""Tradier's market-data API: batch quotes (`/v1/markets/quotes`).
+"""Tradier's market-data API: quotes, option expirations and chains, daily and intraday bars.
+
+Quotes are parsed here; the other payloads in `worker.providers.tradier_wire`.
 
 Wire quirks handled here (see the upstream reference): a single quote comes as a bare object,
 `{"quotes": null}` means no data, unknown symbols come under `unmatched_symbols.symbol` (a
@@ -8,8 +10,8 @@ string or a list), dates are epoch milliseconds with 0 for "never", zeros stand 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import aiohttp
@@ -18,16 +20,31 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from reader import __version__
 from reader.clock import Clock, utc_now
-from reader.models import Quote
+from reader.models import BarInterval, Expirations, OptionChain, PriceHistory, Quote
 from worker.errors import UpstreamBadPayload
-from worker.providers.base import Freshness, QuoteBatch
+from worker.providers.base import Freshness, QuoteBatch, StrikeRange
 from worker.providers.http import request_json
+from worker.providers.tradier_wire import (
+    CHAINS_ENDPOINT,
+    EXPIRATIONS_ENDPOINT,
+    HISTORY_ENDPOINT,
+    TIMESALES_ENDPOINT,
+    parse_chain,
+    parse_daily_history,
+    parse_expirations,
+    parse_timesales,
+)
+from worker.providers.wire import as_list, from_epoch, is_null, shape, validation_detail
 from worker.ratelimit import RateGate
 
 QUOTES_ENDPOINT = "/v1/markets/quotes"
 # Longer symbol lists go in a POST form body: a GET is bounded by the URL's length.
 GET_MAX_SYMBOLS = 50
-_SECONDS_NOT_MS = 10**11  # an "epoch ms" this small is really in seconds
+AUTH_HINT = "check TRADIER_API_KEY and that it is for TRADIER_BASE_URL (sandbox or production)"
+# Intraday bars: Tradier's timesales interval for ours, and the extended session's hours (ET).
+TIMESALES_INTERVALS: Mapping[str, str] = {"1m": "1min", "5m": "5min", "15m": "15min"}
+SESSION_START_ET = "04:00"
+SESSION_END_ET = "20:00"
 
 
 class _WireQuote(BaseModel):
@@ -103,30 +120,97 @@ class TradierProvider:
             raise ValueError(f"{len(symbols)} symbols exceed batch_size={self.batch_size}; split the list")
         if not symbols:
             return QuoteBatch((), ())
-        joined = ",".join(symbols)
-        post = len(symbols) > GET_MAX_SYMBOLS
-        payload = await request_json(
+        query = {"symbols": ",".join(symbols)}
+        if len(symbols) > GET_MAX_SYMBOLS:
+            payload = await self._request(QUOTES_ENDPOINT, form=query)
+        else:
+            payload = await self._request(QUOTES_ENDPOINT, params=query)
+        stamp = self._stamp(freshness)
+        wire, unmatched = parse_quotes(payload)
+        quotes = tuple(_to_quote(w, **stamp) for w in wire)
+        return QuoteBatch(quotes=quotes, unmatched=tuple(unmatched))
+
+    async def fetch_expirations(self, symbol: str, *, freshness: Freshness) -> Expirations | None:
+        params = {"symbol": symbol, "includeAllRoots": "true"}
+        payload = await self._request(EXPIRATIONS_ENDPOINT, params=params)
+        stamp = self._stamp(freshness)
+        dates = parse_expirations(payload)
+        if dates is None:
+            return None
+        return Expirations(symbol=symbol.upper(), dates=tuple(dates), **stamp)
+
+    async def fetch_chain(
+        self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
+    ) -> OptionChain | None:
+        params = {"symbol": symbol, "expiration": expiration.isoformat(), "greeks": "true"}
+        payload = await self._request(CHAINS_ENDPOINT, params=params)
+        stamp = self._stamp(freshness)
+        rows = parse_chain(payload, expiration, strikes)
+        if rows is None:
+            return None
+        return OptionChain(
+            symbol=symbol.upper(),
+            expiration=expiration,
+            underlying_price=None,  # Tradier's chain does not carry it
+            greeks_updated_at=rows.greeks_updated_at,
+            contracts=rows.contracts,
+            **stamp,
+        )
+
+    async def fetch_history(
+        self, symbol: str, interval: BarInterval, start: date, end: date, *, freshness: Freshness
+    ) -> PriceHistory | None:
+        if interval == "1d":
+            params = {
+                "symbol": symbol,
+                "interval": "daily",
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+            }
+            payload = await self._request(HISTORY_ENDPOINT, params=params)
+            stamp = self._stamp(freshness)
+            bars = parse_daily_history(payload)
+        elif interval in TIMESALES_INTERVALS:
+            params = {
+                "symbol": symbol,
+                "interval": TIMESALES_INTERVALS[interval],
+                "start": f"{start.isoformat()} {SESSION_START_ET}",
+                "end": f"{end.isoformat()} {SESSION_END_ET}",
+                "session_filter": "all",
+            }
+            payload = await self._request(TIMESALES_ENDPOINT, params=params)
+            stamp = self._stamp(freshness)
+            bars = parse_timesales(payload)
+        else:
+            raise ValueError(f"interval={interval!r}: expected '1d', '1m', '5m' or '15m'")
+        if bars is None:
+            return None
+        return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
+
+    async def _request(
+        self, endpoint: str, *, params: Mapping[str, str] | None = None, form: Mapping[str, str] | None = None
+    ) -> Any:
+        """One call to `endpoint`: a GET with `params`, or a POST of `form`; the decoded JSON."""
+        return await request_json(
             self._session,
             self.gate,
             provider=self.name,
-            method="POST" if post else "GET",
-            url=self.base_url + QUOTES_ENDPOINT,
-            endpoint=QUOTES_ENDPOINT,
+            method="GET" if form is None else "POST",
+            url=self.base_url + endpoint,
+            endpoint=endpoint,
             headers=self._headers,
-            params=None if post else {"symbols": joined},
-            form={"symbols": joined} if post else None,
+            params=params,
+            form=form,
             timeout_s=self.timeout_s,
             window=rate_window,
-            auth_hint="check TRADIER_API_KEY and that it is for TRADIER_BASE_URL (sandbox or production)",
+            auth_hint=AUTH_HINT,
             secrets=(self._api_key,),
         )
+
+    def _stamp(self, freshness: Freshness) -> dict[str, Any]:
+        """The envelope of what an answer that came now holds: source, fetched_at, fresh_until."""
         fetched_at = self._clock()
-        fresh_until = freshness(fetched_at)
-        wire, unmatched = parse_quotes(payload)
-        quotes = tuple(
-            _to_quote(w, source=self.name, fetched_at=fetched_at, fresh_until=fresh_until) for w in wire
-        )
-        return QuoteBatch(quotes=quotes, unmatched=tuple(unmatched))
+        return {"source": self.name, "fetched_at": fetched_at, "fresh_until": freshness(fetched_at)}
 
     def __repr__(self) -> str:
         return f"<TradierProvider {self.base_url} rate={self.gate.rate_per_min}/min batch={self.batch_size}>"
@@ -135,26 +219,22 @@ class TradierProvider:
 def parse_quotes(payload: Any) -> tuple[list[_WireQuote], list[str]]:
     """The quotes and unmatched symbols of a `/v1/markets/quotes` answer; rejects it whole if malformed."""
     if not isinstance(payload, dict) or "quotes" not in payload:
-        raise _bad(f"expected an object with 'quotes', got {_shape(payload)}")
+        raise _bad(f"expected an object with 'quotes', got {shape(payload)}")
     body = payload["quotes"]
-    if body is None or body == "null":
+    if is_null(body):
         return [], []
     if not isinstance(body, dict):
-        raise _bad(f"quotes: expected an object, got {_shape(body)}")
+        raise _bad(f"quotes: expected an object, got {shape(body)}")
     try:
-        quotes = _QUOTE_LIST.validate_python(_as_list(body.get("quote")))
+        quotes = _QUOTE_LIST.validate_python(as_list(body.get("quote")))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        raise _bad(
-            f"quotes.quote{where} = {first['input']!r}: {first['msg']} ({e.error_count()} problems)"
-        ) from None
+        raise _bad(validation_detail(e, "quotes.quote")) from None
     unmatched_body = body.get("unmatched_symbols")
     unmatched: list[str] = []
     if isinstance(unmatched_body, dict):
-        unmatched = [str(s).upper() for s in _as_list(unmatched_body.get("symbol"))]
-    elif unmatched_body not in (None, "null"):
-        raise _bad(f"quotes.unmatched_symbols: expected an object, got {_shape(unmatched_body)}")
+        unmatched = [str(s).upper() for s in as_list(unmatched_body.get("symbol"))]
+    elif not is_null(unmatched_body):
+        raise _bad(f"quotes.unmatched_symbols: expected an object, got {shape(unmatched_body)}")
     return quotes, unmatched
 
 
@@ -165,7 +245,7 @@ def rate_window(headers: CIMultiDictProxy[str]) -> tuple[int | None, datetime | 
         expiry = int(headers["X-Ratelimit-Expiry"])
     except (KeyError, ValueError):
         return None, None
-    return available, _from_epoch(expiry)
+    return available, from_epoch(expiry)
 
 
 def _to_quote(wire: _WireQuote, *, source: str, fetched_at: datetime, fresh_until: datetime) -> Quote:
@@ -174,29 +254,12 @@ def _to_quote(wire: _WireQuote, *, source: str, fetched_at: datetime, fresh_unti
         if not data[name]:
             data[name] = None
     for name in _EPOCH_MS:
-        data[name] = _from_epoch(data[name]) if data[name] else None
+        data[name] = from_epoch(data[name]) if data[name] else None
     data["symbol"] = wire.symbol.upper()
     try:
         return Quote(**data, source=source, fetched_at=fetched_at, fresh_until=fresh_until)
     except ValidationError as e:
         raise _bad(f"quote of {wire.symbol!r} does not fit the Quote model: {e.errors()[0]['msg']}") from None
-
-
-def _from_epoch(value: int) -> datetime:
-    seconds = value if value < _SECONDS_NOT_MS else value / 1000
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None or value == "null":
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _shape(value: Any) -> str:
-    if isinstance(value, dict):
-        return f"an object with keys {sorted(value)[:5]}"
-    return f"a JSON {type(value).__name__}: {str(value)[:60]!r}"
 
 
 def _bad(detail: str) -> UpstreamBadPayload:

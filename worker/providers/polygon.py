@@ -1,0 +1,279 @@
+"""Polygon's (Massive's) REST API: stock snapshots, option-chain snapshots, bars and indicators.
+
+The key goes in an `Authorization: Bearer` header, never in a URL. Long answers are paged by
+`next_url`, which carries a cursor but no key; only its path and query are followed, appended to
+our own `base_url`, so the key is never sent to the host a payload names. Error bodies are
+`{"status": "ERROR", "error": ...}` or `{"status": "NOT_AUTHORIZED" | "NOT_FOUND", "message": ...}`;
+a 200 with status ERROR or NOT_AUTHORIZED is an error too, any other status (OK, DELAYED) success.
+Payload models and their mapping live in `worker.providers.polygon_wire`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from reader import __version__
+from reader.clock import Clock, utc_now
+from reader.models import BarInterval, Indicators, Macd, OptionChain, PriceHistory
+from worker.errors import UpstreamAuthError, UpstreamBadPayload, UpstreamError, UpstreamNotFound
+from worker.logs import REDACTED
+from worker.providers.base import Freshness, IndicatorSpec, QuoteBatch, StrikeRange
+from worker.providers.http import request_json, upstream_message
+from worker.providers.polygon_wire import (
+    SNAPSHOT_ENDPOINT,
+    AggsPage,
+    ChainPage,
+    IndicatorPage,
+    P,
+    WireValue,
+    aggs_bars,
+    chain_contracts,
+    parse_page,
+    parse_snapshot,
+    to_quote,
+)
+from worker.providers.wire import from_epoch
+from worker.ratelimit import RateGate
+
+AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
+MAX_PAGES = 50
+CHAIN_PAGE_LIMIT = 250  # the most Polygon returns per chain page
+AGGS_LIMIT = 50_000  # base bars scanned per aggregates request, the most Polygon allows
+# Our bar lengths as Polygon's (multiplier, timespan).
+AGGS_RANGES: Mapping[str, tuple[int, str]] = {
+    "1d": (1, "day"),
+    "1m": (1, "minute"),
+    "5m": (5, "minute"),
+    "15m": (15, "minute"),
+}
+_ERROR_STATUSES = ("ERROR", "NOT_AUTHORIZED")
+
+
+class PolygonProvider:
+    """Quotes, chains, bars and indicators from Polygon, paced by `gate` (one request per page)."""
+
+    name = "polygon"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str,
+        gate: RateGate,
+        batch_size: int,
+        timeout_s: float,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.gate = gate
+        self._session = session
+        self._clock = clock
+        self._api_key = api_key
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": f"marketcache/{__version__}",
+        }
+
+    async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
+        if len(symbols) > self.batch_size:
+            raise ValueError(f"{len(symbols)} symbols exceed batch_size={self.batch_size}; split the list")
+        if not symbols:
+            return QuoteBatch((), ())  # an empty `tickers=` would ask for every ticker there is
+        params = {"tickers": ",".join(s.upper() for s in symbols)}  # Polygon's tickers are upper case
+        payload = await self._get(self.base_url + SNAPSHOT_ENDPOINT, SNAPSHOT_ENDPOINT, params)
+        stamp = self._stamp(freshness)
+        found, unmatched = parse_snapshot(payload, list(symbols))
+        quotes = tuple(to_quote(t, **stamp) for t in found)
+        return QuoteBatch(quotes=quotes, unmatched=tuple(unmatched))
+
+    async def fetch_chain(
+        self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
+    ) -> OptionChain | None:
+        path = f"/v3/snapshot/options/{_segment(symbol)}"
+        params = {"expiration_date": expiration.isoformat(), "limit": str(CHAIN_PAGE_LIMIT)}
+        if strikes is not None:
+            params["strike_price.gte"] = repr(float(strikes.low))
+            params["strike_price.lte"] = repr(float(strikes.high))
+        pages = await self._pages_or_none(path, params, ChainPage)
+        stamp = self._stamp(freshness)
+        options = [option for page in pages or () for option in page.results or ()]
+        contracts, underlying_price = chain_contracts(options, expiration, strikes)
+        if not contracts:
+            return None
+        return OptionChain(
+            symbol=symbol.upper(),
+            expiration=expiration,
+            underlying_price=underlying_price,
+            greeks_updated_at=None,  # the snapshot does not say when its greeks were computed
+            contracts=tuple(contracts),
+            **stamp,
+        )
+
+    async def fetch_history(
+        self, symbol: str, interval: BarInterval, start: date, end: date, *, freshness: Freshness
+    ) -> PriceHistory | None:
+        if interval not in AGGS_RANGES:
+            raise ValueError(f"interval={interval!r}: expected one of {sorted(AGGS_RANGES)}")
+        multiplier, timespan = AGGS_RANGES[interval]
+        path = f"/v2/aggs/ticker/{_segment(symbol)}/range/{multiplier}/{timespan}/{start}/{end}"
+        params = {"adjusted": "true", "sort": "asc", "limit": str(AGGS_LIMIT)}
+        pages = await self._pages_or_none(path, params, AggsPage)
+        stamp = self._stamp(freshness)
+        bars = aggs_bars(pages or [])
+        if bars is None:
+            return None
+        return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
+
+    async def fetch_indicators(
+        self, symbol: str, spec: IndicatorSpec, *, freshness: Freshness
+    ) -> Indicators | None:
+        """One request per indicator and window, one after the other (the gate paces them)."""
+        common = {
+            "timespan": "day",
+            "adjusted": "true",
+            "series_type": "close",
+            "order": "desc",
+            "limit": "1",
+        }
+        found: list[WireValue] = []
+        windows: dict[str, dict[int, float]] = {"sma": {}, "ema": {}, "rsi": {}}
+        for kind, sizes in (("sma", spec.sma), ("ema", spec.ema), ("rsi", spec.rsi)):
+            for window in sizes:
+                value = await self._latest(kind, symbol, {**common, "window": str(window)})
+                if value is not None:
+                    windows[kind][window] = value.value
+                    found.append(value)
+        macd: Macd | None = None
+        if spec.macd is not None:
+            fast, slow, signal = spec.macd
+            params = {"short_window": str(fast), "long_window": str(slow), "signal_window": str(signal)}
+            value = await self._latest("macd", symbol, {**common, **params})
+            if value is not None:
+                macd = _macd(value, spec.macd, symbol)
+                found.append(value)
+        stamp = self._stamp(freshness)
+        if not found:
+            return None  # Polygon answers an unknown ticker with empty values
+        as_of = max(v.timestamp for v in found)
+        return Indicators(
+            symbol=symbol.upper(),
+            interval="1d",
+            as_of=from_epoch(as_of),
+            close=None,
+            sma=windows["sma"],
+            ema=windows["ema"],
+            rsi=windows["rsi"],
+            macd=macd,
+            **stamp,
+        )
+
+    async def _latest(self, kind: str, symbol: str, params: dict[str, str]) -> WireValue | None:
+        """The newest value of one indicator (first page only: `limit=1` asks for just that)."""
+        endpoint = f"/v1/indicators/{kind}/{_segment(symbol)}"
+        try:
+            payload = await self._get(self.base_url + endpoint, endpoint, params)
+        except UpstreamNotFound as e:
+            if e.reason is None:
+                raise
+            return None
+        return parse_page(IndicatorPage, payload, endpoint).latest()
+
+    async def _pages_or_none(self, endpoint: str, params: Mapping[str, str], kind: type[P]) -> list[P] | None:
+        """Every page of `endpoint`; None when Polygon answers 404 with a JSON reason (unknown ticker)."""
+        try:
+            return await self._pages(endpoint, params, kind)
+        except UpstreamNotFound as e:
+            if e.reason is None:  # a plain-text 404 is a wrong path or base URL: say so
+                raise
+            return None
+
+    async def _pages(self, endpoint: str, params: Mapping[str, str], kind: type[P]) -> list[P]:
+        """The first page of `endpoint` and every page its `next_url`s lead to, each validated whole."""
+        url: str = self.base_url + endpoint
+        query: Mapping[str, str] | None = params
+        pages: list[P] = []
+        for _ in range(MAX_PAGES):
+            page = parse_page(kind, await self._get(url, endpoint, query), endpoint)
+            pages.append(page)
+            if not page.next_url:
+                return pages
+            url, query = self._next_page_url(page.next_url, endpoint), None
+        raise UpstreamBadPayload(
+            self.name,
+            endpoint,
+            f"still a next_url after {MAX_PAGES} pages; narrow the request (strikes, dates)",
+        )
+
+    def _next_page_url(self, next_url: str, endpoint: str) -> str:
+        """`next_url`'s path and query on our `base_url`: the key must not go to a host a payload names."""
+        parts = urlsplit(next_url)
+        if not parts.path.startswith("/"):
+            raise UpstreamBadPayload(
+                self.name, endpoint, f"next_url = {next_url[:120]!r}: expected a URL with a path"
+            )
+        return self.base_url + parts.path + (f"?{parts.query}" if parts.query else "")
+
+    async def _get(self, url: str, endpoint: str, params: Mapping[str, str] | None) -> Any:
+        """One GET; the decoded JSON, or an `UpstreamError` (also for a 200 whose status is an error)."""
+        payload = await request_json(
+            self._session,
+            self.gate,
+            provider=self.name,
+            method="GET",
+            url=url,
+            endpoint=endpoint,
+            headers=self._headers,
+            params=params,
+            timeout_s=self.timeout_s,
+            auth_hint=AUTH_HINT,
+            secrets=(self._api_key,),
+        )
+        status = payload.get("status") if isinstance(payload, dict) else None
+        if status in _ERROR_STATUSES:
+            message = (upstream_message(payload) or "no message").replace(self._api_key, REDACTED)
+            detail = f"HTTP 200 with status {status!r}: {message!r}"
+            if status == "NOT_AUTHORIZED":
+                raise UpstreamAuthError(self.name, endpoint, f"{detail}; {AUTH_HINT}")
+            raise UpstreamError(self.name, endpoint, detail)
+        return payload
+
+    def _stamp(self, freshness: Freshness) -> dict[str, Any]:
+        """The envelope of what an answer that came now holds: source, fetched_at, fresh_until."""
+        fetched_at = self._clock()
+        return {"source": self.name, "fetched_at": fetched_at, "fresh_until": freshness(fetched_at)}
+
+    def __repr__(self) -> str:
+        return f"<PolygonProvider {self.base_url} rate={self.gate.rate_per_min}/min batch={self.batch_size}>"
+
+
+def _macd(value: WireValue, windows: tuple[int, int, int], symbol: str) -> Macd:
+    if value.signal is None or value.histogram is None:
+        endpoint = f"/v1/indicators/macd/{_segment(symbol)}"
+        raise UpstreamBadPayload(
+            PolygonProvider.name,
+            endpoint,
+            f"results.values[0] = {value.model_dump()!r}: no signal or histogram",
+        )
+    fast, slow, signal = windows
+    return Macd(
+        fast=fast,
+        slow=slow,
+        signal_window=signal,
+        macd=value.value,
+        signal=value.signal,
+        histogram=value.histogram,
+    )
+
+
+def _segment(symbol: str) -> str:
+    """`symbol` as one path segment: upper case (Polygon's tickers are case-sensitive), quoted."""
+    return quote(symbol.upper(), safe=".-:")
