@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-REFRESH_QUOTES = "refresh_quotes"
+DATASETS = ("quotes", "expirations", "chains", "history", "intraday", "indicators")
+"""What the worker refreshes, in the order a new symbol is filled: chains read the stored
+expirations, indicators computed from bars come with the (daily) history."""
+
+
+def refresh_job(dataset: str) -> str:
+    """Name of the arq job that refreshes one batch of `dataset`: `refresh_<dataset>(symbols)`."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    return f"refresh_{dataset}"
 
 
 def dumps(payload: dict[str, Any]) -> bytes:

@@ -88,7 +88,7 @@ async def test_refresh_exits_1_when_a_symbol_is_not_listed(
     config = _write_config(tmp_path, ["AAPL", "NOPE"])
     code, out, _ = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
     assert code == 1
-    assert "stored 1 of 2 symbols; not listed upstream: NOPE" in out
+    assert "refreshed quotes: stored 1 of 2 symbols; no data upstream: NOPE" in out
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,8 @@ from reader.client import redact_url
 from worker.config import CONFIG_ENV, Config, Secrets, config_warnings, load_config, resolve_config_path
 from worker.errors import ConfigError
 from worker.logs import setup_logging
-from worker.runtime import Runtime
+from worker.providers import used_upstreams
+from worker.runtime import Runtime, dataset_intervals
 from worker.settings import worker_options
 
 EXIT_INCOMPLETE = 1
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_describe(path, config))
             return 0
         secrets = Secrets.from_env()
-        secrets.api_key(config.datasets.quotes.provider)  # fail now, not at the first refresh
+        for upstream in used_upstreams(config):
+            secrets.api_key(upstream)  # fail now, not at the first refresh
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -59,26 +61,43 @@ async def _refresh_once(config: Config, secrets: Secrets) -> int:
     client = redis.asyncio.Redis.from_url(config.redis_url)
     try:
         async with Runtime.open(config, secrets, client) as runtime:
-            report = await runtime.refresh_watchlist()
+            reports = await runtime.refresh_watchlist()
     finally:
         await client.aclose()
-    print(
-        f"refreshed quotes: stored {len(report.stored)} of {len(report.requested)} symbols"
-        + (f"; not listed upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
-        + (f"; failed: {len(report.failed)}" if report.failed else "")
-    )
-    for error in dict.fromkeys(report.errors):
-        print(f"error: {error}", file=sys.stderr)
-    return 0 if report.complete else EXIT_INCOMPLETE
+    for report in reports:
+        print(
+            f"refreshed {report.dataset}: stored {len(report.stored)} of {len(report.requested)} symbols"
+            + (f"; no data upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
+            + (f"; failed: {len(report.failed)}" if report.failed else "")
+        )
+        for error in dict.fromkeys(report.errors):
+            print(f"error: {error}", file=sys.stderr)
+    return 0 if all(report.complete for report in reports) else EXIT_INCOMPLETE
 
 
 def _describe(path: Path, config: Config) -> str:
-    quotes = config.datasets.quotes
-    provider = config.providers.tradier
+    upstreams = "; ".join(
+        f"{name} ({redact_url(settings.base_url)}, {settings.rate_per_min}/min, batch {settings.batch_size})"
+        for name in used_upstreams(config)
+        for settings in [getattr(config.providers, name)]
+    )
+    datasets = config.datasets
+    source = {
+        "quotes": datasets.quotes.provider,
+        "expirations": datasets.expirations.provider,
+        "chains": datasets.chains.provider,
+        "history": datasets.history.provider,
+        "intraday": datasets.history.provider,
+        "indicators": "polygon",
+    }
+    cadence = ", ".join(
+        f"{name} every {seconds:g} s from {source[name]}"
+        for name, seconds in dataset_intervals(config).items()
+    )
+    if datasets.indicators.enabled and datasets.indicators.source == "computed":
+        cadence += ", indicators computed from the daily bars"
     return (
-        f"ok: {path}: {len(config.watchlist)} symbols; quotes every {quotes.interval_s:g} s from "
-        f"{quotes.provider} ({redact_url(provider.base_url)}, {provider.rate_per_min}/min, "
-        f"batch {provider.batch_size}); "
+        f"ok: {path}: {len(config.watchlist)} symbols; {cadence}; upstreams: {upstreams}; "
         f"redis {redact_url(config.redis_url)}"
     )
 

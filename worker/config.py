@@ -24,6 +24,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from reader.client import DEFAULT_REDIS_URL, redact_url
@@ -34,6 +35,7 @@ CONFIG_ENV = "MARKETCACHE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 
 Symbol = Annotated[str, BeforeValidator(normalize_symbol)]
+Window = Annotated[int, Field(gt=0, le=1000)]  # an indicator window, in bars
 
 # field path in the file -> environment variable that overrides it
 ENV_OVERRIDES: dict[tuple[str, ...], str] = {
@@ -83,12 +85,129 @@ class ProvidersConfig(_Section):
 
 
 class QuotesConfig(_Section):
-    provider: Literal["tradier"] = "tradier"
+    """Latest quotes of every watchlist symbol, in batches of the provider's `batch_size`."""
+
+    provider: Literal["tradier", "polygon"] = "tradier"
     interval_s: float = Field(default=15.0, gt=0, description="seconds between refreshes")
+
+
+class ExpirationsConfig(_Section):
+    """The listed option expirations of every watchlist symbol (Tradier only: Polygon has no such call)."""
+
+    enabled: bool = True
+    provider: Literal["tradier"] = "tradier"
+    interval_s: float = Field(default=3600.0, gt=0, description="seconds between refreshes")
+
+
+class ChainSelection(_Section):
+    """Which chains of an underlying are kept: the next `expirations` dates within `max_days`."""
+
+    expirations: int = Field(default=3, ge=0, le=30, description="how many expirations (0: no chains)")
+    max_days: int = Field(default=60, ge=0, description="only expirations this many days ahead or fewer")
+    strike_window_pct: float | None = Field(
+        default=None, gt=0, le=100, description="keep strikes within this % of the last price (None: all)"
+    )
+
+
+class ChainGroup(ChainSelection):
+    """A selection for some symbols, overriding the default of `datasets.chains`."""
+
+    symbols: list[Symbol] = Field(min_length=1)
+
+
+class ChainsConfig(ChainSelection):
+    """Option chains with greeks and IV, per (underlying, expiration)."""
+
+    enabled: bool = True
+    provider: Literal["tradier", "polygon"] = "tradier"
+    interval_s: float = Field(default=60.0, gt=0, description="seconds between refreshes")
+    groups: list[ChainGroup] = Field(default_factory=list)
+
+    def selection_for(self, symbol: str) -> ChainSelection:
+        """The selection of the first group listing `symbol`, else the default one."""
+        for group in self.groups:
+            if symbol in group.symbols:
+                return group
+        return self
+
+
+class DailyHistoryConfig(_Section):
+    interval_s: float = Field(default=900.0, gt=0, description="seconds between refreshes")
+    lookback_days: int = Field(default=400, gt=0, le=20 * 366, description="calendar days of daily bars")
+
+
+# Tradier's timesales keep this many days of each bar length (session_filter=all).
+TRADIER_INTRADAY_DAYS = {"1m": 10, "5m": 18, "15m": 18}
+
+
+class IntradayHistoryConfig(_Section):
+    bar: Literal["1m", "5m", "15m"] = "5m"
+    interval_s: float = Field(default=300.0, gt=0, description="seconds between refreshes")
+    lookback_days: int = Field(default=5, gt=0, le=60, description="calendar days of intraday bars")
+
+
+class HistoryConfig(_Section):
+    """Price bars: daily over `daily.lookback_days`, intraday at `intraday.bar` (null: none)."""
+
+    enabled: bool = True
+    provider: Literal["tradier", "polygon"] = "tradier"
+    daily: DailyHistoryConfig = DailyHistoryConfig()
+    intraday: IntradayHistoryConfig | None = IntradayHistoryConfig()
+
+    @model_validator(mode="after")
+    def _within_tradier_lookback(self) -> HistoryConfig:
+        intraday = self.intraday
+        if self.provider == "tradier" and intraday is not None:
+            limit = TRADIER_INTRADAY_DAYS[intraday.bar]
+            if intraday.lookback_days > limit:
+                raise ValueError(
+                    f"intraday.lookback_days = {intraday.lookback_days}: Tradier keeps {limit} days of "
+                    f"{intraday.bar} bars; lower it to {limit} or use provider: polygon"
+                )
+        return self
+
+
+class IndicatorsConfig(_Section):
+    """SMA, EMA, RSI and MACD on daily closes. `computed`: from the stored daily bars after each
+    history refresh, costing no upstream call; `polygon`: fetched from its indicator endpoints."""
+
+    enabled: bool = True
+    source: Literal["computed", "polygon"] = "computed"
+    interval_s: float = Field(default=900.0, gt=0, description="seconds between fetches (source: polygon)")
+    sma: list[Window] = Field(default_factory=lambda: [20, 50, 200])
+    ema: list[Window] = Field(default_factory=lambda: [12, 26])
+    rsi: list[Window] = Field(default_factory=lambda: [14])
+    macd: (
+        tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None
+    ) = (
+        12,
+        26,
+        9,
+    )
+
+    @field_validator("macd")
+    @classmethod
+    def _fast_before_slow(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and value[0] >= value[1]:
+            raise ValueError("the fast window must be shorter than the slow one, e.g. [12, 26, 9]")
+        return value
 
 
 class DatasetsConfig(_Section):
     quotes: QuotesConfig = QuotesConfig()
+    expirations: ExpirationsConfig = ExpirationsConfig()
+    chains: ChainsConfig = ChainsConfig()
+    history: HistoryConfig = HistoryConfig()
+    indicators: IndicatorsConfig = IndicatorsConfig()
+
+    @model_validator(mode="after")
+    def _indicators_have_bars(self) -> DatasetsConfig:
+        if self.indicators.enabled and self.indicators.source == "computed" and not self.history.enabled:
+            raise ValueError(
+                "indicators.source = 'computed' needs the daily bars of history: set history.enabled: true, "
+                "or indicators.source: polygon, or indicators.enabled: false"
+            )
+        return self
 
 
 class CacheConfig(_Section):
@@ -108,6 +227,9 @@ class WorkerConfig(_Section):
     job_timeout_s: float = Field(default=120.0, gt=0, description="longest a refresh job may run")
     shutdown_grace_s: int = Field(
         default=10, ge=0, description="on Ctrl-C or SIGTERM, how long jobs in flight may finish"
+    )
+    symbols_per_job: int = Field(
+        default=10, gt=0, le=1000, description="symbols per refresh job of the per-symbol datasets"
     )
 
 
@@ -199,7 +321,46 @@ def config_warnings(config: Config) -> list[str]:
             f"worker.tick_s = {tick_s} does not divide 60: ticks run at seconds "
             f"{', '.join(map(str, range(0, 60, tick_s)))} of each minute, unevenly"
         )
+    for name, per_min in calls_per_minute(config).items():
+        allowed = getattr(config.providers, name).rate_per_min
+        if per_min > allowed:
+            warnings.append(
+                f"the datasets served by {name} need about {per_min:.0f} calls/min, above "
+                f"providers.{name}.rate_per_min = {allowed}: refreshes will fall behind their interval_s; "
+                "lengthen the intervals, keep fewer expirations, or shorten the watchlist"
+            )
     return warnings
+
+
+def calls_per_minute(config: Config) -> dict[str, float]:
+    """Upstream calls per minute each provider needs for the enabled datasets, at their cadences
+    (one page per chain; Polygon may need more for big chains)."""
+    datasets = config.datasets
+    symbols = config.watchlist
+    calls: dict[str, float] = {}
+
+    def add(provider: str, per_refresh: float, interval_s: float) -> None:
+        calls[provider] = calls.get(provider, 0.0) + per_refresh * 60 / interval_s
+
+    quote_batch = getattr(config.providers, datasets.quotes.provider).batch_size
+    add(datasets.quotes.provider, -(-len(symbols) // quote_batch), datasets.quotes.interval_s)
+    if datasets.expirations.enabled:
+        add(datasets.expirations.provider, len(symbols), datasets.expirations.interval_s)
+    if datasets.chains.enabled:
+        chains = sum(datasets.chains.selection_for(s).expirations for s in symbols)
+        add(datasets.chains.provider, chains, datasets.chains.interval_s)
+    history = datasets.history
+    if history.enabled:
+        add(history.provider, len(symbols), history.daily.interval_s)
+        if history.intraday is not None:
+            add(history.provider, len(symbols), history.intraday.interval_s)
+    indicators = datasets.indicators
+    if indicators.enabled and indicators.source == "polygon":
+        per_symbol = (
+            len(indicators.sma) + len(indicators.ema) + len(indicators.rsi) + (indicators.macd is not None)
+        )
+        add("polygon", len(symbols) * per_symbol, indicators.interval_s)
+    return calls
 
 
 def resolve_config_path(path: str | Path | None, env: Mapping[str, str] | None = None) -> Path:

@@ -2,20 +2,22 @@
 
 `tick` runs every `worker.tick_s` seconds on one worker of the fleet (an arq cron job with a
 unique id) and enqueues the batches due now under deterministic job ids, so however many
-workers tick, each batch of a slot is queued, and run, once. `refresh_quotes` runs one batch.
+workers tick, each batch of a slot is queued, and run, once. `refresh_<dataset>` runs one batch.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from contextlib import AsyncExitStack
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.typing import WorkerCoroutine
 
 from reader import keys
 from reader.clock import utc_now
-from reader.jobs import REFRESH_QUOTES
+from reader.jobs import refresh_job
 from worker.config import Config, Secrets
 from worker.logs import fields
 from worker.runtime import Runtime
@@ -30,16 +32,16 @@ async def startup(ctx: Ctx) -> None:
     config: Config = ctx["config"]
     secrets: Secrets = ctx["secrets"]
     stack = AsyncExitStack()
-    ctx["runtime"] = await stack.enter_async_context(
+    runtime = await stack.enter_async_context(
         Runtime.open(config, secrets, ctx["redis"], clock=ctx.get("clock", utc_now))
     )
+    ctx["runtime"] = runtime
     ctx["exit_stack"] = stack
     log.info(
         "worker.started %s",
         fields(
             symbols=len(config.watchlist),
-            provider=ctx["runtime"].provider.name,
-            interval_s=config.datasets.quotes.interval_s,
+            datasets=",".join(f"{name}:{interval:g}s" for name, interval in runtime.intervals.items()),
         ),
     )
 
@@ -50,28 +52,33 @@ async def shutdown(ctx: Ctx) -> None:
         await stack.aclose()
 
 
-async def refresh_quotes(ctx: Ctx, symbols: list[str]) -> dict[str, Any]:
-    """Refresh one batch of quotes; a failure is logged and reported, not raised (the next slot retries)."""
-    runtime: Runtime = ctx["runtime"]
-    report = await runtime.refresh_quotes(symbols)
-    return report.summary()
+def refresh_job_function(dataset: str) -> WorkerCoroutine:
+    """The arq job of `dataset`: refresh one batch; a failure is logged and reported, not raised
+    (the next slot retries)."""
+
+    async def refresh(ctx: Ctx, symbols: list[str]) -> dict[str, Any]:
+        runtime: Runtime = ctx["runtime"]
+        report = await runtime.refresh(dataset, symbols)
+        return report.summary()
+
+    refresh.__name__ = refresh.__qualname__ = refresh_job(dataset)
+    return refresh
 
 
 async def tick(ctx: Ctx) -> int:
     """Enqueue the batches due now; returns how many were new (the others were already queued or done)."""
     runtime: Runtime = ctx["runtime"]
     redis: ArqRedis = ctx["redis"]
-    interval_s = runtime.config.datasets.quotes.interval_s
-    enqueued = 0
+    enqueued: Counter[str] = Counter()
     for batch in runtime.due(runtime.clock()):
         job = await redis.enqueue_job(
-            REFRESH_QUOTES,
+            refresh_job(batch.dataset),
             list(batch.symbols),
             _job_id=batch.job_id,
             _queue_name=keys.QUEUE,
-            _expires=interval_s,
+            _expires=runtime.intervals[batch.dataset],
         )
-        enqueued += job is not None
-    if enqueued:
-        log.debug("tick.enqueued %s", fields(dataset="quotes", batches=enqueued))
-    return enqueued
+        enqueued[batch.dataset] += job is not None
+    if enqueued.total():
+        log.debug("tick.enqueued %s", fields(**{k: v for k, v in enqueued.items() if v}))
+    return enqueued.total()

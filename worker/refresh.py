@@ -1,23 +1,26 @@
 """A refresh: fetch a batch from its provider, store what came back, report what happened.
 
 A failed upstream call or Redis write stores nothing and leaves the previous values in place;
-it is logged as one line naming the provider, the batch size and the reason.
+it is logged as one line naming the provider, the batch size and the reason. Quotes come a batch
+per upstream call; the other datasets a symbol at a time (`refresh_symbols`), concurrently within
+a batch, as far as the provider's rate gate lets them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from worker.errors import UpstreamError
+from worker.errors import UpstreamError, WorkerError
 from worker.logs import fields
 from worker.providers.base import Freshness, QuoteProvider
-from worker.store import Store
+from worker.store import Entry, Store
 
 log = logging.getLogger(__name__)
 
@@ -102,4 +105,66 @@ async def refresh_quotes(
         unmatched=unmatched,
         failed=tuple(sorted(missing)),
         errors=errors,
+    )
+
+
+FetchOne = Callable[[str], Awaitable[list[Entry] | None]]
+"""Fetches what one symbol of a dataset stores: (key, item) entries, or None if the upstream has
+no such data (an unknown symbol, an underlying without options); raises `UpstreamError`."""
+
+
+async def refresh_symbols(
+    dataset: str, provider_name: str, store: Store, symbols: Sequence[str], fetch_one: FetchOne
+) -> RefreshReport:
+    """Fetch each symbol concurrently, then store every symbol that succeeded in one transaction.
+
+    A symbol whose fetch fails stores nothing (its previous items stay); the others are stored.
+    """
+    started = time.perf_counter()
+    requested = tuple(symbols)
+    outcomes = await asyncio.gather(*(fetch_one(s) for s in requested), return_exceptions=True)
+    entries: list[Entry] = []
+    stored: list[str] = []
+    unmatched: list[str] = []
+    failed: list[str] = []
+    errors: list[str] = []
+    for symbol, outcome in zip(requested, outcomes, strict=True):
+        if isinstance(outcome, WorkerError | ValueError):
+            failed.append(symbol)
+            errors.append(f"{symbol}: {outcome}")
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        elif outcome is None:
+            unmatched.append(symbol)
+        else:
+            entries.extend(outcome)
+            stored.append(symbol)
+    try:
+        await store.put(entries)
+    except redis.RedisError as e:
+        failed.extend(stored)
+        errors.append(f"redis: {e}")
+        stored.clear()
+    log_line = log.warning if failed else log.info
+    log_line(
+        "refresh.batch_%s %s",
+        "failed" if failed else "done",
+        fields(
+            dataset=dataset,
+            provider=provider_name,
+            symbols=len(requested),
+            stored=len(stored),
+            unmatched=",".join(unmatched) or "-",
+            failed=len(failed),
+            elapsed_s=round(time.perf_counter() - started, 3),
+            **({"error": f'"{errors[0]}"'} if errors else {}),
+        ),
+    )
+    return RefreshReport(
+        dataset,
+        requested=requested,
+        stored=tuple(stored),
+        unmatched=tuple(unmatched),
+        failed=tuple(failed),
+        errors=tuple(errors),
     )

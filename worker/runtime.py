@@ -6,28 +6,56 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 
 import aiohttp
 import redis.asyncio
 
 from reader.clock import Clock, utc_now
+from reader.jobs import DATASETS
 from worker import schedule
 from worker.config import Config, Secrets
-from worker.providers import QuoteProvider, build_quote_provider
-from worker.refresh import RefreshReport, refresh_quotes
+from worker.datasets import DatasetFetcher
+from worker.providers import Providers, build_providers
+from worker.refresh import RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
 
 
-class Runtime:
-    """Refreshes datasets of `config` through `provider` into `store`; time comes from `clock`."""
+def dataset_intervals(config: Config) -> dict[str, float]:
+    """Seconds between refreshes of each dataset that `config` enables, in `DATASETS` order."""
+    datasets = config.datasets
+    history = datasets.history
+    intervals: dict[str, float | None] = {
+        "quotes": datasets.quotes.interval_s,
+        "expirations": datasets.expirations.interval_s if datasets.expirations.enabled else None,
+        "chains": datasets.chains.interval_s if datasets.chains.enabled else None,
+        "history": history.daily.interval_s if history.enabled else None,
+        "intraday": history.intraday.interval_s if history.enabled and history.intraday else None,
+        "indicators": (
+            datasets.indicators.interval_s
+            if datasets.indicators.enabled and datasets.indicators.source == "polygon"
+            else None
+        ),
+    }
+    return {name: value for name, value in intervals.items() if value is not None}
 
-    def __init__(
-        self, config: Config, provider: QuoteProvider, store: Store, *, clock: Clock = utc_now
-    ) -> None:
+
+class Runtime:
+    """Refreshes the datasets of `config` through `providers` into `store`; time comes from `clock`."""
+
+    def __init__(self, config: Config, providers: Providers, store: Store, *, clock: Clock = utc_now) -> None:
         self.config = config
-        self.provider = provider
+        self.providers = providers
         self.store = store
         self.clock = clock
+        self.intervals = dataset_intervals(config)
+        self.fetcher = DatasetFetcher(
+            config,
+            providers,
+            store,
+            clock,
+            freshness={name: partial(self.fresh_until, name) for name in DATASETS},
+        )
 
     @classmethod
     @asynccontextmanager
@@ -37,34 +65,52 @@ class Runtime:
         """A runtime with one pooled HTTP session, closed on exit."""
         connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector) as session:
-            provider = build_quote_provider(config, secrets, session, clock=clock)
+            providers = build_providers(config, secrets, session, clock=clock)
             store = Store(redis_client, keep_stale_s=config.cache.keep_stale_s, clock=clock)
-            yield cls(config, provider, store, clock=clock)
+            yield cls(config, providers, store, clock=clock)
 
-    def fresh_until(self, now: datetime) -> datetime:
-        """When an item fetched `now` stops being fresh: the next scheduled refresh, plus slack."""
-        interval_s = self.config.datasets.quotes.interval_s
+    def fresh_until(self, dataset: str, now: datetime) -> datetime:
+        """When an item of `dataset` fetched `now` stops being fresh: its next refresh, plus slack."""
+        interval_s = self.intervals.get(dataset) or self.intervals["history"]  # computed indicators
         return schedule.next_refresh(now, interval_s) + timedelta(seconds=self.config.cache.fresh_slack_s)
 
+    def batch_size(self, dataset: str) -> int:
+        """Symbols per job: one upstream call's worth for quotes, `worker.symbols_per_job` otherwise."""
+        return self.providers.quotes.batch_size if dataset == "quotes" else self.config.worker.symbols_per_job
+
     def due(self, now: datetime) -> list[schedule.DueBatch]:
-        """The quote batches of the watchlist due in the slot of `now`."""
-        return schedule.due_batches(
-            "quotes",
-            self.config.watchlist,
-            batch_size=self.provider.batch_size,
-            interval_s=self.config.datasets.quotes.interval_s,
-            now=now,
-        )
+        """The batches of every enabled dataset due in the slot of `now`."""
+        return [
+            batch
+            for dataset, interval_s in self.intervals.items()
+            for batch in schedule.due_batches(
+                dataset,
+                self.config.watchlist,
+                batch_size=self.batch_size(dataset),
+                interval_s=interval_s,
+                now=now,
+            )
+        ]
 
-    async def refresh_quotes(self, symbols: Sequence[str]) -> RefreshReport:
-        """Refresh one batch of quotes."""
-        return await refresh_quotes(self.provider, self.store, symbols, freshness=self.fresh_until)
+    async def refresh(self, dataset: str, symbols: Sequence[str]) -> RefreshReport:
+        """Refresh one batch of `dataset`."""
+        if dataset == "quotes":
+            return await refresh_quotes(
+                self.providers.quotes, self.store, symbols, freshness=partial(self.fresh_until, "quotes")
+            )
+        fetch_one = getattr(self.fetcher, dataset)
+        provider = getattr(self.providers, dataset if dataset != "intraday" else "history", None)
+        name = provider.name if provider is not None else "computed"
+        return await refresh_symbols(dataset, name, self.store, symbols, fetch_one)
 
-    async def refresh_watchlist(self) -> RefreshReport:
-        """Refresh every quote batch of the watchlist at once, as far as the rate gate lets them."""
-        batches = schedule.batches(self.config.watchlist, self.provider.batch_size)
-        reports = await asyncio.gather(*(self.refresh_quotes(b) for b in batches))
-        return RefreshReport.combine("quotes", reports)
+    async def refresh_watchlist(self) -> list[RefreshReport]:
+        """Refresh every enabled dataset of the whole watchlist once, in `DATASETS` order."""
+        reports = []
+        for dataset in self.intervals:
+            batches = schedule.batches(self.config.watchlist, self.batch_size(dataset))
+            parts = await asyncio.gather(*(self.refresh(dataset, batch) for batch in batches))
+            reports.append(RefreshReport.combine(dataset, parts))
+        return reports
 
     def __repr__(self) -> str:
-        return f"<Runtime symbols={len(self.config.watchlist)} provider={self.provider!r}>"
+        return f"<Runtime symbols={len(self.config.watchlist)} datasets={','.join(self.intervals)}>"

@@ -16,13 +16,13 @@ from reader import keys
 from reader.clock import Clock, utc_now
 from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
+from worker.runtime import dataset_intervals
 
 
 def worker_options(
     config: Config, secrets: Secrets, *, clock: Clock = utc_now, scheduled: bool = True
 ) -> dict[str, Any]:
     """Keyword arguments of `arq.Worker`; `scheduled=False` leaves out the tick (tests enqueue by hand)."""
-    interval_s = config.datasets.quotes.interval_s
     tick_s = config.worker.tick_s
     cron_jobs = [
         cron(
@@ -38,13 +38,14 @@ def worker_options(
     return {
         "functions": [
             func(
-                jobs.refresh_quotes,
-                name=job_contract.REFRESH_QUOTES,
+                jobs.refresh_job_function(dataset),
+                name=job_contract.refresh_job(dataset),
                 # The result key blocks a second run of the same batch id: keep it past the slot.
                 keep_result=interval_s * 2 + 60,
                 timeout=config.worker.job_timeout_s,
                 max_tries=1,
             )
+            for dataset, interval_s in dataset_intervals(config).items()
         ],
         "cron_jobs": cron_jobs if scheduled else [],
         "redis_settings": RedisSettings.from_dsn(config.redis_url),

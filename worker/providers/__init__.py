@@ -1,41 +1,104 @@
-"""Upstream APIs behind the `worker.providers.base` Protocols, and the one place that builds them."""
+"""Upstream APIs behind the `worker.providers.base` Protocols, and the one place that builds them.
+
+Each upstream gets one `RateGate`, shared by every dataset it serves, so the datasets together
+stay under its `rate_per_min`.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
 from reader.clock import Clock, utc_now
-from worker.config import Config, Secrets
-from worker.providers.base import QuoteBatch, QuoteProvider
+from worker.config import Config, ProviderConfig, Secrets
+from worker.providers.base import (
+    ChainProvider,
+    ExpirationsProvider,
+    HistoryProvider,
+    IndicatorProvider,
+    QuoteBatch,
+    QuoteProvider,
+)
 from worker.providers.http import RATE_LIMIT_RETRIES
+from worker.providers.polygon import PolygonProvider
 from worker.providers.tradier import TradierProvider
 from worker.ratelimit import RateGate
 
-__all__ = ["QuoteBatch", "QuoteProvider", "build_quote_provider"]
+__all__ = ["Providers", "QuoteBatch", "QuoteProvider", "build_providers"]
 
 
-def build_quote_provider(
+@dataclass(frozen=True)
+class Providers:
+    """The provider of each dataset, as config.yaml chose them; None for a dataset that calls none
+    (disabled, or indicators computed from stored bars)."""
+
+    quotes: QuoteProvider
+    expirations: ExpirationsProvider | None
+    chains: ChainProvider | None
+    history: HistoryProvider | None
+    indicators: IndicatorProvider | None
+
+
+def used_upstreams(config: Config) -> list[str]:
+    """The upstreams the enabled datasets of `config` call: their keys must be set."""
+    datasets = config.datasets
+    names = [datasets.quotes.provider]
+    if datasets.expirations.enabled or datasets.chains.enabled:
+        names.append(datasets.expirations.provider)
+    if datasets.chains.enabled:
+        names.append(datasets.chains.provider)
+    if datasets.history.enabled:
+        names.append(datasets.history.provider)
+    if datasets.indicators.enabled and datasets.indicators.source == "polygon":
+        names.append("polygon")
+    return list(dict.fromkeys(names))
+
+
+def build_providers(
     config: Config, secrets: Secrets, session: aiohttp.ClientSession, *, clock: Clock = utc_now
-) -> QuoteProvider:
-    """The quotes provider config.yaml names, with its own rate gate; `ConfigError` if its key is unset."""
-    name = config.datasets.quotes.provider
-    settings = config.providers.tradier
-    # What a job's time leaves after its calls (each attempt may take timeout_s) may go to waiting
-    # for rate windows; past that a refresh fails with one line instead of hitting the job timeout.
+) -> Providers:
+    """A client per upstream that an enabled dataset uses; `ConfigError` if its key is unset."""
+    names = used_upstreams(config)
+
+    def options(name: str) -> dict[str, Any]:
+        settings: ProviderConfig = getattr(config.providers, name)
+        return {
+            "base_url": settings.base_url,
+            "api_key": secrets.api_key(name),
+            "gate": _gate(name, config, clock),
+            "batch_size": settings.batch_size,
+            "timeout_s": settings.timeout_s,
+            "clock": clock,
+        }
+
+    tradier = TradierProvider(session, **options("tradier")) if "tradier" in names else None
+    polygon = PolygonProvider(session, **options("polygon")) if "polygon" in names else None
+    by_name: dict[str, TradierProvider | PolygonProvider | None] = {"tradier": tradier, "polygon": polygon}
+    datasets = config.datasets
+    quotes = by_name[datasets.quotes.provider]
+    assert quotes is not None  # used_upstreams always includes the quotes provider
+    polygon_indicators = datasets.indicators.enabled and datasets.indicators.source == "polygon"
+    return Providers(
+        quotes=quotes,
+        expirations=tradier if datasets.expirations.enabled or datasets.chains.enabled else None,
+        chains=by_name[datasets.chains.provider] if datasets.chains.enabled else None,
+        history=by_name[datasets.history.provider] if datasets.history.enabled else None,
+        indicators=polygon if polygon_indicators else None,
+    )
+
+
+def _gate(name: str, config: Config, clock: Clock) -> RateGate:
+    """One upstream's gate, shared by its datasets. What a job's time leaves after its calls (each
+    attempt may take timeout_s) may go to waiting for rate windows; past that a refresh fails with
+    one line instead of hitting the job timeout."""
+    settings: ProviderConfig = getattr(config.providers, name)
     calls_s = (RATE_LIMIT_RETRIES + 1) * settings.timeout_s + 5
-    gate = RateGate(
+    return RateGate(
         name,
         settings.rate_per_min,
         settings.max_concurrency,
         max_wait_s=max(config.worker.job_timeout_s - calls_s, 0.0),
-        clock=clock,
-    )
-    return TradierProvider(
-        session,
-        base_url=settings.base_url,
-        api_key=secrets.api_key(name),
-        gate=gate,
-        batch_size=settings.batch_size,
-        timeout_s=settings.timeout_s,
         clock=clock,
     )
