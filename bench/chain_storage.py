@@ -97,7 +97,7 @@ async def measure(url: str, iterations: int) -> Figures:
     await store.put([(key, chain)])
     stored_bytes = await client.memory_usage(key, samples=0)
     baseline_key = key + ":bench-objects"
-    objects = chain.model_dump(mode="json", exclude_none=True)  # one JSON object per contract
+    objects = chain.as_json()  # the same chain with one JSON object per contract
     await client.set(baseline_key, json.dumps(objects, separators=(",", ":")))
     baseline_bytes = await client.memory_usage(baseline_key, samples=0)
     await client.delete(baseline_key)

@@ -25,11 +25,7 @@ EXIT_USAGE = 2
 
 
 def _as_json(item: BaseModel) -> dict[str, Any]:
-    data = item.model_dump(mode="json")
-    if isinstance(item, CachedItem):
-        data["age_s"] = round(item.age_s, 3)
-        data["stale"] = item.stale
-    return data
+    return item.as_json() if isinstance(item, CachedItem) else item.model_dump(mode="json")
 
 
 def _part(value: object) -> Any:

@@ -7,7 +7,7 @@ fetched, and until when it counts as fresh. Timestamps are aware datetimes in UT
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -16,10 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    SerializationInfo,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-    model_validator,
 )
 
 
@@ -66,6 +62,20 @@ class CachedItem(BaseModel):
     def stale(self) -> bool:
         """True when the item was read after `fresh_until` (it is still served, flagged)."""
         return self.read_at > self.fresh_until
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict for tools and people: rows (contracts, bars) as objects with field
+        names, None values left out, and the read-time `age_s` and `stale` added."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for name, value in self:
+            if isinstance(value, tuple) and value and hasattr(value[0], "_fields"):
+                names = value[0]._fields
+                data[name] = [
+                    {k: v for k, v in zip(names, row, strict=False) if v is not None} for row in data[name]
+                ]
+        data["age_s"] = round(self.age_s, 3)
+        data["stale"] = self.stale
+        return data
 
 
 class Quote(CachedItem):
@@ -115,36 +125,13 @@ Phase = Literal["pre", "regular", "post", "closed"]
 """Where the exchange is in its day: pre-market, regular session, post-market, or closed."""
 
 
-class _Row(BaseModel):
-    """A small record stored as a JSON array in its field order, to keep long lists compact.
-
-    `model_dump()` gives a dict; `model_dump_json()` (what is stored) gives `[v1, v2, ...]`, and
-    validation accepts either form. The field order is part of the stored format: append new
-    fields at the end, with a default, or bump `reader.keys.PREFIX`.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_row(cls, data: Any) -> Any:
-        if isinstance(data, list | tuple):
-            names = list(cls.model_fields)
-            if len(data) > len(names):
-                raise ValueError(f"a {cls.__name__} row has at most {len(names)} values, got {len(data)}")
-            return dict(zip(names, data, strict=False))
-        return data
-
-    @model_serializer(mode="wrap")
-    def _to_row(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
-        data = handler(self)
-        if info.mode_is_json() and isinstance(data, dict):
-            return [data.get(name) for name in type(self).model_fields]
-        return data
-
-
-class OptionContract(_Row):
+class OptionContract(NamedTuple):
     """One contract of a chain. Prices in dollars per share; IVs as fractions (0.25 = 25 %).
+
+    A named tuple: stored as a JSON array in field order (compact, and parsed by pydantic's core
+    without a Python call per contract), read as attributes (`c.delta`); `c._asdict()` gives a
+    dict. The field order is part of the stored format: append new fields at the end, with a
+    default, or bump `reader.keys.PREFIX`.
 
     Greeks are per share: `theta` per calendar day, `vega` and `rho` per 1 point of volatility or
     rate. Fields an upstream does not send (Polygon has no `rho`, no bid/ask IV) are None, and so
@@ -213,8 +200,11 @@ class ChainIndex(CachedItem):
     expirations: tuple[date, ...]
 
 
-class Bar(_Row):
-    """One price bar; `start` is when it begins (midnight ET of the session for daily bars)."""
+class Bar(NamedTuple):
+    """One price bar; `start` is when it begins (midnight ET of the session for daily bars).
+
+    A named tuple, stored as a JSON array in field order, like `OptionContract`.
+    """
 
     start: UtcDatetime
     open: float

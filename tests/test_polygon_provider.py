@@ -295,7 +295,7 @@ def test_chain_snapshot_maps_to_contracts() -> None:
     page = parse_page(ChainPage, {"status": "OK", "results": [AAPL_CALL]}, "/v3/snapshot/options/AAPL")
     contracts, underlying = chain_contracts(page.results or [], JUNE_16, None)
     assert underlying == 159.9606
-    assert [c.model_dump() for c in contracts] == [
+    assert [c._asdict() for c in contracts] == [
         {
             "symbol": "AAPL230616C00150000",
             "option_type": "call",

@@ -202,7 +202,7 @@ def test_recorded_chain_element_maps_field_for_field() -> None:
     rows = parse_chain({"options": {"option": [PLTR_CALL]}}, JUNE_18)
     assert rows is not None
     (contract,) = rows.contracts
-    assert contract.model_dump() == {
+    assert contract._asdict() == {
         "symbol": "PLTR260618C00013000",
         "option_type": "call",
         "strike": 13.0,
@@ -367,7 +367,7 @@ def test_timesales_bars_start_at_their_epoch_second() -> None:
         datetime(2019, 5, 9, 13, 30, tzinfo=UTC),
         datetime(2019, 5, 9, 13, 31, tzinfo=UTC),
     ]
-    assert bars[0].model_dump() == {
+    assert bars[0]._asdict() == {
         "start": datetime(2019, 5, 9, 13, 30, tzinfo=UTC),
         "open": 200.44,
         "high": 200.56,

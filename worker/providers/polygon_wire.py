@@ -10,7 +10,7 @@ and `p`/`s` the bid**. `todaysChangePerc` is already in percent, like Tradier's.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -266,9 +266,12 @@ def _contract(option: WireOption) -> OptionContract:
     quote = option.last_quote or _OptionQuote()
     last = option.last_trade.price if option.last_trade is not None else None
     ticker = details.ticker.removeprefix(OPTION_PREFIX)
+    kind: Literal["call", "put"] = (
+        "call" if details.contract_type == "call" else "put"
+    )  # others skipped above
     return OptionContract(
         symbol=ticker,
-        option_type=details.contract_type,
+        option_type=kind,
         strike=details.strike_price,
         bid=quote.bid,
         ask=quote.ask,

@@ -125,15 +125,13 @@ class _WireSale(_Wire):
             start = eastern_to_utc(self.time)
         else:  # refused by _complete
             raise ValueError("a sale without a time")
-        price = self.price
+        open_, high, low, close = (
+            self.price if v is None else v for v in (self.open, self.high, self.low, self.close)
+        )
+        if open_ is None or high is None or low is None or close is None:  # refused by _complete
+            raise ValueError("a sale without a price")
         return Bar(
-            start=start,
-            open=price if self.open is None else self.open,
-            high=price if self.high is None else self.high,
-            low=price if self.low is None else self.low,
-            close=price if self.close is None else self.close,
-            volume=self.volume,
-            vwap=self.vwap,
+            start=start, open=open_, high=high, low=low, close=close, volume=self.volume, vwap=self.vwap
         )
 
 
