@@ -25,3 +25,23 @@ def test_reader_hit_bench_prints_percentiles_and_the_ratio(redis_url: str) -> No
     assert re.search(rf"raw GET \+ model_validate_json{number}{number}", result.stdout)
     assert re.search(rf"Reader\.quote{number}{number}", result.stdout)
     assert re.search(rf"ratio Reader / raw{number}{number}\s+target p50 <= 1.3", result.stdout)
+
+
+def test_chain_storage_bench_prints_bytes_per_contract_and_read_times(redis_url: str) -> None:
+    """A short run prints bytes per contract against the object-per-contract baseline, and read times."""
+    result = subprocess.run(
+        [sys.executable, "bench/chain_storage.py", "--iterations", "100", "--url", redis_url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    number = r"\s+\d+\.\d+"
+    assert "200 contracts with greeks" in result.stdout
+    found = re.search(rf"rows \(stored\) vs one object per contract({number})({number})", result.stdout)
+    assert found is not None, result.stdout
+    assert float(found.group(1)) < float(found.group(2))
+    assert re.search(rf"raw GET{number}{number}", result.stdout)
+    assert re.search(rf"Reader\.chain \(200 contracts, parsed\){number}{number}", result.stdout)

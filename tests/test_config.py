@@ -190,3 +190,78 @@ def test_secrets_come_from_the_environment_and_say_what_to_set_when_missing() ->
     with pytest.raises(ConfigError, match=r"POLYGON_API_KEY is not set.*make run"):
         secrets.api_key("polygon")
     assert secrets.values() == ["tok-123"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "datasets: {history: {intraday: {bar: 1m, lookback_days: 15}}}",
+            "datasets.history = .*: intraday.lookback_days = 15: Tradier keeps 10 days of 1m bars; "
+            "lower it to 10 or use provider: polygon",
+            id="tradier-intraday-lookback",
+        ),
+        pytest.param(
+            "datasets: {history: {enabled: false}}",
+            "indicators.source = 'computed' needs the daily bars of history",
+            id="computed-indicators-without-history",
+        ),
+        pytest.param(
+            "datasets: {indicators: {macd: [26, 12, 9]}}",
+            r"datasets.indicators.macd = \[26, 12, 9\]: the fast window must be shorter than the slow one",
+            id="macd-fast-after-slow",
+        ),
+        pytest.param(
+            "datasets: {chains: {groups: [{symbols: [SPY], expirationz: 5}]}}",
+            r"datasets.chains.groups\[0\].expirationz: unknown key .*did you mean 'expirations'",
+            id="group-typo",
+        ),
+        pytest.param(
+            "datasets: {expirations: {provider: polygon}}",
+            r"datasets.expirations.provider = 'polygon': Input should be 'tradier'",
+            id="expirations-only-from-tradier",
+        ),
+        pytest.param(
+            "datasets: {chains: {strike_window_pct: 0}}",
+            "datasets.chains.strike_window_pct = 0: Input should be greater than 0",
+            id="zero-strike-window",
+        ),
+    ],
+)
+def test_dataset_settings_are_checked_with_the_path_and_the_fix(text: str, message: str) -> None:
+    """Bad dataset settings name the field, the value and what to do instead."""
+    with pytest.raises(ConfigError, match=message):
+        parse_config(VALID + text, env={})
+
+
+def test_chain_groups_override_the_default_selection() -> None:
+    """A symbol in a group gets its selection; any other the datasets.chains default."""
+    config = parse_config(
+        VALID + "datasets: {chains: {expirations: 2, max_days: 30, "
+        "groups: [{symbols: [spy, QQQ], expirations: 5, strike_window_pct: 10}]}}",
+        env={},
+    )
+    chains = config.datasets.chains
+    spy = chains.selection_for("SPY")
+    assert (spy.expirations, spy.max_days, spy.strike_window_pct) == (5, 60, 10.0)
+    aapl = chains.selection_for("AAPL")
+    assert (aapl.expirations, aapl.max_days, aapl.strike_window_pct) == (2, 30, None)
+
+
+def test_cadences_beyond_a_providers_rate_are_warned_about() -> None:
+    """When the enabled datasets need more calls per minute than rate_per_min allows, check-config says so."""
+    symbols = ", ".join(f"S{i}" for i in range(40))
+    config = parse_config(
+        f"watchlist: [{symbols}]\nproviders: {{tradier: {{rate_per_min: 60}}}}\n"
+        "datasets: {chains: {expirations: 3, interval_s: 60}}",
+        env={},
+    )
+    warnings = config_warnings(config)
+    # quotes 4 + expirations 0.7 + chains 120 + daily bars 2.7 + intraday bars 8 = 135 per minute
+    assert any(
+        "the datasets served by tradier need about 135 calls/min, above providers.tradier.rate_per_min = 60"
+        in w
+        for w in warnings
+    ), warnings
+    quiet = parse_config(VALID, env={})
+    assert not any("calls/min" in w for w in config_warnings(quiet))

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -453,12 +453,25 @@ def _describe(error: Any, overridden: dict[tuple[str, ...], str]) -> str:
 def _suggest(loc: tuple[str, ...]) -> str:
     model: type[BaseModel] = Config
     for part in loc[:-1]:
+        if part.isdigit():  # an index into a list of sections
+            continue
         field = model.model_fields.get(part)
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        section = _section_type(field.annotation if field is not None else None)
+        if section is None:
             return ""
-        model = annotation
+        model = section
     allowed = sorted(model.model_fields)
     close = difflib.get_close_matches(loc[-1], allowed, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f" (expected one of: {', '.join(allowed)}){hint}"
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The section model in `annotation`: itself, or inside `list[...]` or `... | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,157 @@
+"""Per-symbol refreshes: which chains are kept, and bad upstream answers that must not overwrite good data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import date
+
+import pytest
+import redis
+import redis.asyncio
+
+from emulator.state import Fault
+from reader import Reader, keys
+from tests.support import FakeClock, RunningEmulator, make_config
+from worker.config import ChainSelection, Config, Secrets
+from worker.runtime import Runtime
+from worker.selection import select_expirations, strike_range
+
+LISTED = [date(2026, 11, 20), date(2026, 11, 24), date(2026, 11, 27), date(2026, 12, 4), date(2027, 1, 15)]
+TODAY = date(2026, 11, 24)
+
+
+@pytest.mark.parametrize(
+    ("expirations", "max_days", "expected"),
+    [
+        (3, 60, LISTED[1:4]),  # today's expiration counts; the past one does not
+        (10, 60, LISTED[1:]),  # 2027-01-15 is 52 days ahead
+        (10, 51, LISTED[1:4]),
+        (2, 3, LISTED[1:3]),  # 11-27 is exactly 3 days ahead: included
+        (5, 0, LISTED[1:2]),
+        (0, 60, []),
+    ],
+)
+def test_select_expirations_takes_the_next_n_within_max_days(
+    expirations: int, max_days: int, expected: list[date]
+) -> None:
+    """The first `expirations` listed dates from today to `max_days` ahead, ascending and distinct."""
+    selection = ChainSelection(expirations=expirations, max_days=max_days)
+    assert list(select_expirations([*reversed(LISTED), LISTED[2]], TODAY, selection)) == expected
+
+
+def test_strike_range_is_a_window_around_the_price() -> None:
+    """strike_window_pct=10 around 200 keeps 180..220; no window or no price keeps every strike."""
+    window = strike_range(200.0, ChainSelection(strike_window_pct=10))
+    assert window is not None
+    assert (window.low, window.high) == (pytest.approx(180.0), pytest.approx(220.0))
+    assert 180.0 in window
+    assert 200.0 in window
+    assert 220.01 not in window
+    assert strike_range(200.0, ChainSelection()) is None
+    assert strike_range(None, ChainSelection(strike_window_pct=10)) is None
+
+
+@pytest.fixture
+async def runtime(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> AsyncIterator[Runtime]:
+    config: Config = make_config(
+        ["AAPL", "MSFT"],
+        redis_url=redis_url,
+        tradier_url=emulator.url,
+        datasets={"chains": {"expirations": 2, "max_days": 30}, "history": {"intraday": None}},
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as opened:
+        yield opened
+    await client.aclose()
+
+
+def _snapshot(redis_url: str) -> dict[bytes, bytes | None]:
+    client = redis.Redis.from_url(redis_url)
+    values = {key: client.get(key) for key in sorted(client.keys(keys.PREFIX + "*"))}  # type: ignore[union-attr]
+    client.close()
+    return values  # type: ignore[return-value]
+
+
+BAD_ANSWERS = [
+    pytest.param('{"options":{"option":[{"symbol":"AAPL261127C', "answer is not JSON", id="truncated"),
+    pytest.param(
+        '{"options":{"option":{"symbol":"AAPL261127C00230000","option_type":"call","strike":"high"}}}',
+        "options.option[0].strike = 'high': Input should be a valid number",
+        id="wrong-type",
+    ),
+    pytest.param('{"options":[1,2,3]}', "options: expected an object", id="wrong-shape"),
+]
+
+
+@pytest.mark.parametrize(("body", "reason"), BAD_ANSWERS)
+async def test_a_bad_chain_answer_keeps_every_stored_chain_of_the_symbol(
+    redis_url: str,
+    runtime: Runtime,
+    emulator: RunningEmulator,
+    clock: FakeClock,
+    body: str,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One bad expiration answer rejects the symbol's whole refresh: its chains and index stay as stored."""
+    first = await runtime.refresh("chains", ["AAPL", "MSFT"])
+    assert first.complete, first.errors
+    before = _snapshot(redis_url)
+    assert sum(key.startswith(b"mc:v1:chain:AAPL:") for key in before) == 2
+
+    clock.advance(60)
+    emulator.state.arm(
+        Fault(path="/v1/markets/options/chains", status=200, body=body, content_type="application/json")
+    )
+    with caplog.at_level(logging.WARNING, logger="worker.refresh"):
+        report = await runtime.refresh("chains", ["AAPL"])
+    assert report.failed == ("AAPL",)
+    assert report.errors[0].startswith("AAPL: tradier /v1/markets/options/chains: ")
+    assert reason in report.errors[0]
+    assert _snapshot(redis_url) == before
+    assert "refresh.batch_failed dataset=chains" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"history":{"day":[{"date":"2026-11-20","open":1,"high":2,"low":0.5,"close":"x","volume":10}]}}',
+        '{"history":{"day":[{"date":"2026-11-20","open":1',
+        '{"history":"nothing"}',
+    ],
+)
+async def test_a_bad_history_answer_keeps_the_bars_and_the_indicators(
+    redis_url: str, runtime: Runtime, emulator: RunningEmulator, clock: FakeClock, body: str
+) -> None:
+    """A malformed history answer stores nothing: bars and the indicators computed from them stay."""
+    assert (await runtime.refresh("history", ["AAPL"])).complete
+    before = _snapshot(redis_url)
+    assert set(before) == {b"mc:v1:history:AAPL:1d", b"mc:v1:indicators:AAPL"}
+    clock.advance(900)
+    emulator.state.arm(
+        Fault(path="/v1/markets/history", status=200, body=body, content_type="application/json")
+    )
+    report = await runtime.refresh("history", ["AAPL"])
+    assert report.failed == ("AAPL",)
+    assert "history" in report.errors[0]
+    assert _snapshot(redis_url) == before
+
+
+async def test_chains_follow_the_calendar_and_drop_expired_dates_from_the_index(
+    redis_url: str, runtime: Runtime, clock: FakeClock
+) -> None:
+    """A week later the index lists the next two expirations from that day; old chains are not listed."""
+
+    await runtime.refresh("chains", ["AAPL"])
+    async with Reader(redis_url, clock=clock) as reader:
+        first = await reader.chain("AAPL")
+        clock.advance(7 * 86_400)
+        await runtime.refresh("chains", ["AAPL"])
+        later = await reader.chain("AAPL")
+        listed = await reader.expirations("AAPL")
+    today = clock.now.date()
+    assert later.expiration > first.expiration
+    assert later.expiration == min(d for d in listed.dates if d >= today)
