@@ -155,3 +155,48 @@ async def test_chains_follow_the_calendar_and_drop_expired_dates_from_the_index(
     today = clock.now.date()
     assert later.expiration > first.expiration
     assert later.expiration == min(d for d in listed.dates if d >= today)
+
+
+async def test_a_strike_window_without_a_stored_quote_fetches_the_price_first(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> None:
+    """With strike_window_pct and no cached quote, the chain refresh asks for the quote once and keeps
+    only strikes within the window of its last price."""
+    config = make_config(
+        ["AAPL"],
+        redis_url=redis_url,
+        tradier_url=emulator.url,
+        datasets={"chains": {"expirations": 1, "strike_window_pct": 5}},
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        report = await runtime.refresh("chains", ["AAPL"])
+    await client.aclose()
+    assert report.complete, report.errors
+    assert emulator.calls("/v1/markets/quotes") == {"200": 1}
+    last = emulator.state.market.quote("AAPL", clock.now)
+    assert last is not None
+    async with Reader(redis_url, clock=clock) as reader:
+        chain = await reader.chain("AAPL")
+    assert chain.contracts
+    assert all(last.last * 0.95 <= c.strike <= last.last * 1.05 for c in chain.contracts)
+
+
+async def test_a_full_pass_fetches_expirations_once_before_the_chains(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> None:
+    """`refresh_watchlist` runs the datasets in order, so chains read the stored expirations."""
+    config = make_config(["AAPL", "MSFT", "SPY"], redis_url=redis_url, tradier_url=emulator.url, datasets={})
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        reports = await runtime.refresh_watchlist()
+    await client.aclose()
+    assert [r.dataset for r in reports] == ["quotes", "expirations", "chains", "history", "intraday"]
+    assert all(r.complete for r in reports), [r.errors for r in reports]
+    assert emulator.calls("/v1/markets/options/expirations") == {"200": 3}
+    assert emulator.calls("/v1/markets/options/chains") == {"200": 9}
+    async with Reader(redis_url, clock=clock) as reader:
+        bundle = await reader.bundle("SPY", options=True, technical=True)
+    assert isinstance(bundle.chains, tuple)
+    assert len(bundle.chains) == 3
+    assert bundle.indicators is not None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
 
-from reader import Quote
+from reader import OptionChain, Quote
 from reader import jobs as job_contract
 
 FETCHED = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -67,3 +67,20 @@ def test_job_payloads_are_json_and_exceptions_become_text() -> None:
         job_contract.loads(b"[1, 2]")
     with pytest.raises(UnicodeDecodeError):  # a pickled payload is refused, not unpickled
         job_contract.loads(b"\x80\x04pickle")
+
+
+def test_as_json_names_row_fields_and_adds_read_time_freshness() -> None:
+    """as_json() turns contract rows into objects without None values and adds age_s and stale."""
+    at = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    chain = OptionChain.model_validate_json(
+        '{"source":"tradier","fetched_at":"2026-11-24T15:00:00Z","fresh_until":"2026-11-24T15:01:00Z",'
+        '"symbol":"SPY","expiration":"2026-12-18","contracts":[["SPY261218C00600000","call",600.0,1.5,null,null]]}'
+    )
+    chain._read_at = at + timedelta(seconds=90)
+    data = chain.as_json()
+    assert data["contracts"] == [
+        {"symbol": "SPY261218C00600000", "option_type": "call", "strike": 600.0, "bid": 1.5}
+    ]
+    assert data["expiration"] == date(2026, 12, 18).isoformat()
+    assert (data["age_s"], data["stale"]) == (90.0, True)
+    assert "underlying_price" not in data
