@@ -11,11 +11,11 @@ import pytest
 from worker.config import (
     ConfigError,
     Secrets,
-    config_warnings,
     load_config,
     parse_config,
     resolve_config_path,
 )
+from worker.risks import config_warnings
 
 REPO = Path(__file__).resolve().parent.parent
 VALID = "watchlist: [AAPL, msft]\n"

@@ -148,6 +148,8 @@ async def test_unreachable_redis_is_one_clear_line(tmp_path: Path, emulator: Run
     code, _, err = await _run("refresh", "--config", str(config), env=env)
     assert code == 1
     assert "Traceback" not in err
+    assert err.count("\n") == 1, err
+    assert "worker.redis_unreachable" in err
 
 
 @pytest.mark.slow

@@ -17,11 +17,12 @@ import redis.asyncio
 from arq import Worker
 
 from reader.client import redact_url
-from worker.config import CONFIG_ENV, Config, Secrets, config_warnings, load_config, resolve_config_path
+from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
 from worker.errors import ConfigError
 from worker.logs import setup_logging
-from worker.providers import used_upstreams
-from worker.runtime import Runtime, dataset_intervals
+from worker.plan import dataset_plans, scheduled_plans, used_upstreams
+from worker.risks import config_warnings
+from worker.runtime import Runtime
 from worker.settings import worker_options
 
 EXIT_INCOMPLETE = 1
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _refresh_once(config: Config, secrets: Secrets) -> int:
     client = redis.asyncio.Redis.from_url(config.redis_url)
     try:
+        await client.ping()  # an unreachable Redis is one line, not a failure per symbol and dataset
         async with Runtime.open(config, secrets, client) as runtime:
             reports = await runtime.refresh_watchlist()
     finally:
@@ -81,20 +83,12 @@ def _describe(path: Path, config: Config) -> str:
         for name in used_upstreams(config)
         for settings in [getattr(config.providers, name)]
     )
-    datasets = config.datasets
-    source = {
-        "quotes": datasets.quotes.provider,
-        "expirations": datasets.expirations.provider,
-        "chains": datasets.chains.provider,
-        "history": datasets.history.provider,
-        "intraday": datasets.history.provider,
-        "indicators": "polygon",
-    }
     cadence = ", ".join(
-        f"{name} every {seconds:g} s from {source[name]}"
-        for name, seconds in dataset_intervals(config).items()
+        f"{plan.name} every {plan.interval_s:g} s from {plan.source}"
+        for plan in scheduled_plans(config).values()
     )
-    if datasets.indicators.enabled and datasets.indicators.source == "computed":
+    indicators = dataset_plans(config)["indicators"]
+    if config.datasets.indicators.enabled and not indicators.scheduled:
         cadence += ", indicators computed from the daily bars"
     return (
         f"ok: {path}: {len(config.watchlist)} symbols; {cadence}; upstreams: {upstreams}; "

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -286,81 +285,6 @@ class Secrets:
     def values(self) -> list[str]:
         """Every secret value, for log redaction."""
         return [s.get_secret_value() for s in (self.tradier_api_key, self.polygon_api_key) if s is not None]
-
-
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-TRADIER_DOCUMENTED_RATE = {"api.tradier.com": 120, "sandbox.tradier.com": 60}
-
-
-def config_warnings(config: Config) -> list[str]:
-    """Settings that are legal but probably not meant; the worker runs with them and says so."""
-    warnings: list[str] = []
-    for name in ("tradier", "polygon"):
-        provider: ProviderConfig = getattr(config.providers, name)
-        parts = urlsplit(provider.base_url)
-        if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
-            warnings.append(
-                f"providers.{name}.base_url = {redact_url(provider.base_url)!r} is plain http to another "
-                "host: the key would cross the network unencrypted; use https:// unless it is the emulator"
-            )
-    tradier = config.providers.tradier
-    documented = TRADIER_DOCUMENTED_RATE.get(urlsplit(tradier.base_url).hostname or "")
-    if documented is not None and tradier.rate_per_min > documented:
-        warnings.append(
-            f"providers.tradier.rate_per_min = {tradier.rate_per_min} is above the {documented}/min Tradier "
-            "documents for market data there; the worker will wait on its rate headers instead"
-        )
-    tick_s = config.worker.tick_s
-    if config.datasets.quotes.interval_s < tick_s:
-        warnings.append(
-            f"datasets.quotes.interval_s = {config.datasets.quotes.interval_s:g} is shorter than "
-            f"worker.tick_s = {tick_s}: refreshes are enqueued once per tick, so some intervals are skipped"
-        )
-    if 60 % tick_s:
-        warnings.append(
-            f"worker.tick_s = {tick_s} does not divide 60: ticks run at seconds "
-            f"{', '.join(map(str, range(0, 60, tick_s)))} of each minute, unevenly"
-        )
-    for name, per_min in calls_per_minute(config).items():
-        allowed = getattr(config.providers, name).rate_per_min
-        if per_min > allowed:
-            warnings.append(
-                f"the datasets served by {name} need about {per_min:.0f} calls/min, above "
-                f"providers.{name}.rate_per_min = {allowed}: refreshes will fall behind their interval_s; "
-                "lengthen the intervals, keep fewer expirations, or shorten the watchlist"
-            )
-    return warnings
-
-
-def calls_per_minute(config: Config) -> dict[str, float]:
-    """Upstream calls per minute each provider needs for the enabled datasets, at their cadences
-    (one page per chain; Polygon may need more for big chains)."""
-    datasets = config.datasets
-    symbols = config.watchlist
-    calls: dict[str, float] = {}
-
-    def add(provider: str, per_refresh: float, interval_s: float) -> None:
-        calls[provider] = calls.get(provider, 0.0) + per_refresh * 60 / interval_s
-
-    quote_batch = getattr(config.providers, datasets.quotes.provider).batch_size
-    add(datasets.quotes.provider, -(-len(symbols) // quote_batch), datasets.quotes.interval_s)
-    if datasets.expirations.enabled:
-        add(datasets.expirations.provider, len(symbols), datasets.expirations.interval_s)
-    if datasets.chains.enabled:
-        chains = sum(datasets.chains.selection_for(s).expirations for s in symbols)
-        add(datasets.chains.provider, chains, datasets.chains.interval_s)
-    history = datasets.history
-    if history.enabled:
-        add(history.provider, len(symbols), history.daily.interval_s)
-        if history.intraday is not None:
-            add(history.provider, len(symbols), history.intraday.interval_s)
-    indicators = datasets.indicators
-    if indicators.enabled and indicators.source == "polygon":
-        per_symbol = (
-            len(indicators.sma) + len(indicators.ema) + len(indicators.rsi) + (indicators.macd is not None)
-        )
-        add("polygon", len(symbols) * per_symbol, indicators.interval_s)
-    return calls
 
 
 def resolve_config_path(path: str | Path | None, env: Mapping[str, str] | None = None) -> Path:

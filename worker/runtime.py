@@ -16,28 +16,10 @@ from reader.jobs import DATASETS
 from worker import schedule
 from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
+from worker.plan import dataset_plans, scheduled_plans
 from worker.providers import Providers, build_providers
 from worker.refresh import RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
-
-
-def dataset_intervals(config: Config) -> dict[str, float]:
-    """Seconds between refreshes of each dataset that `config` enables, in `DATASETS` order."""
-    datasets = config.datasets
-    history = datasets.history
-    intervals: dict[str, float | None] = {
-        "quotes": datasets.quotes.interval_s,
-        "expirations": datasets.expirations.interval_s if datasets.expirations.enabled else None,
-        "chains": datasets.chains.interval_s if datasets.chains.enabled else None,
-        "history": history.daily.interval_s if history.enabled else None,
-        "intraday": history.intraday.interval_s if history.enabled and history.intraday else None,
-        "indicators": (
-            datasets.indicators.interval_s
-            if datasets.indicators.enabled and datasets.indicators.source == "polygon"
-            else None
-        ),
-    }
-    return {name: value for name, value in intervals.items() if value is not None}
 
 
 class Runtime:
@@ -48,7 +30,8 @@ class Runtime:
         self.providers = providers
         self.store = store
         self.clock = clock
-        self.intervals = dataset_intervals(config)
+        self.plans = dataset_plans(config)
+        self.intervals = {name: plan.interval_s for name, plan in scheduled_plans(config).items()}
         self.fetcher = DatasetFetcher(
             config,
             providers,
@@ -71,7 +54,7 @@ class Runtime:
 
     def fresh_until(self, dataset: str, now: datetime) -> datetime:
         """When an item of `dataset` fetched `now` stops being fresh: its next refresh, plus slack."""
-        interval_s = self.intervals.get(dataset) or self.intervals["history"]  # computed indicators
+        interval_s = self.plans[dataset].interval_s
         return schedule.next_refresh(now, interval_s) + timedelta(seconds=self.config.cache.fresh_slack_s)
 
     def batch_size(self, dataset: str) -> int:
@@ -99,9 +82,7 @@ class Runtime:
                 self.providers.quotes, self.store, symbols, freshness=partial(self.fresh_until, "quotes")
             )
         fetch_one = getattr(self.fetcher, dataset)
-        provider = getattr(self.providers, dataset if dataset != "intraday" else "history", None)
-        name = provider.name if provider is not None else "computed"
-        return await refresh_symbols(dataset, name, self.store, symbols, fetch_one)
+        return await refresh_symbols(dataset, self.plans[dataset].source, self.store, symbols, fetch_one)
 
     async def refresh_watchlist(self) -> list[RefreshReport]:
         """Refresh every enabled dataset of the whole watchlist once, in `DATASETS` order."""

@@ -16,7 +16,7 @@ from reader import keys
 from reader.clock import Clock, utc_now
 from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
-from worker.runtime import dataset_intervals
+from worker.plan import scheduled_plans
 
 
 def worker_options(
@@ -45,7 +45,7 @@ def worker_options(
                 timeout=config.worker.job_timeout_s,
                 max_tries=1,
             )
-            for dataset, interval_s in dataset_intervals(config).items()
+            for dataset, interval_s in ((p.name, p.interval_s) for p in scheduled_plans(config).values())
         ],
         "cron_jobs": cron_jobs if scheduled else [],
         "redis_settings": RedisSettings.from_dsn(config.redis_url),

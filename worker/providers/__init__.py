@@ -13,6 +13,7 @@ import aiohttp
 
 from reader.clock import Clock, utc_now
 from worker.config import Config, ProviderConfig, Secrets
+from worker.plan import dataset_plans, used_upstreams
 from worker.providers.base import (
     ChainProvider,
     ExpirationsProvider,
@@ -41,25 +42,11 @@ class Providers:
     indicators: IndicatorProvider | None
 
 
-def used_upstreams(config: Config) -> list[str]:
-    """The upstreams the enabled datasets of `config` call: their keys must be set."""
-    datasets = config.datasets
-    names = [datasets.quotes.provider]
-    if datasets.expirations.enabled or datasets.chains.enabled:
-        names.append(datasets.expirations.provider)
-    if datasets.chains.enabled:
-        names.append(datasets.chains.provider)
-    if datasets.history.enabled:
-        names.append(datasets.history.provider)
-    if datasets.indicators.enabled and datasets.indicators.source == "polygon":
-        names.append("polygon")
-    return list(dict.fromkeys(names))
-
-
 def build_providers(
     config: Config, secrets: Secrets, session: aiohttp.ClientSession, *, clock: Clock = utc_now
 ) -> Providers:
     """A client per upstream that an enabled dataset uses; `ConfigError` if its key is unset."""
+    plans = dataset_plans(config)
     names = used_upstreams(config)
 
     def options(name: str) -> dict[str, Any]:
@@ -76,16 +63,14 @@ def build_providers(
     tradier = TradierProvider(session, **options("tradier")) if "tradier" in names else None
     polygon = PolygonProvider(session, **options("polygon")) if "polygon" in names else None
     by_name: dict[str, TradierProvider | PolygonProvider | None] = {"tradier": tradier, "polygon": polygon}
-    datasets = config.datasets
-    quotes = by_name[datasets.quotes.provider]
+    quotes = by_name[plans["quotes"].source]
     assert quotes is not None  # used_upstreams always includes the quotes provider
-    polygon_indicators = datasets.indicators.enabled and datasets.indicators.source == "polygon"
     return Providers(
         quotes=quotes,
-        expirations=tradier if datasets.expirations.enabled or datasets.chains.enabled else None,
-        chains=by_name[datasets.chains.provider] if datasets.chains.enabled else None,
-        history=by_name[datasets.history.provider] if datasets.history.enabled else None,
-        indicators=polygon if polygon_indicators else None,
+        expirations=tradier if plans["expirations"].calls else None,
+        chains=by_name[plans["chains"].source] if plans["chains"].calls else None,
+        history=by_name[plans["history"].source] if plans["history"].calls else None,
+        indicators=polygon if plans["indicators"].calls else None,
     )
 
 

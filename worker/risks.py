@@ -1,0 +1,52 @@
+"""Settings that are legal but probably not meant: the worker runs with them and says so."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from reader.client import redact_url
+from worker.config import Config, ProviderConfig
+from worker.plan import calls_per_minute
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+TRADIER_DOCUMENTED_RATE = {"api.tradier.com": 120, "sandbox.tradier.com": 60}
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Settings that are legal but probably not meant; the worker runs with them and says so."""
+    warnings: list[str] = []
+    for name in ("tradier", "polygon"):
+        provider: ProviderConfig = getattr(config.providers, name)
+        parts = urlsplit(provider.base_url)
+        if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+            warnings.append(
+                f"providers.{name}.base_url = {redact_url(provider.base_url)!r} is plain http to another "
+                "host: the key would cross the network unencrypted; use https:// unless it is the emulator"
+            )
+    tradier = config.providers.tradier
+    documented = TRADIER_DOCUMENTED_RATE.get(urlsplit(tradier.base_url).hostname or "")
+    if documented is not None and tradier.rate_per_min > documented:
+        warnings.append(
+            f"providers.tradier.rate_per_min = {tradier.rate_per_min} is above the {documented}/min Tradier "
+            "documents for market data there; the worker will wait on its rate headers instead"
+        )
+    tick_s = config.worker.tick_s
+    if config.datasets.quotes.interval_s < tick_s:
+        warnings.append(
+            f"datasets.quotes.interval_s = {config.datasets.quotes.interval_s:g} is shorter than "
+            f"worker.tick_s = {tick_s}: refreshes are enqueued once per tick, so some intervals are skipped"
+        )
+    if 60 % tick_s:
+        warnings.append(
+            f"worker.tick_s = {tick_s} does not divide 60: ticks run at seconds "
+            f"{', '.join(map(str, range(0, 60, tick_s)))} of each minute, unevenly"
+        )
+    for name, per_min in calls_per_minute(config).items():
+        allowed = getattr(config.providers, name).rate_per_min
+        if per_min > allowed:
+            warnings.append(
+                f"the datasets served by {name} need about {per_min:.0f} calls/min, above "
+                f"providers.{name}.rate_per_min = {allowed}: refreshes will fall behind their interval_s; "
+                "lengthen the intervals, keep fewer expirations, or shorten the watchlist"
+            )
+    return warnings
