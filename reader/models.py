@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    field_serializer,
 )
 
 
@@ -25,6 +26,12 @@ def _to_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """An aware datetime, converted to UTC; a naive one is refused."""
+
+
+def stamp(value: datetime) -> str:
+    """`value` (aware) as fixed-width ISO 8601 in UTC, microseconds included, so that two stamps
+    compare as strings in time order (the store's newer-wins write relies on it)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class CachedItem(BaseModel):
@@ -38,6 +45,10 @@ class CachedItem(BaseModel):
     fresh_until: UtcDatetime
 
     _read_at: datetime | None = PrivateAttr(default=None)
+
+    @field_serializer("fetched_at", when_used="json")
+    def _fixed_width(self, value: datetime) -> str:
+        return stamp(value)
 
     def __eq__(self, other: object) -> bool:
         """Equal when the data is: when each was read does not matter."""

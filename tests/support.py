@@ -119,6 +119,22 @@ class CommandLog:
                 open_[client].append(command)
         return done
 
+    def script_calls(self) -> list[list[str]]:
+        """The commands each script call (EVAL, EVALSHA) ran; a script runs alone, so they follow it."""
+        calls: list[list[str]] = []
+        inside = False
+        for client, command in self.commands:
+            name = command.split(" ", 1)[0].upper()
+            if client.startswith("lua:"):
+                if inside:
+                    calls[-1].append(command)
+            elif name in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"):
+                calls.append([])
+                inside = True
+            else:
+                inside = False
+        return calls
+
     def outside_transactions(self) -> list[str]:
         """Commands not sent between a MULTI and its EXEC."""
         in_multi: set[str] = set()

@@ -27,14 +27,15 @@ def test_times_are_converted_to_utc_and_naive_ones_refused() -> None:
 
 
 def test_stored_json_is_compact_and_round_trips() -> None:
-    """Nulls are left out of the stored JSON and come back as None; times end in Z."""
+    """Nulls are left out of the stored JSON and come back as None; times end in Z, and fetched_at has a
+    fixed width (microseconds) so that stamps compare as strings."""
     quote = Quote(
         symbol="AAPL", source="tradier", fetched_at=FETCHED, fresh_until=FETCHED, last=1.5, close=None
     )
     raw = quote.model_dump_json(exclude_none=True)
     assert json.loads(raw) == {
         "source": "tradier",
-        "fetched_at": "2026-11-24T15:00:00Z",
+        "fetched_at": "2026-11-24T15:00:00.000000Z",
         "fresh_until": "2026-11-24T15:00:00Z",
         "symbol": "AAPL",
         "last": 1.5,

@@ -63,15 +63,16 @@ async def test_250_symbols_take_three_upstream_calls_and_read_back(
 async def test_each_batch_is_written_in_one_transaction_with_a_ttl_past_fresh_until(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, run_scheduled_batches: RunBatches
 ) -> None:
-    """Three batches, three MULTI/EXEC holding every quote write; TTL is keep_stale_s past fresh_until."""
+    """Three batches in three atomic scripts hold every quote write; TTL is keep_stale_s past fresh_until."""
     config = make_config(SYMBOLS_250, redis_url=redis_url, tradier_url=emulator.url)
     with CommandLog(redis_url) as log:
         await run_scheduled_batches(config)
 
     quote_set = re.compile(r"^SET mc:v1:quote:", re.IGNORECASE)
-    writes = [sorted(c for c in t if quote_set.match(c)) for t in log.transactions()]
+    writes = [[c for c in call if quote_set.match(c)] for call in log.script_calls()]
     assert sorted(len(w) for w in writes if w) == [50, 100, 100]
-    assert not [c for c in log.outside_transactions() if quote_set.match(c)]
+    # Every quote write ran inside one of those scripts (atomically), none from a client directly.
+    assert not [c for client, c in log.commands if quote_set.match(c) and not client.startswith("lua:")]
     client = redis.Redis.from_url(redis_url)
     assert sum(1 for _ in client.scan_iter(keys.quote("*"))) == 250
     raw = client.get(keys.quote("S000"))

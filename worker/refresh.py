@@ -75,7 +75,7 @@ async def refresh_quotes(
         batch = await provider.fetch_quotes(requested, freshness=freshness)
         wanted = set(requested)
         quotes = [q for q in batch.quotes if q.symbol in wanted]
-        await store.put_quotes(quotes)
+        written = await store.put_quotes(quotes)
     except (UpstreamError, redis.RedisError) as e:
         log.warning(
             "refresh.batch_failed %s",
@@ -94,6 +94,7 @@ async def refresh_quotes(
             stored=len(stored),
             unmatched=",".join(unmatched) or "-",
             missing=len(missing),
+            kept_newer=len(quotes) - written,
             elapsed_s=round(time.perf_counter() - started, 3),
         ),
     )
@@ -129,9 +130,14 @@ async def refresh_symbols(
     failed: list[str] = []
     errors: list[str] = []
     for symbol, outcome in zip(requested, outcomes, strict=True):
-        if isinstance(outcome, WorkerError | ValueError):
+        if isinstance(outcome, WorkerError | ValueError | redis.RedisError):
             failed.append(symbol)
             errors.append(f"{symbol}: {outcome}")
+        elif isinstance(outcome, Exception):
+            # A bug for one symbol must not cost the others their refresh; it is logged with its trace.
+            log.error("refresh.symbol_crashed dataset=%s symbol=%s", dataset, symbol, exc_info=outcome)
+            failed.append(symbol)
+            errors.append(f"{symbol}: {type(outcome).__name__}: {outcome}")
         elif isinstance(outcome, BaseException):
             raise outcome
         elif outcome is None:
@@ -139,8 +145,9 @@ async def refresh_symbols(
         else:
             entries.extend(outcome)
             stored.append(symbol)
+    written = 0
     try:
-        await store.put(entries)
+        written = await store.put(entries)
     except redis.RedisError as e:
         failed.extend(stored)
         errors.append(f"redis: {e}")
@@ -156,6 +163,7 @@ async def refresh_symbols(
             stored=len(stored),
             unmatched=",".join(unmatched) or "-",
             failed=len(failed),
+            kept_newer=len(entries) - written if stored else 0,
             elapsed_s=round(time.perf_counter() - started, 3),
             **({"error": f'"{errors[0]}"'} if errors else {}),
         ),

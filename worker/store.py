@@ -1,8 +1,11 @@
-"""Writes cached items to Redis: a batch at a time, atomically, with a TTL past `fresh_until`.
+"""Writes cached items to Redis: a batch at a time, atomically, newer data winning, with a TTL
+past `fresh_until`.
 
 The reader may serve an item after `fresh_until` (flagged stale) until the key expires,
 `keep_stale_s` later, so an upstream outage degrades answers instead of emptying the cache.
-The worker also reads back what it stored (a chain refresh needs the expirations and the last
+A write never replaces an item fetched later than the one it brings: two refreshes of the same
+key can finish out of order (a slow job, an on-demand fetch), and the older must not win. The
+worker also reads back what it stored (a chain refresh needs the expirations and the last
 price), through `get`.
 """
 
@@ -16,13 +19,31 @@ from pydantic import ValidationError
 
 from reader import keys
 from reader.clock import Clock, utc_now
-from reader.models import CachedItem, Quote
+from reader.models import CachedItem, Quote, stamp
 
 _MIN_TTL_MS = 1_000
 _Item = TypeVar("_Item", bound=CachedItem)
 
 Entry = tuple[str, CachedItem]
 """A key of `reader.keys` and the item to store under it."""
+
+# Newer-wins batch write, atomic as a whole. KEYS: the data keys. ARGV, three per key: the item's
+# `fetched_at` stamp, its TTL in ms, its JSON. A key is skipped when the value stored under it
+# carries a later stamp (stamps are fixed-width, so they compare as strings; the envelope comes
+# first in the JSON, so the match stops early). Returns how many keys were written.
+_PUT_NEWER = """
+local written = 0
+for i, key in ipairs(KEYS) do
+  local at = ARGV[3 * i - 2]
+  local old = redis.call('GET', key)
+  local old_at = old and string.match(old, '"fetched_at":"([^"]+)"')
+  if not old_at or old_at <= at then
+    redis.call('SET', key, ARGV[3 * i], 'PX', ARGV[3 * i - 1])
+    written = written + 1
+  end
+end
+return written
+"""
 
 
 class Store:
@@ -35,20 +56,29 @@ class Store:
         self.keep_stale_s = keep_stale_s
         self._clock = clock
 
-    async def put(self, entries: Sequence[Entry]) -> None:
-        """Store every entry in one MULTI/EXEC: a reader sees all of them or none."""
+    async def put(self, entries: Sequence[Entry]) -> int:
+        """Store every entry in one atomic script call (a reader sees all of them or none), except
+        those whose key holds an item fetched later; returns how many were written."""
         if not entries:
-            return
+            return 0
         now = self._clock()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key, item in entries:
-                ttl_ms = int(((item.fresh_until - now).total_seconds() + self.keep_stale_s) * 1000)
-                pipe.set(key, item.model_dump_json(exclude_none=True), px=max(ttl_ms, _MIN_TTL_MS))
-            await pipe.execute()
+        args: list[str] = []
+        for _key, item in entries:
+            ttl_ms = int(((item.fresh_until - now).total_seconds() + self.keep_stale_s) * 1000)
+            args += [
+                stamp(item.fetched_at),
+                str(max(ttl_ms, _MIN_TTL_MS)),
+                item.model_dump_json(exclude_none=True),
+            ]
+        names = [key for key, _ in entries]
+        # EVAL rather than EVALSHA: one request per batch either way, and no NOSCRIPT round trip.
+        # redis-py types the result as Awaitable | Any for both clients; this one is async.
+        written = await self._redis.eval(_PUT_NEWER, len(entries), *names, *args)  # type: ignore[misc]
+        return int(written)
 
-    async def put_quotes(self, quotes: Sequence[Quote]) -> None:
-        """Store a batch of quotes atomically."""
-        await self.put([(keys.quote(q.symbol), q) for q in quotes])
+    async def put_quotes(self, quotes: Sequence[Quote]) -> int:
+        """Store a batch of quotes atomically, newer data winning."""
+        return await self.put([(keys.quote(q.symbol), q) for q in quotes])
 
     async def get(self, model: type[_Item], key: str) -> _Item | None:
         """The item stored under `key`, or None if there is none or it no longer fits `model`."""
