@@ -8,6 +8,7 @@ async with Reader() as r:
 
 from importlib.metadata import PackageNotFoundError, version
 
+from reader._results import Bundle, QuoteResult
 from reader.client import Reader, SyncReader
 from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
 from reader.models import (
@@ -22,7 +23,6 @@ from reader.models import (
     PriceHistory,
     Quote,
 )
-from reader.results import Bundle, QuoteResult
 
 try:
     __version__ = version("marketcache")

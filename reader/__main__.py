@@ -15,10 +15,10 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
+from reader._results import Bundle
 from reader.client import SyncReader
 from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
 from reader.models import CachedItem
-from reader.results import Bundle
 
 EXIT_MISSING = 1
 EXIT_USAGE = 2

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, get_args
 from pydantic import ValidationError
 
 from reader import keys
-from reader.calendar import EXCHANGE_TZ
+from reader.calendar import exchange_date
 from reader.clock import Clock
 from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
 from reader.models import (
@@ -37,7 +37,9 @@ _Item = TypeVar("_Item", bound=CachedItem)
 # the chain index, then the chains it lists whose expiration is today or later (at most ARGV[3],
 # 0 for all). KEYS[1] is the index; KEYS[2..] are read with GET and returned after the chains.
 # ARGV: chain key prefix, today's exchange-local date (ISO), limit. Expired or vanished chains
-# are skipped. It only reads (GET), so a read-only ACL user may run it.
+# are skipped. It only runs GET: a reader's ACL user needs EVALSHA and SCRIPT LOAD (redis-py loads
+# it on NOSCRIPT) but no write permission on data keys. The chain keys it reads are built from
+# the index, not passed in KEYS: fine on one Redis, not on Redis Cluster.
 CHAINS_SCRIPT = """
 local index = redis.call('GET', KEYS[1])
 local chains = {}
@@ -127,12 +129,6 @@ def quote_results(
     return results
 
 
-def exchange_today(clock: Clock) -> date:
-    """Today's date at the exchange: expirations before it are over."""
-    now: datetime = clock()
-    return now.astimezone(EXCHANGE_TZ).date()
-
-
 def parse_expiration(value: date | str) -> date:
     """`value` as a date; a string must be YYYY-MM-DD."""
     if isinstance(value, date) and not isinstance(value, datetime):
@@ -162,7 +158,7 @@ def check_interval(interval: str) -> BarInterval:
 
 def chains_script_args(symbol: str, clock: Clock, limit: int) -> list[str]:
     """ARGV of `CHAINS_SCRIPT`: chains of `symbol` from today on, at most `limit` (0: all)."""
-    return [keys.chain_prefix(symbol), exchange_today(clock).isoformat(), str(limit)]
+    return [keys.chain_prefix(symbol), exchange_date(clock()).isoformat(), str(limit)]
 
 
 def chains_from_script(
@@ -183,7 +179,7 @@ def chains_from_script(
     raise NotCached(
         "option chain",
         symbol,
-        f"no cached chain expires on or after {exchange_today(clock)} (kept: {listed}); "
+        f"no cached chain expires on or after {exchange_date(clock())} (kept: {listed}); "
         "the next chains refresh adds the coming expirations",
     )
 

@@ -133,6 +133,11 @@ class MarketCalendar:
         return f"<MarketCalendar {self.exchange} extra_closed={len(self.extra_closed)}>"
 
 
+def exchange_date(at: datetime) -> date:
+    """The exchange-local date at `at` (in New York): expirations before it are over."""
+    return at.astimezone(EXCHANGE_TZ).date()
+
+
 def _phase(day: TradingDay | None, at: datetime) -> Phase:
     if day is None or not day.pre_open <= at < day.post_close:
         return "closed"

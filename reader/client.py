@@ -18,19 +18,7 @@ import redis
 import redis.asyncio
 
 from reader import keys
-from reader.calendar import MarketCalendar
-from reader.clock import Clock, utc_now
-from reader.models import (
-    BarInterval,
-    Expirations,
-    Indicators,
-    MarketStatus,
-    OptionChain,
-    PriceHistory,
-    Quote,
-    Side,
-)
-from reader.results import (
+from reader._results import (
     CHAINS_SCRIPT,
     Bundle,
     QuoteResult,
@@ -45,11 +33,23 @@ from reader.results import (
     quote_results,
     symbol_list,
 )
+from reader.calendar import MarketCalendar
+from reader.clock import Clock, utc_now
+from reader.models import (
+    BarInterval,
+    Expirations,
+    Indicators,
+    MarketStatus,
+    OptionChain,
+    PriceHistory,
+    Quote,
+    Side,
+)
 from reader.symbols import normalize_symbol
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
-__all__ = ["DEFAULT_REDIS_URL", "Bundle", "QuoteResult", "Reader", "SyncReader", "redact_url", "resolve_url"]
+__all__ = ["Reader", "SyncReader"]
 
 
 def resolve_url(url: str | None) -> str:

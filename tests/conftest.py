@@ -18,6 +18,7 @@ from worker.config import Config, Secrets
 from worker.settings import worker_options
 
 API_KEY = "test-key-0123456789abcdef"
+POLYGON_API_KEY = "polygon-key-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,7 @@ async def emulator(emulator_options: EmulatorOptions, clock: FakeClock) -> Async
 
 @pytest.fixture
 def secrets() -> Secrets:
-    return Secrets.from_env({"TRADIER_API_KEY": API_KEY})
+    return Secrets.from_env({"TRADIER_API_KEY": API_KEY, "POLYGON_API_KEY": POLYGON_API_KEY})
 
 
 @pytest.fixture

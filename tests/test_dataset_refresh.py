@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 import redis
 import redis.asyncio
 
 from emulator.state import Fault
-from reader import Reader, keys
+from reader import Quote, Reader, keys
+from reader.calendar import EXCHANGE_TZ as ET
+from reader.models import ChainIndex
 from tests.support import FakeClock, RunningEmulator, make_config
 from worker.config import ChainSelection, Config, Secrets
 from worker.runtime import Runtime
 from worker.selection import select_expirations, strike_range
+from worker.store import Store
 
 LISTED = [date(2026, 11, 20), date(2026, 11, 24), date(2026, 11, 27), date(2026, 12, 4), date(2027, 1, 15)]
 TODAY = date(2026, 11, 24)
@@ -143,18 +146,110 @@ async def test_a_bad_history_answer_keeps_the_bars_and_the_indicators(
 async def test_chains_follow_the_calendar_and_drop_expired_dates_from_the_index(
     redis_url: str, runtime: Runtime, clock: FakeClock
 ) -> None:
-    """A week later the index lists the next two expirations from that day; old chains are not listed."""
-
+    """A week later the index lists the next two expirations from that day; passed ones are dropped."""
     await runtime.refresh("chains", ["AAPL"])
+    first = _index(redis_url, "AAPL")
+    clock.advance(7 * 86_400)
+    await runtime.refresh("chains", ["AAPL"])
+    later = _index(redis_url, "AAPL")
     async with Reader(redis_url, clock=clock) as reader:
-        first = await reader.chain("AAPL")
-        clock.advance(7 * 86_400)
-        await runtime.refresh("chains", ["AAPL"])
-        later = await reader.chain("AAPL")
         listed = await reader.expirations("AAPL")
-    today = clock.now.date()
-    assert later.expiration > first.expiration
-    assert later.expiration == min(d for d in listed.dates if d >= today)
+        nearest = await reader.chain("AAPL")
+    today = clock.now.astimezone(ET).date()
+    upcoming = [d for d in listed.dates if today <= d <= today + timedelta(days=30)]
+    assert later.expirations == tuple(upcoming[:2])
+    assert first.expirations != later.expirations
+    assert nearest.expiration == later.expirations[0]
+
+
+def _index(redis_url: str, symbol: str) -> ChainIndex:
+    client = redis.Redis.from_url(redis_url)
+    raw = client.get(keys.chain_index(symbol))
+    client.close()
+    assert raw is not None
+    return ChainIndex.model_validate_json(raw)  # type: ignore[arg-type]
+
+
+async def test_no_chain_for_any_date_keeps_the_stored_chains_and_their_index(
+    redis_url: str, runtime: Runtime, emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """`{"options": null}` for every selected date stores nothing: chains and index stay as stored."""
+    await runtime.refresh("chains", ["AAPL"])
+    before = _snapshot(redis_url)
+    clock.advance(60)
+    null = Fault(path="/v1/markets/options/chains", status=200, body='{"options": null}', times=2)
+    emulator.state.arm(null)
+    report = await runtime.refresh("chains", ["AAPL"])
+    assert report.unmatched == ("AAPL",)
+    assert _snapshot(redis_url) == before
+    async with Reader(redis_url, clock=clock) as reader:
+        assert (await reader.chain("AAPL")).expiration == _index(redis_url, "AAPL").expirations[0]
+
+
+async def test_a_null_for_one_date_keeps_that_date_indexed_with_its_previous_chain(
+    redis_url: str, runtime: Runtime, emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """One selected date answered null: the other chain is replaced, the null one keeps its old chain."""
+    await runtime.refresh("chains", ["AAPL"])
+    dates = _index(redis_url, "AAPL").expirations
+    before = _snapshot(redis_url)
+    clock.advance(60)
+    emulator.state.arm(
+        Fault(path="/v1/markets/options/chains", status=200, body='{"options": null}', times=1)
+    )
+    report = await runtime.refresh("chains", ["AAPL"])
+    assert report.stored == ("AAPL",)
+    after = _snapshot(redis_url)
+    assert _index(redis_url, "AAPL").expirations == dates
+    chain_keys = [keys.chain("AAPL", d).encode() for d in dates]
+    assert sum(after[k] != before[k] for k in chain_keys) == 1
+
+
+async def test_newer_data_is_never_replaced_by_an_older_fetch(redis_url: str, clock: FakeClock) -> None:
+    """Two writes finishing out of order: the later fetch stays; an equal or later one replaces it."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    store = Store(client, keep_stale_s=60, clock=clock)
+    late = Quote(symbol="AAPL", source="tradier", fetched_at=clock.now, fresh_until=clock.now, last=2.0)
+    early = late.model_copy(update={"fetched_at": clock.now - timedelta(microseconds=1), "last": 1.0})
+    later = late.model_copy(update={"fetched_at": clock.now + timedelta(seconds=1), "last": 3.0})
+    assert await store.put_quotes([late]) == 1
+    assert await store.put_quotes([early]) == 0
+    assert (await store.get(Quote, keys.quote("AAPL"))) == late
+    other = Quote(symbol="MSFT", source="tradier", fetched_at=clock.now, fresh_until=clock.now, last=5.0)
+    assert await store.put_quotes([early, other]) == 1  # the batch writes what is not older
+    assert await store.put_quotes([late]) == 1  # the same fetch again: written
+    assert await store.put_quotes([later]) == 1
+    assert (await store.get(Quote, keys.quote("AAPL"))) == later
+    assert (await store.get(Quote, keys.quote("MSFT"))) == other
+    await client.aclose()
+
+
+async def test_chains_need_neither_scheduled_expirations_nor_history(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> None:
+    """With expirations, history and indicators off, chains fetch the expirations they need, fresh
+    for the expirations' own interval."""
+    config = make_config(
+        ["AAPL"],
+        redis_url=redis_url,
+        tradier_url=emulator.url,
+        datasets={
+            "expirations": {"enabled": False, "interval_s": 1800},
+            "chains": {"expirations": 1},
+            "history": {"enabled": False},
+            "indicators": {"enabled": False},
+        },
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        assert set(runtime.intervals) == {"quotes", "chains"}
+        report = await runtime.refresh("chains", ["AAPL"])
+    await client.aclose()
+    assert report.complete, report.errors
+    async with Reader(redis_url, clock=clock) as reader:
+        listed = await reader.expirations("AAPL")
+        assert (await reader.chain("AAPL")).contracts
+    assert listed.fresh_until == clock.now.replace(minute=30) + timedelta(seconds=config.cache.fresh_slack_s)
 
 
 async def test_a_strike_window_without_a_stored_quote_fetches_the_price_first(
@@ -200,3 +295,73 @@ async def test_a_full_pass_fetches_expirations_once_before_the_chains(
     assert isinstance(bundle.chains, tuple)
     assert len(bundle.chains) == 3
     assert bundle.indicators is not None
+
+
+TODAY_ET = date(2026, 11, 24)
+FIRST_DAY = TODAY_ET - timedelta(days=399)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "path", "body"),
+    [
+        pytest.param("expirations", "/v1/markets/options/expirations", '{"expirations":{"date":["2026-1',
+                     id="tradier-exp"),
+        pytest.param(
+            "intraday",
+            f"/v2/aggs/ticker/AAPL/range/5/minute/{TODAY_ET - timedelta(days=4)}/{TODAY_ET}",
+            '{"status":"OK","resultsCount":1,"results":[{"o":"x","h":1,"l":1,"c":1,"v":1,"t":1}]}',
+            id="polygon-intraday",
+        ),
+        pytest.param(
+            "chains",
+            "/v3/snapshot/options/AAPL",
+            '{"status":"OK","results":[{"details":{"contract_type":"call"}}]}',
+            id="polygon-chain",
+        ),
+        pytest.param(
+            "history",
+            f"/v2/aggs/ticker/AAPL/range/1/day/{FIRST_DAY}/{TODAY_ET}",
+            '{"status":"OK","resultsCount":3,"ticker":"AAPL"}',
+            id="polygon-aggs",
+        ),
+        pytest.param("indicators", "/v1/indicators/ema/AAPL", '{"status":"OK","request_id":"x"}',
+                     id="polygon-ema"),
+    ],
+)  # fmt: skip
+async def test_bad_answers_from_either_provider_keep_what_is_stored(
+    redis_url: str,
+    emulator: RunningEmulator,
+    clock: FakeClock,
+    secrets: Secrets,
+    dataset: str,
+    path: str,
+    body: str,
+) -> None:
+    """A truncated, wrong-typed or incomplete answer on any dataset stores nothing for the symbol."""
+    config = make_config(
+        ["AAPL"],
+        redis_url=redis_url,
+        tradier_url=emulator.url,
+        providers={
+            "tradier": {"base_url": emulator.url, "rate_per_min": 600},
+            "polygon": {"base_url": emulator.url, "rate_per_min": 600},
+        },
+        datasets={
+            "chains": {"provider": "polygon", "expirations": 1},
+            "history": {"provider": "polygon", "intraday": {"bar": "5m"}},
+            "indicators": {"source": "polygon"},
+        },
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        assert (await runtime.refresh(dataset, ["AAPL"])).complete
+        before = _snapshot(redis_url)
+        assert before
+        clock.advance(3600)
+        emulator.state.arm(Fault(path=path, status=200, body=body, content_type="application/json"))
+        report = await runtime.refresh(dataset, ["AAPL"])
+    await client.aclose()
+    assert report.failed == ("AAPL",), report
+    upstream = "tradier" if path.startswith("/v1/markets/") else "polygon"
+    assert report.errors[0].startswith(f"AAPL: {upstream} /v"), report.errors
+    assert _snapshot(redis_url) == before

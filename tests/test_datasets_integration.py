@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,9 +10,8 @@ import aiohttp
 import pytest
 
 from reader import Indicators, NotCached, OptionChain, Quote, Reader, SyncReader
-from tests.conftest import API_KEY, RunBatches
+from tests.conftest import API_KEY, POLYGON_API_KEY, RunBatches
 from tests.support import FakeClock, RunningEmulator, make_config
-from worker.config import Secrets
 from worker.indicators import compute_indicators
 from worker.providers.base import IndicatorSpec
 
@@ -21,16 +20,10 @@ UNDERLYINGS_20 = [
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "AMD", "PLTR", "JPM",
     "SPY", "QQQ", "IWM", "DIA", "NFLX", "ORCL", "INTC", "KO", "PEP", "XOM",
 ]  # fmt: skip
-POLYGON_KEY = "polygon-key-0123456789"
 DATASETS: dict[str, Any] = {
     "chains": {"expirations": 3, "max_days": 120},
     "history": {"daily": {"lookback_days": 400}, "intraday": {"bar": "15m", "lookback_days": 3}},
 }
-
-
-@pytest.fixture
-def secrets() -> Secrets:
-    return Secrets.from_env({"TRADIER_API_KEY": API_KEY, "POLYGON_API_KEY": POLYGON_KEY})
 
 
 async def _get(emulator: RunningEmulator, path: str, **params: str) -> Any:
@@ -58,6 +51,35 @@ async def _emulator_chain(emulator: RunningEmulator, symbol: str, expiration: da
     )
     options = payload["options"]["option"]
     return {o["symbol"]: o for o in (options if isinstance(options, list) else [options])}
+
+
+async def _served_indicators(emulator: RunningEmulator, symbol: str) -> dict[str, Any]:
+    """The latest values of the emulator's Polygon indicator endpoints for the default spec."""
+    served: dict[str, Any] = {}
+    common = {
+        "timespan": "day",
+        "series_type": "close",
+        "order": "desc",
+        "limit": "1",
+        "apiKey": POLYGON_API_KEY,
+    }
+    for kind, windows in (("sma", (20, 50, 200)), ("ema", (12, 26)), ("rsi", (14,))):
+        for window in windows:
+            payload = await _get(emulator, f"/v1/indicators/{kind}/{symbol}", window=str(window), **common)
+            (value,) = payload["results"]["values"]
+            served[f"{kind}{window}"] = value["value"]
+            served["as_of"] = datetime.fromtimestamp(value["timestamp"] / 1000, UTC)
+    macd = await _get(
+        emulator,
+        f"/v1/indicators/macd/{symbol}",
+        short_window="12",
+        long_window="26",
+        signal_window="9",
+        **common,
+    )
+    (value,) = macd["results"]["values"]
+    served["macd"] = (value["value"], value["signal"], value["histogram"])
+    return served
 
 
 def _calls(emulator: RunningEmulator) -> dict[str, int]:
@@ -117,7 +139,7 @@ async def test_twenty_underlyings_fill_every_dataset_from_tradier(
             history = await reader.history(symbol)
             served_days = (await _get(
                 emulator, "/v1/markets/history", symbol=symbol, interval="daily",
-                start=(today - timedelta(days=400)).isoformat(), end=today.isoformat(),
+                start=(today - timedelta(days=399)).isoformat(), end=today.isoformat(),
             ))["history"]["day"]  # fmt: skip
             stored = [
                 (b.start.astimezone(ET).date().isoformat(), b.open, b.high, b.low, b.close)
@@ -136,6 +158,19 @@ async def test_twenty_underlyings_fill_every_dataset_from_tradier(
             closes = [b.close for b in history.bars]
             assert indicators.sma[20] == pytest.approx(sum(closes[-20:]) / 20, abs=1e-9)
             assert indicators.close == closes[-1]
+            # The emulator's own indicator endpoints compute from two years of the same closes; the
+            # EMAs' different starting points have faded to nothing after 250 bars.
+            served = await _served_indicators(emulator, symbol)
+            assert indicators.as_of == served["as_of"]
+            for kind in ("sma", "ema", "rsi"):
+                for window, value in getattr(indicators, kind).items():
+                    assert value == pytest.approx(served[f"{kind}{window}"], rel=1e-6, abs=1e-6), (
+                        kind,
+                        window,
+                    )
+            assert (indicators.macd.macd, indicators.macd.signal, indicators.macd.histogram) == pytest.approx(
+                served["macd"], rel=1e-6, abs=1e-6
+            )
 
             intraday = await reader.history(symbol, "15m")
             assert intraday.bars

@@ -577,7 +577,8 @@ async def test_a_403_is_an_auth_error_quoting_polygon_without_the_key(
     emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     """403 NOT_AUTHORIZED: UpstreamAuthError with Polygon's message and the plan/key hint; no key."""
-    await _serve(session, emulator, SNAPSHOT_ENDPOINT, NOT_AUTHORIZED, status=403)
+    echoing = {**NOT_AUTHORIZED, "message": f"{NOT_AUTHORIZED['message']} (key {KEY})"}
+    await _serve(session, emulator, SNAPSHOT_ENDPOINT, echoing, status=403)
     with pytest.raises(UpstreamAuthError) as raised:
         await _provider(session, emulator, clock).fetch_quotes(["BCAT"], freshness=freshness)
     text = str(raised.value)

@@ -602,20 +602,29 @@ async def test_bad_chain_payloads_raise_bad_payload_naming_endpoint(
     assert str(raised.value).startswith(f"tradier {CHAINS_ENDPOINT}: ")
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "fetch"),
+    [
+        (EXPIRATIONS_ENDPOINT, lambda p: p.fetch_expirations("PLTR", freshness=freshness)),
+        (CHAINS_ENDPOINT, lambda p: p.fetch_chain("PLTR", JUNE_18, freshness=freshness)),
+        (HISTORY_ENDPOINT, lambda p: p.fetch_history("PLTR", "1d", JUNE_18, JUNE_18, freshness=freshness)),
+        (TIMESALES_ENDPOINT, lambda p: p.fetch_history("PLTR", "5m", JUNE_18, JUNE_18, freshness=freshness)),
+    ],
+)
 async def test_a_bad_token_on_any_dataset_is_an_auth_error_without_the_key(
-    emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock
+    emulator: RunningEmulator, session: aiohttp.ClientSession, clock: FakeClock, endpoint: str, fetch: Any
 ) -> None:
-    """401 plain text on the expirations call: UpstreamAuthError with the hint, key never quoted."""
+    """401 on every dataset's call: UpstreamAuthError with the hint; the key the body echoes is cut out."""
     fault = {
-        "path": EXPIRATIONS_ENDPOINT,
+        "path": endpoint,
         "status": 401,
-        "body": "Invalid Access Token",
+        "body": f"Invalid Access Token {KEY}",
         "content_type": "text/plain",
     }
     async with session.post(f"{emulator.url}/_emulator/faults", json=fault) as response:
         assert response.status == 200
     with pytest.raises(
-        UpstreamAuthError, match=r"HTTP 401 'Invalid Access Token'; check TRADIER_API_KEY"
+        UpstreamAuthError, match=r"HTTP 401 'Invalid Access Token \*\*\*'; check TRADIER_API_KEY"
     ) as raised:
-        await _provider(session, emulator, clock).fetch_expirations("PLTR", freshness=freshness)
+        await fetch(_provider(session, emulator, clock))
     assert KEY not in str(raised.value)

@@ -2,9 +2,10 @@
 
 - expirations: the listed dates.
 - chains: the chains of the selected expirations (read from the stored expirations, fetched
-  first if none are stored), strikes limited around the last stored price if configured, plus
-  the chain index the reader uses to find them. A symbol's chains are stored together or not at
-  all: one failed expiration keeps all of the previous ones.
+  first if none are stored or they are stale), strikes limited around the last price if
+  configured, plus the chain index the reader uses to find them. A symbol's chains are stored
+  together or not at all: one failed expiration keeps all of the previous ones, and an answer of
+  "no chain" for every date stores nothing.
 - history: daily bars over the lookback, and the indicators computed from them (source
   `computed`), stored together.
 - intraday: bars of the configured length over the intraday lookback.
@@ -13,12 +14,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TypeVar
 
 from reader import keys
-from reader.calendar import EXCHANGE_TZ
+from reader.calendar import exchange_date
 from reader.clock import Clock
 from reader.models import ChainIndex, Expirations, Quote
 from worker.config import Config
@@ -36,6 +38,14 @@ def _enabled(provider: _P | None, dataset: str) -> _P:
     if provider is None:
         raise WorkerError(f"datasets.{dataset} is disabled in config.yaml; enable it to refresh {dataset}")
     return provider
+
+
+_PRICE_MAX_AGE = timedelta(days=1)
+
+
+def _first_day(today: date, lookback_days: int) -> date:
+    """The first day of a lookback of `lookback_days` days that ends with `today` (both included)."""
+    return today - timedelta(days=lookback_days - 1)
 
 
 def indicator_spec(config: Config) -> IndicatorSpec:
@@ -56,8 +66,7 @@ class DatasetFetcher:
     freshness: dict[str, Freshness]
 
     def today(self) -> date:
-        now: datetime = self.clock()
-        return now.astimezone(EXCHANGE_TZ).date()
+        return exchange_date(self.clock())
 
     async def expirations(self, symbol: str) -> list[Entry] | None:
         found = await _enabled(self.providers.expirations, "expirations").fetch_expirations(
@@ -77,38 +86,49 @@ class DatasetFetcher:
             if listed is None:
                 return None
             entries.append((keys.expirations(symbol), listed))
-        chosen = select_expirations(listed.dates, self.today(), selection)
-        strikes = strike_range(await self._last_price(symbol, selection.strike_window_pct), selection)
+        today = self.today()
+        chosen = select_expirations(listed.dates, today, selection)
+        price, quote_entries = await self._last_price(symbol, selection.strike_window_pct)
+        strikes = strike_range(price, selection)
         freshness = self.freshness["chains"]
-        kept = []
-        for expiration in chosen:
-            chain = await chains.fetch_chain(symbol, expiration, freshness=freshness, strikes=strikes)
-            if chain is not None:
-                entries.append((keys.chain(symbol, expiration), chain))
-                kept.append(expiration)
+        fetched = await asyncio.gather(
+            *(chains.fetch_chain(symbol, d, freshness=freshness, strikes=strikes) for d in chosen)
+        )
+        found = {chain.expiration: chain for chain in fetched if chain is not None}
+        if not found:
+            return None  # nothing to store: the chains stored before stay, and so does their index
+        # A date the upstream had nothing for this time keeps its previous chain, if one is indexed.
+        previous = await self.store.get(ChainIndex, keys.chain_index(symbol))
+        still_kept = {d for d in previous.expirations if d in chosen} if previous is not None else set()
         now = self.clock()
         index = ChainIndex(
             source=chains.name,
             fetched_at=now,
             fresh_until=freshness(now),
             symbol=symbol,
-            expirations=tuple(kept),
+            expirations=tuple(sorted(still_kept | set(found))),
         )
-        return [*entries, (keys.chain_index(symbol), index)]
+        chain_entries: list[Entry] = [(keys.chain(symbol, d), chain) for d, chain in sorted(found.items())]
+        return [*entries, *quote_entries, *chain_entries, (keys.chain_index(symbol), index)]
 
-    async def _last_price(self, symbol: str, window_pct: float | None) -> float | None:
+    async def _last_price(self, symbol: str, window_pct: float | None) -> tuple[float | None, list[Entry]]:
+        """The price to centre the strike window on: the stored quote if it is under a day old,
+        else a fresh one, which is stored with the chains (so the call is not wasted)."""
         if window_pct is None:
-            return None
+            return None, []
         quote = await self.store.get(Quote, keys.quote(symbol))
-        if quote is None:
+        entries: list[Entry] = []
+        if quote is None or self.clock() - quote.fetched_at > _PRICE_MAX_AGE:
             batch = await self.providers.quotes.fetch_quotes([symbol], freshness=self.freshness["quotes"])
-            quote = next(iter(batch.quotes), None)
-        return None if quote is None else quote.last or quote.prevclose
+            quote = next((q for q in batch.quotes if q.symbol == symbol), None)
+            entries = [] if quote is None else [(keys.quote(symbol), quote)]
+        price = None if quote is None else quote.last or quote.prevclose
+        return price, entries
 
     async def history(self, symbol: str) -> list[Entry] | None:
         settings = self.config.datasets
         today = self.today()
-        start = today - timedelta(days=settings.history.daily.lookback_days)
+        start = _first_day(today, settings.history.daily.lookback_days)
         bars = await _enabled(self.providers.history, "history").fetch_history(
             symbol, "1d", start, today, freshness=self.freshness["history"]
         )
@@ -124,7 +144,7 @@ class DatasetFetcher:
         if intraday is None:
             return []
         today = self.today()
-        start = today - timedelta(days=intraday.lookback_days)
+        start = _first_day(today, intraday.lookback_days)
         bars = await _enabled(self.providers.history, "history").fetch_history(
             symbol, intraday.bar, start, today, freshness=self.freshness["intraday"]
         )

@@ -17,7 +17,6 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from reader import __version__
 from reader.clock import Clock, utc_now
 from reader.models import BarInterval, Indicators, Macd, OptionChain, PriceHistory
 from worker.errors import UpstreamAuthError, UpstreamBadPayload, UpstreamError, UpstreamNotFound
@@ -37,7 +36,7 @@ from worker.providers.polygon_wire import (
     parse_snapshot,
     to_quote,
 )
-from worker.providers.wire import from_epoch
+from worker.providers.wire import bearer_headers, envelope, from_epoch
 from worker.ratelimit import RateGate
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
@@ -77,11 +76,7 @@ class PolygonProvider:
         self._session = session
         self._clock = clock
         self._api_key = api_key
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Accept": "application/json",
-            "User-Agent": f"marketcache/{__version__}",
-        }
+        self._headers = bearer_headers(api_key)
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
         if len(symbols) > self.batch_size:
@@ -247,9 +242,7 @@ class PolygonProvider:
         return payload
 
     def _stamp(self, freshness: Freshness) -> dict[str, Any]:
-        """The envelope of what an answer that came now holds: source, fetched_at, fresh_until."""
-        fetched_at = self._clock()
-        return {"source": self.name, "fetched_at": fetched_at, "fresh_until": freshness(fetched_at)}
+        return envelope(self.name, self._clock, freshness)
 
     def __repr__(self) -> str:
         return f"<PolygonProvider {self.base_url} rate={self.gate.rate_per_min}/min batch={self.batch_size}>"

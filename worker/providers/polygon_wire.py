@@ -12,12 +12,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
 from reader.models import Bar, OptionContract, Quote
 from worker.errors import UpstreamBadPayload
 from worker.providers.base import StrikeRange
-from worker.providers.wire import contract_order, from_epoch, none_if_zero, shape, unique_bars, validate
+from worker.providers.wire import (
+    WireModel,
+    contract_order,
+    from_epoch,
+    none_if_zero,
+    shape,
+    unique_bars,
+    validate,
+)
 
 PROVIDER = "polygon"
 SNAPSHOT_ENDPOINT = "/v2/snapshot/locale/us/markets/stocks/tickers"
@@ -27,11 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P", bound="Page")
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Page(_Wire):
+class Page(WireModel):
     """What every paged answer may carry: the URL of the next page (without the key)."""
 
     next_url: str | None = None
@@ -40,7 +44,7 @@ class Page(_Wire):
 # --- stock snapshot (B.1) -------------------------------------------------------------------
 
 
-class _DayAgg(_Wire):
+class _DayAgg(WireModel):
     """`day`, `prevDay` or `min`: all zero (or empty) between 03:30 and about 04:00 ET."""
 
     o: float | None = None
@@ -51,7 +55,7 @@ class _DayAgg(_Wire):
     vw: float | None = None
 
 
-class _LastQuote(_Wire):
+class _LastQuote(WireModel):
     ask: float = Field(alias="P")
     ask_size: float | None = Field(default=None, alias="S")
     bid: float = Field(alias="p")
@@ -59,13 +63,13 @@ class _LastQuote(_Wire):
     sip_ns: int | None = Field(default=None, alias="t")
 
 
-class _LastTrade(_Wire):
+class _LastTrade(WireModel):
     price: float = Field(alias="p")
     size: float | None = Field(default=None, alias="s")
     sip_ns: int | None = Field(default=None, alias="t")
 
 
-class WireTicker(_Wire):
+class WireTicker(WireModel):
     """One element of `tickers`; an unknown ticker may come inline with only `error` set."""
 
     ticker: str
@@ -79,47 +83,47 @@ class WireTicker(_Wire):
     last_trade: _LastTrade | None = Field(default=None, alias="lastTrade")
 
 
-class SnapshotPage(_Wire):
+class SnapshotPage(WireModel):
     tickers: list[WireTicker] | None = None
 
 
 # --- option-chain snapshot (B.5) ------------------------------------------------------------
 
 
-class _Details(_Wire):
+class _Details(WireModel):
     contract_type: str
     expiration_date: date
     strike_price: float
     ticker: str
 
 
-class _OptionDay(_Wire):
+class _OptionDay(WireModel):
     change: float | None = None
     close: float | None = None
     volume: float | None = None
 
 
-class _OptionQuote(_Wire):
+class _OptionQuote(WireModel):
     bid: float | None = None
     ask: float | None = None
 
 
-class _OptionTrade(_Wire):
+class _OptionTrade(WireModel):
     price: float | None = None
 
 
-class _Greeks(_Wire):
+class _Greeks(WireModel):
     delta: float | None = None
     gamma: float | None = None
     theta: float | None = None
     vega: float | None = None
 
 
-class _Underlying(_Wire):
+class _Underlying(WireModel):
     price: float | None = None
 
 
-class WireOption(_Wire):
+class WireOption(WireModel):
     """One element of `results`. Greeks and IV are absent for some contracts (deep ITM), and
     `last_trade` when the plan has no trades."""
 
@@ -140,7 +144,7 @@ class ChainPage(Page):
 # --- aggregates (B.3) and indicators (B.4) --------------------------------------------------
 
 
-class _WireBar(_Wire):
+class _WireBar(WireModel):
     o: float
     h: float
     low: float = Field(alias="l")
@@ -154,24 +158,30 @@ class AggsPage(Page):
     results_count: int | None = Field(default=None, alias="resultsCount")
     results: list[_WireBar] | None = None
 
+    @model_validator(mode="after")
+    def _results_when_counted(self) -> AggsPage:
+        if self.results is None and self.results_count:
+            raise ValueError(f"resultsCount is {self.results_count} but there is no results list")
+        return self
 
-class WireValue(_Wire):
+
+class WireValue(WireModel):
     timestamp: int  # epoch ms: start of the last bar used
     value: float
     signal: float | None = None
     histogram: float | None = None
 
 
-class _IndicatorResults(_Wire):
+class _IndicatorResults(WireModel):
     values: list[WireValue] | None = None
 
 
 class IndicatorPage(Page):
-    results: _IndicatorResults | None = None
+    results: _IndicatorResults  # required: a page without it is not an answer
 
     def latest(self) -> WireValue | None:
         """The newest value (the request asks for `order=desc`), None when there is none."""
-        values = self.results.values if self.results is not None else None
+        values = self.results.values
         return values[0] if values else None
 
 

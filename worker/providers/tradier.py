@@ -18,7 +18,6 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from reader import __version__
 from reader.clock import Clock, utc_now
 from reader.models import BarInterval, Expirations, OptionChain, PriceHistory, Quote
 from worker.errors import UpstreamBadPayload
@@ -34,7 +33,15 @@ from worker.providers.tradier_wire import (
     parse_expirations,
     parse_timesales,
 )
-from worker.providers.wire import as_list, from_epoch, is_null, shape, validation_detail
+from worker.providers.wire import (
+    as_list,
+    bearer_headers,
+    envelope,
+    from_epoch,
+    is_null,
+    shape,
+    validation_detail,
+)
 from worker.ratelimit import RateGate
 
 QUOTES_ENDPOINT = "/v1/markets/quotes"
@@ -109,11 +116,7 @@ class TradierProvider:
         self._session = session
         self._clock = clock
         self._api_key = api_key
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Accept": "application/json",
-            "User-Agent": f"marketcache/{__version__}",
-        }
+        self._headers = bearer_headers(api_key)
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
         if len(symbols) > self.batch_size:
@@ -208,9 +211,7 @@ class TradierProvider:
         )
 
     def _stamp(self, freshness: Freshness) -> dict[str, Any]:
-        """The envelope of what an answer that came now holds: source, fetched_at, fresh_until."""
-        fetched_at = self._clock()
-        return {"source": self.name, "fetched_at": fetched_at, "fresh_until": freshness(fetched_at)}
+        return envelope(self.name, self._clock, freshness)
 
     def __repr__(self) -> str:
         return f"<TradierProvider {self.base_url} rate={self.gate.rate_per_min}/min batch={self.batch_size}>"

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, model_validator
 
 from reader.models import Bar, OptionContract
 from worker.errors import UpstreamBadPayload
 from worker.providers.base import StrikeRange
 from worker.providers.wire import (
+    WireModel,
     as_list,
     contract_order,
     eastern_midnight,
@@ -45,11 +46,7 @@ def _assume_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class _WireGreeks(_Wire):
+class _WireGreeks(WireModel):
     """`greeks` of one contract (ORATS, refreshed about hourly)."""
 
     delta: float | None = None
@@ -64,7 +61,7 @@ class _WireGreeks(_Wire):
     updated_at: Annotated[datetime, AfterValidator(_assume_utc)] | None = None
 
 
-class _WireOption(_Wire):
+class _WireOption(WireModel):
     """One element of `options.option`."""
 
     symbol: str
@@ -80,13 +77,13 @@ class _WireOption(_Wire):
     greeks: _WireGreeks | None = None
 
 
-class _WireExpiration(_Wire):
+class _WireExpiration(WireModel):
     """One element of `expirations.expiration` (the shape when strikes or types are asked for)."""
 
     date: date
 
 
-class _WireDay(_Wire):
+class _WireDay(WireModel):
     """One element of `history.day`."""
 
     date: date
@@ -97,7 +94,7 @@ class _WireDay(_Wire):
     volume: float
 
 
-class _WireSale(_Wire):
+class _WireSale(WireModel):
     """One element of `series.data`; open/high/low/close fall back to `price` when absent."""
 
     time: datetime | None = None

@@ -6,14 +6,39 @@ first pydantic error into `path = value: problem`, the form every `UpstreamBadPa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from reader import __version__
 from reader.calendar import EXCHANGE_TZ
+from reader.clock import Clock
 from reader.models import Bar, OptionContract
 from worker.errors import UpstreamBadPayload
+
+
+class WireModel(BaseModel):
+    """Base of the models of upstream payloads: unknown fields ignored, values frozen."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def bearer_headers(api_key: str) -> dict[str, str]:
+    """Headers of every upstream call: the key as a Bearer token (never in a URL), JSON wanted."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Accept": "application/json",
+        "User-Agent": f"marketcache/{__version__}",
+    }
+
+
+def envelope(source: str, clock: Clock, freshness: Callable[[datetime], datetime]) -> dict[str, Any]:
+    """The envelope of what an answer that came now holds: source, fetched_at, fresh_until."""
+    fetched_at = clock()
+    return {"source": source, "fetched_at": fetched_at, "fresh_until": freshness(fetched_at)}
+
 
 T = TypeVar("T")
 
