@@ -50,6 +50,22 @@ def indicators(symbol: str) -> str:
     return f"{PREFIX}indicators:{symbol}"
 
 
-def refresh_job_id(dataset: str, slot: int, batch: int) -> str:
-    """arq job id of one scheduled batch: the same for every worker, so a batch runs once per slot."""
+def refresh_job_id(dataset: str, slot: str, batch: str) -> str:
+    """arq job id of one batch of a dataset for one slot (a refresh time, or a catch-up): the same
+    on every worker, so a batch runs once per slot however many workers tick."""
     return f"{PREFIX}refresh:{dataset}:{slot}:{batch}"
+
+
+def last_slot(dataset: str) -> str:
+    """The last refresh time (epoch seconds) whose batches of `dataset` were enqueued."""
+    return f"{PREFIX}schedule:{dataset}:last_slot"
+
+
+def batch_job(dataset: str, batch: str) -> str:
+    """The id of the latest job of one batch, to tell whether it is still queued or running."""
+    return f"{PREFIX}schedule:{dataset}:batch:{batch}"
+
+
+def skipped(dataset: str) -> str:
+    """How many refreshes of `dataset` were skipped because the previous one of the batch had not ended."""
+    return f"{PREFIX}stats:skipped:{dataset}"

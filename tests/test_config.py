@@ -90,7 +90,7 @@ def test_check_config_accepts_the_shipped_config_and_describes_it() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: ")
     assert "14 symbols" in result.stdout
-    assert "quotes every 15 s from tradier" in result.stdout
+    assert "quotes (pre 60s, regular 15s, post 60s; closing refresh) from tradier" in result.stdout
 
 
 def test_check_config_on_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
@@ -151,7 +151,7 @@ def test_risky_but_legal_settings_are_warned_about_not_refused(tmp_path: Path) -
     config.write_text(
         "watchlist: [AAPL]\n"
         "providers: {tradier: {base_url: 'http://api.example.com', rate_per_min: 500}}\n"
-        "datasets: {quotes: {interval_s: 2}}\n"
+        "datasets: {quotes: {cadence_s: {regular: 2}}}\n"
         "worker: {tick_s: 7}\n"
     )
     result = check_config(config)
@@ -159,7 +159,7 @@ def test_risky_but_legal_settings_are_warned_about_not_refused(tmp_path: Path) -
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 3
     assert "providers.tradier.base_url = 'http://api.example.com' is plain http" in warnings[0]
-    assert "interval_s = 2 is shorter than worker.tick_s = 7" in warnings[1]
+    assert "datasets.quotes cadence_s.regular = 2 is shorter than worker.tick_s = 7" in warnings[1]
     assert "worker.tick_s = 7 does not divide 60" in warnings[2]
     quiet = parse_config("watchlist: [AAPL]\nproviders: {tradier: {rate_per_min: 500}}", env={})
     assert config_warnings(quiet) == [
@@ -253,15 +253,23 @@ def test_cadences_beyond_a_providers_rate_are_warned_about() -> None:
     symbols = ", ".join(f"S{i}" for i in range(40))
     config = parse_config(
         f"watchlist: [{symbols}]\nproviders: {{tradier: {{rate_per_min: 60}}}}\n"
-        "datasets: {chains: {expirations: 3, interval_s: 60}}",
+        "datasets: {chains: {expirations: 3, cadence_s: {regular: 60}}}",
         env={},
     )
     warnings = config_warnings(config)
-    # quotes 4 + expirations 0.7 + chains 120 + daily bars 2.7 + intraday bars 8 = 135 per minute
+    # At the busiest cadences: quotes 4 + chains 120 + intraday bars 8 (+ daily ones) = 132 per minute
     assert any(
-        "the datasets served by tradier need about 135 calls/min, above providers.tradier.rate_per_min = 60"
+        "the datasets served by tradier need about 132 calls/min, above providers.tradier.rate_per_min = 60"
         in w
         for w in warnings
     ), warnings
     quiet = parse_config(VALID, env={})
     assert not any("calls/min" in w for w in config_warnings(quiet))
+
+
+def test_an_old_interval_s_says_what_replaced_it() -> None:
+    """interval_s from an older config.yaml is refused with the cadence_s form to use instead."""
+    with pytest.raises(
+        ConfigError, match=r"datasets.quotes.interval_s: replaced by cadence_s, .* e.g. cadence_s: \{pre"
+    ):
+        parse_config(VALID + "datasets: {quotes: {interval_s: 15}}", env={})

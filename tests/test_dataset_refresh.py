@@ -234,7 +234,7 @@ async def test_chains_need_neither_scheduled_expirations_nor_history(
         redis_url=redis_url,
         tradier_url=emulator.url,
         datasets={
-            "expirations": {"enabled": False, "interval_s": 1800},
+            "expirations": {"enabled": False, "cadence_s": {"regular": 1800}},
             "chains": {"expirations": 1},
             "history": {"enabled": False},
             "indicators": {"enabled": False},
@@ -242,7 +242,7 @@ async def test_chains_need_neither_scheduled_expirations_nor_history(
     )
     client = redis.asyncio.Redis.from_url(redis_url)
     async with Runtime.open(config, secrets, client, clock=clock) as runtime:
-        assert set(runtime.intervals) == {"quotes", "chains"}
+        assert set(runtime.scheduled) == {"quotes", "chains"}
         report = await runtime.refresh("chains", ["AAPL"])
     await client.aclose()
     assert report.complete, report.errors

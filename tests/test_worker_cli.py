@@ -21,7 +21,8 @@ KEY = "cli-test-key-do-not-print"
 
 def _write_config(tmp_path: Path, symbols: list[str]) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(f"watchlist: [{', '.join(symbols)}]\ndatasets: {{quotes: {{interval_s: 2}}}}\n")
+    every_2_s = "{pre: 2, regular: 2, post: 2, closed: 2}"
+    path.write_text(f"watchlist: [{', '.join(symbols)}]\ndatasets: {{quotes: {{cadence_s: {every_2_s}}}}}\n")
     return path
 
 

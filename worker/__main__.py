@@ -23,6 +23,7 @@ from worker.logs import setup_logging
 from worker.plan import dataset_plans, scheduled_plans, used_upstreams
 from worker.risks import config_warnings
 from worker.runtime import Runtime
+from worker.schedule import Cadence
 from worker.settings import worker_options
 
 EXIT_INCOMPLETE = 1
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "refresh":
             return asyncio.run(_refresh_once(config, secrets))
-        Worker(**worker_options(config, secrets)).run()
+        Worker(**worker_options(config, secrets, config_path=path)).run()
     except (redis.ConnectionError, OSError) as e:
         log.error("worker.redis_unreachable url=%s error=%r", redact_url(config.redis_url), str(e))
         return EXIT_INCOMPLETE
@@ -77,6 +78,12 @@ async def _refresh_once(config: Config, secrets: Secrets) -> int:
     return 0 if all(report.complete for report in reports) else EXIT_INCOMPLETE
 
 
+def _cadence_text(cadence: Cadence) -> str:
+    phases = ", ".join(f"{phase} {seconds:g}s" for phase, seconds in cadence.seconds.items())
+    closing = "closing refresh" if cadence.close_refresh else ""
+    return f"({'; '.join(p for p in (phases, closing) if p)})"
+
+
 def _describe(path: Path, config: Config) -> str:
     upstreams = "; ".join(
         f"{name} ({redact_url(settings.base_url)}, {settings.rate_per_min}/min, batch {settings.batch_size})"
@@ -84,7 +91,7 @@ def _describe(path: Path, config: Config) -> str:
         for settings in [getattr(config.providers, name)]
     )
     cadence = ", ".join(
-        f"{plan.name} every {plan.interval_s:g} s from {plan.source}"
+        f"{plan.name} {_cadence_text(plan.cadence)} from {plan.source}"
         for plan in scheduled_plans(config).values()
     )
     indicators = dataset_plans(config)["indicators"]

@@ -11,8 +11,9 @@ import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 import yaml
 from pydantic import (
@@ -83,19 +84,48 @@ class ProvidersConfig(_Section):
     polygon: PolygonConfig = PolygonConfig()
 
 
-class QuotesConfig(_Section):
+PhaseName = Literal["pre", "regular", "post", "closed"]
+CadenceSeconds = dict[PhaseName, Annotated[float, Field(gt=0)]]
+
+
+def _cadence(seconds: dict[str, float]) -> CadenceSeconds:
+    return cast(CadenceSeconds, seconds)
+
+
+class Scheduled(_Section):
+    """When a dataset refreshes: seconds between refreshes per phase of the exchange day (a phase
+    left out is off), and one closing refresh after the last phase with a cadence."""
+
+    cadence_s: CadenceSeconds = Field(default_factory=dict)
+    close_refresh: bool = True
+
+    @model_validator(mode="after")
+    def _refreshes_sometime(self) -> Scheduled:
+        if not self.cadence_s and not self.close_refresh:
+            raise ValueError(
+                "no phase has a cadence and close_refresh is false, so it would never refresh; "
+                "give cadence_s a phase (e.g. {regular: 60}) or set close_refresh: true"
+            )
+        return self
+
+
+class QuotesConfig(Scheduled):
     """Latest quotes of every watchlist symbol, in batches of the provider's `batch_size`."""
 
     provider: Literal["tradier", "polygon"] = "tradier"
-    interval_s: float = Field(default=15.0, gt=0, description="seconds between refreshes")
+    cadence_s: CadenceSeconds = Field(
+        default_factory=lambda: _cadence({"pre": 60.0, "regular": 15.0, "post": 60.0})
+    )
 
 
-class ExpirationsConfig(_Section):
-    """The listed option expirations of every watchlist symbol (Tradier only: Polygon has no such call)."""
+class ExpirationsConfig(Scheduled):
+    """The listed option expirations of every watchlist symbol (Tradier only: Polygon has no such call).
+    They change once a day: by default they are fetched once, at the start of the pre-market."""
 
     enabled: bool = True
     provider: Literal["tradier"] = "tradier"
-    interval_s: float = Field(default=3600.0, gt=0, description="seconds between refreshes")
+    cadence_s: CadenceSeconds = Field(default_factory=lambda: _cadence({"pre": 86_400.0}))
+    close_refresh: bool = False
 
 
 class ChainSelection(_Section):
@@ -114,12 +144,12 @@ class ChainGroup(ChainSelection):
     symbols: list[Symbol] = Field(min_length=1)
 
 
-class ChainsConfig(ChainSelection):
+class ChainsConfig(ChainSelection, Scheduled):
     """Option chains with greeks and IV, per (underlying, expiration)."""
 
     enabled: bool = True
     provider: Literal["tradier", "polygon"] = "tradier"
-    interval_s: float = Field(default=60.0, gt=0, description="seconds between refreshes")
+    cadence_s: CadenceSeconds = Field(default_factory=lambda: _cadence({"regular": 60.0}))
     groups: list[ChainGroup] = Field(default_factory=list)
 
     def selection_for(self, symbol: str) -> ChainSelection:
@@ -130,8 +160,9 @@ class ChainsConfig(ChainSelection):
         return self
 
 
-class DailyHistoryConfig(_Section):
-    interval_s: float = Field(default=900.0, gt=0, description="seconds between refreshes")
+class DailyHistoryConfig(Scheduled):
+    """Daily bars: by default fetched once, after the close (the day's bar is then final)."""
+
     lookback_days: int = Field(default=400, gt=0, le=20 * 366, description="calendar days of daily bars")
 
 
@@ -139,9 +170,11 @@ class DailyHistoryConfig(_Section):
 TRADIER_INTRADAY_DAYS = {"1m": 10, "5m": 18, "15m": 18}
 
 
-class IntradayHistoryConfig(_Section):
+class IntradayHistoryConfig(Scheduled):
     bar: Literal["1m", "5m", "15m"] = "5m"
-    interval_s: float = Field(default=300.0, gt=0, description="seconds between refreshes")
+    cadence_s: CadenceSeconds = Field(
+        default_factory=lambda: _cadence({"pre": 300.0, "regular": 300.0, "post": 300.0})
+    )
     lookback_days: int = Field(default=5, gt=0, le=60, description="calendar days of intraday bars")
 
 
@@ -166,13 +199,13 @@ class HistoryConfig(_Section):
         return self
 
 
-class IndicatorsConfig(_Section):
+class IndicatorsConfig(Scheduled):
     """SMA, EMA, RSI and MACD on daily closes. `computed`: from the stored daily bars after each
     history refresh, costing no upstream call; `polygon`: fetched from its indicator endpoints."""
 
     enabled: bool = True
     source: Literal["computed", "polygon"] = "computed"
-    interval_s: float = Field(default=900.0, gt=0, description="seconds between fetches (source: polygon)")
+    # cadence_s / close_refresh: when fetched from Polygon; computed ones follow the daily bars
     sma: list[Window] = Field(default_factory=lambda: [20, 50, 200])
     ema: list[Window] = Field(default_factory=lambda: [12, 26])
     rsi: list[Window] = Field(default_factory=lambda: [14])
@@ -209,6 +242,18 @@ class DatasetsConfig(_Section):
         return self
 
 
+class ScheduleConfig(_Section):
+    """The exchange whose calendar drives the schedule."""
+
+    exchange: str = "XNYS"
+    extra_closed: list[date] = Field(
+        default_factory=list, description="unscheduled closures the calendar does not know (YYYY-MM-DD)"
+    )
+    closing_delay_s: float = Field(
+        default=60.0, ge=0, description="how long after the last phase of the day its closing refresh runs"
+    )
+
+
 class CacheConfig(_Section):
     keep_stale_s: int = Field(
         default=7 * 86_400,
@@ -239,6 +284,7 @@ class Config(_Section):
     watchlist: list[Symbol] = Field(min_length=1)
     providers: ProvidersConfig = ProvidersConfig()
     datasets: DatasetsConfig = DatasetsConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     cache: CacheConfig = CacheConfig()
     worker: WorkerConfig = WorkerConfig()
 
@@ -362,6 +408,11 @@ def _describe(error: Any, overridden: dict[tuple[str, ...], str]) -> str:
     loc = tuple(str(part) for part in error["loc"])
     dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
     dotted = dotted.removeprefix(".") or "(top level)"
+    if error["type"] == "extra_forbidden" and loc[-1] == "interval_s":
+        return (
+            f"{dotted}: replaced by cadence_s, seconds between refreshes per phase of the exchange day, "
+            "e.g. cadence_s: {pre: 60, regular: 15, post: 60} (a phase left out is off)"
+        )
     if error["type"] == "extra_forbidden":
         return f"{dotted}: unknown key{_suggest(loc)}"
     if error["type"] == "missing":

@@ -1,26 +1,27 @@
 """The arq jobs of the worker and its startup/shutdown hooks.
 
 `tick` runs every `worker.tick_s` seconds on one worker of the fleet (an arq cron job with a
-unique id) and enqueues the batches due now under deterministic job ids, so however many
-workers tick, each batch of a slot is queued, and run, once. `refresh_<dataset>` runs one batch.
+unique id): it applies an edited config file, then enqueues what the exchange-calendar schedule
+says is due (`worker.scheduler`). `refresh_<dataset>` runs one batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
-from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 
-from reader import keys
 from reader.clock import utc_now
 from reader.jobs import refresh_job
 from worker.config import Config, Secrets
+from worker.errors import ConfigError
 from worker.logs import fields
+from worker.reload import ConfigWatcher
 from worker.runtime import Runtime
+from worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ Ctx = dict[str, Any]
 
 
 async def startup(ctx: Ctx) -> None:
-    """Open the runtime (HTTP session, providers, store) on arq's Redis connection."""
+    """Open the runtime (HTTP session, providers, store) on arq's Redis connection, and its scheduler;
+    watch the config file if the worker was started from one."""
     config: Config = ctx["config"]
     secrets: Secrets = ctx["secrets"]
     stack = AsyncExitStack()
@@ -36,13 +38,13 @@ async def startup(ctx: Ctx) -> None:
         Runtime.open(config, secrets, ctx["redis"], clock=ctx.get("clock", utc_now))
     )
     ctx["runtime"] = runtime
+    ctx["scheduler"] = Scheduler(runtime, ctx["redis"])
+    path: Path | None = ctx.get("config_path")
+    ctx["watcher"] = ConfigWatcher(path, config) if path is not None else None
     ctx["exit_stack"] = stack
     log.info(
         "worker.started %s",
-        fields(
-            symbols=len(config.watchlist),
-            datasets=",".join(f"{name}:{interval:g}s" for name, interval in runtime.intervals.items()),
-        ),
+        fields(symbols=len(config.watchlist), datasets=",".join(runtime.scheduled), config=path or "-"),
     )
 
 
@@ -66,19 +68,40 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
 
 
 async def tick(ctx: Ctx) -> int:
-    """Enqueue the batches due now; returns how many were new (the others were already queued or done)."""
+    """Apply an edited config file, then enqueue what is due; returns how many jobs were enqueued."""
     runtime: Runtime = ctx["runtime"]
-    redis: ArqRedis = ctx["redis"]
-    enqueued: Counter[str] = Counter()
-    for batch in runtime.due(runtime.clock()):
-        job = await redis.enqueue_job(
-            refresh_job(batch.dataset),
-            list(batch.symbols),
-            _job_id=batch.job_id,
-            _queue_name=keys.QUEUE,
-            _expires=runtime.intervals[batch.dataset],
+    scheduler: Scheduler = ctx["scheduler"]
+    watcher: ConfigWatcher | None = ctx.get("watcher")
+    if watcher is not None:
+        _reload(watcher, runtime, scheduler)
+    report = await scheduler.tick()
+    return report.enqueued.total() + report.catch_up.total()
+
+
+def _reload(watcher: ConfigWatcher, runtime: Runtime, scheduler: Scheduler) -> None:
+    new = watcher.poll()
+    if new is None:
+        return
+    before = set(runtime.config.watchlist)
+    try:
+        ignored = runtime.reconfigure(new)
+    except ConfigError as e:
+        log.error("config.reload_failed path=%s kept=last-good error=%s", watcher.path, e)
+        return
+    watcher.accepted(runtime.config)
+    scheduler.catch_up_pending = True  # added symbols (and newly enabled datasets) are fetched at once
+    after = set(runtime.config.watchlist)
+    log.info(
+        "config.reloaded %s",
+        fields(
+            path=watcher.path,
+            added=",".join(sorted(after - before)) or "-",
+            removed=",".join(sorted(before - after)) or "-",
+            symbols=len(after),
+        ),
+    )
+    if ignored:
+        log.warning(
+            "config.restart_needed %s",
+            fields(sections=",".join(ignored), note="these keep their running values until a restart"),
         )
-        enqueued[batch.dataset] += job is not None
-    if enqueued.total():
-        log.debug("tick.enqueued %s", fields(**{k: v for k, v in enqueued.items() if v}))
-    return enqueued.total()

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reader.jobs import DATASETS
-from worker.config import Config
+from worker.config import Config, Scheduled
+from worker.schedule import Cadence
 
 COMPUTED = "computed"
 """The `source` of a dataset that costs no upstream call (indicators from stored bars)."""
@@ -17,14 +18,14 @@ COMPUTED = "computed"
 class DatasetPlan:
     """One dataset under a config.
 
-    `interval_s` is what its `fresh_until` follows, even when it has no jobs of its own (chains
+    `cadence` is what its `fresh_until` follows, even when it has no jobs of its own (chains
     fetch missing expirations themselves; computed indicators come with the daily bars).
     `scheduled`: refreshed by its own jobs. `calls` upstream calls per refresh of the watchlist.
     """
 
     name: str
     source: str
-    interval_s: float
+    cadence: Cadence
     scheduled: bool
     calls: float
 
@@ -46,37 +47,46 @@ def dataset_plans(config: Config) -> dict[str, DatasetPlan]:
     quote_batch = getattr(config.providers, quotes.provider).batch_size
     intraday = history.intraday
     polygon_indicators = indicators.source == "polygon"
+    delay_s = config.schedule.closing_delay_s
+
+    def cadence(section: Scheduled) -> Cadence:
+        return Cadence(dict(section.cadence_s), section.close_refresh, delay_s)
+
     windows = len(indicators.sma) + len(indicators.ema) + len(indicators.rsi) + (indicators.macd is not None)
     plans = [
-        DatasetPlan("quotes", quotes.provider, quotes.interval_s, True, -(-symbols // quote_batch)),
+        DatasetPlan("quotes", quotes.provider, cadence(quotes), True, -(-symbols // quote_batch)),
         DatasetPlan(
             "expirations",
             datasets.expirations.provider,
-            datasets.expirations.interval_s,
+            cadence(datasets.expirations),
             datasets.expirations.enabled,
             symbols if datasets.expirations.enabled or chains.enabled else 0,
         ),
         DatasetPlan(
             "chains",
             chains.provider,
-            chains.interval_s,
+            cadence(chains),
             chains.enabled,
             sum(chains.selection_for(s).expirations for s in config.watchlist) if chains.enabled else 0,
         ),
         DatasetPlan(
-            "history", history.provider, history.daily.interval_s, history.enabled, symbols * history.enabled
+            "history",
+            history.provider,
+            cadence(history.daily),
+            history.enabled,
+            symbols if history.enabled else 0,
         ),
         DatasetPlan(
             "intraday",
             history.provider,
-            intraday.interval_s if intraday else history.daily.interval_s,
+            cadence(intraday or history.daily),
             history.enabled and intraday is not None,
             symbols if history.enabled and intraday else 0,
         ),
         DatasetPlan(
             "indicators",
             "polygon" if polygon_indicators else COMPUTED,
-            indicators.interval_s if polygon_indicators else history.daily.interval_s,
+            cadence(indicators if polygon_indicators else history.daily),
             indicators.enabled and polygon_indicators,
             symbols * windows if indicators.enabled and polygon_indicators else 0,
         ),
@@ -100,10 +110,10 @@ def used_upstreams(config: Config) -> list[str]:
 
 
 def calls_per_minute(config: Config) -> dict[str, float]:
-    """Upstream calls per minute each provider needs at the configured cadences (one page per chain;
-    Polygon may need more for big chains)."""
+    """Upstream calls per minute each provider needs at the busiest cadences (one page per chain;
+    Polygon may need more for big chains): an upper bound, as if every busiest phase overlapped."""
     calls: dict[str, float] = {}
     for plan in dataset_plans(config).values():
         if plan.upstream is not None and plan.calls:
-            calls[plan.upstream] = calls.get(plan.upstream, 0.0) + plan.calls * 60 / plan.interval_s
+            calls[plan.upstream] = calls.get(plan.upstream, 0.0) + plan.calls * 60 / plan.cadence.shortest_s
     return calls

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from reader.client import redact_url
 from worker.config import Config, ProviderConfig
-from worker.plan import calls_per_minute
+from worker.plan import calls_per_minute, scheduled_plans
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 TRADIER_DOCUMENTED_RATE = {"api.tradier.com": 120, "sandbox.tradier.com": 60}
@@ -31,11 +31,13 @@ def config_warnings(config: Config) -> list[str]:
             "documents for market data there; the worker will wait on its rate headers instead"
         )
     tick_s = config.worker.tick_s
-    if config.datasets.quotes.interval_s < tick_s:
-        warnings.append(
-            f"datasets.quotes.interval_s = {config.datasets.quotes.interval_s:g} is shorter than "
-            f"worker.tick_s = {tick_s}: refreshes are enqueued once per tick, so some intervals are skipped"
-        )
+    for plan in scheduled_plans(config).values():
+        for phase, seconds in plan.cadence.seconds.items():
+            if seconds < tick_s:
+                warnings.append(
+                    f"datasets.{plan.name} cadence_s.{phase} = {seconds:g} is shorter than worker.tick_s = "
+                    f"{tick_s}: refreshes are enqueued once per tick, so some are skipped"
+                )
     if 60 % tick_s:
         warnings.append(
             f"worker.tick_s = {tick_s} does not divide 60: ticks run at seconds "
@@ -46,7 +48,7 @@ def config_warnings(config: Config) -> list[str]:
         if per_min > allowed:
             warnings.append(
                 f"the datasets served by {name} need about {per_min:.0f} calls/min, above "
-                f"providers.{name}.rate_per_min = {allowed}: refreshes will fall behind their interval_s; "
-                "lengthen the intervals, keep fewer expirations, or shorten the watchlist"
+                f"providers.{name}.rate_per_min = {allowed}: refreshes will fall behind their cadence; "
+                "lengthen cadence_s, keep fewer expirations, or shorten the watchlist"
             )
     return warnings

@@ -1,4 +1,6 @@
-"""What one worker process holds while it runs: config, HTTP session, providers, store and clock."""
+"""What one worker process holds while it runs: config, calendar, HTTP session, providers, store
+and clock; and how a new config is applied to it without a restart.
+"""
 
 from __future__ import annotations
 
@@ -11,34 +13,50 @@ from functools import partial
 import aiohttp
 import redis.asyncio
 
+from reader.calendar import MarketCalendar
 from reader.clock import Clock, utc_now
 from reader.jobs import DATASETS
 from worker import schedule
 from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
-from worker.plan import dataset_plans, scheduled_plans
+from worker.plan import DatasetPlan, dataset_plans, scheduled_plans
 from worker.providers import Providers, build_providers
+from worker.providers.base import Freshness
 from worker.refresh import RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
+
+RESTART_ONLY = ("redis_url", "worker", "schedule")
+"""Top-level sections a running worker cannot change: its Redis, its arq settings, its calendar."""
 
 
 class Runtime:
     """Refreshes the datasets of `config` through `providers` into `store`; time comes from `clock`."""
 
-    def __init__(self, config: Config, providers: Providers, store: Store, *, clock: Clock = utc_now) -> None:
-        self.config = config
-        self.providers = providers
+    def __init__(
+        self,
+        config: Config,
+        providers: Providers,
+        store: Store,
+        *,
+        clock: Clock = utc_now,
+        calendar: MarketCalendar | None = None,
+        secrets: Secrets | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
-        self.plans = dataset_plans(config)
-        self.intervals = {name: plan.interval_s for name, plan in scheduled_plans(config).items()}
-        self.fetcher = DatasetFetcher(
-            config,
-            providers,
-            store,
-            clock,
-            freshness={name: partial(self.fresh_until, name) for name in DATASETS},
-        )
+        self.calendar = calendar or MarketCalendar(config.schedule.exchange, config.schedule.extra_closed)
+        self._secrets = secrets
+        self._session = session
+        self._use(config, providers)
+
+    def _use(self, config: Config, providers: Providers) -> None:
+        self.config = config
+        self.providers = providers
+        self.plans: dict[str, DatasetPlan] = dataset_plans(config)
+        self.scheduled: dict[str, DatasetPlan] = scheduled_plans(config)
+        freshness: dict[str, Freshness] = {name: partial(self.fresh_until, name) for name in DATASETS}
+        self.fetcher = DatasetFetcher(config, providers, self.store, self.clock, freshness)
 
     @classmethod
     @asynccontextmanager
@@ -50,30 +68,35 @@ class Runtime:
         async with aiohttp.ClientSession(connector=connector) as session:
             providers = build_providers(config, secrets, session, clock=clock)
             store = Store(redis_client, keep_stale_s=config.cache.keep_stale_s, clock=clock)
-            yield cls(config, providers, store, clock=clock)
+            yield cls(config, providers, store, clock=clock, secrets=secrets, session=session)
+
+    def reconfigure(self, new: Config) -> list[str]:
+        """Apply `new` from the next refresh on; returns the changes it could not apply (they need a
+        restart and keep their running values). Raises `ConfigError` (nothing applied) if `new`
+        needs an upstream whose key is not set."""
+        ignored = [name for name in RESTART_ONLY if getattr(new, name) != getattr(self.config, name)]
+        new = new.model_copy(update={name: getattr(self.config, name) for name in ignored})
+        providers = self.providers
+        upstreams_changed = new.providers != self.config.providers or _sources(new) != _sources(self.config)
+        if upstreams_changed and self._secrets is not None and self._session is not None:
+            providers = build_providers(new, self._secrets, self._session, clock=self.clock)
+        self._use(new, providers)
+        return ignored
 
     def fresh_until(self, dataset: str, now: datetime) -> datetime:
-        """When an item of `dataset` fetched `now` stops being fresh: its next refresh, plus slack."""
-        interval_s = self.plans[dataset].interval_s
-        return schedule.next_refresh(now, interval_s) + timedelta(seconds=self.config.cache.fresh_slack_s)
+        """When an item of `dataset` fetched `now` stops being fresh: its next scheduled refresh,
+        plus `cache.fresh_slack_s` for that refresh to land."""
+        after = schedule.next_refresh(self.plans[dataset].cadence, self.calendar, now)
+        return after + timedelta(seconds=self.config.cache.fresh_slack_s)
 
     def batch_size(self, dataset: str) -> int:
         """Symbols per job: one upstream call's worth for quotes, `worker.symbols_per_job` otherwise."""
         return self.providers.quotes.batch_size if dataset == "quotes" else self.config.worker.symbols_per_job
 
-    def due(self, now: datetime) -> list[schedule.DueBatch]:
-        """The batches of every enabled dataset due in the slot of `now`."""
-        return [
-            batch
-            for dataset, interval_s in self.intervals.items()
-            for batch in schedule.due_batches(
-                dataset,
-                self.config.watchlist,
-                batch_size=self.batch_size(dataset),
-                interval_s=interval_s,
-                now=now,
-            )
-        ]
+    def batches(self, dataset: str, symbols: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+        """`symbols` (default: the watchlist) cut into the jobs of `dataset`."""
+        chosen = self.config.watchlist if symbols is None else symbols
+        return schedule.batches(chosen, self.batch_size(dataset))
 
     async def refresh(self, dataset: str, symbols: Sequence[str]) -> RefreshReport:
         """Refresh one batch of `dataset`."""
@@ -85,13 +108,17 @@ class Runtime:
         return await refresh_symbols(dataset, self.plans[dataset].source, self.store, symbols, fetch_one)
 
     async def refresh_watchlist(self) -> list[RefreshReport]:
-        """Refresh every enabled dataset of the whole watchlist once, in `DATASETS` order."""
+        """Refresh every scheduled dataset of the whole watchlist once, in `DATASETS` order."""
         reports = []
-        for dataset in self.intervals:
-            batches = schedule.batches(self.config.watchlist, self.batch_size(dataset))
-            parts = await asyncio.gather(*(self.refresh(dataset, batch) for batch in batches))
+        for dataset in self.scheduled:
+            parts = await asyncio.gather(*(self.refresh(dataset, batch) for batch in self.batches(dataset)))
             reports.append(RefreshReport.combine(dataset, parts))
         return reports
 
     def __repr__(self) -> str:
-        return f"<Runtime symbols={len(self.config.watchlist)} datasets={','.join(self.intervals)}>"
+        return f"<Runtime symbols={len(self.config.watchlist)} datasets={','.join(self.scheduled)}>"
+
+
+def _sources(config: Config) -> dict[str, str]:
+    """Which upstream each dataset that calls one uses: a change means building new clients."""
+    return {name: plan.source for name, plan in dataset_plans(config).items() if plan.calls}

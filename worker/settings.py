@@ -6,6 +6,7 @@ and reads the config named by `MARKETCACHE_CONFIG` (else ./config.yaml) when fir
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from arq import cron, func
@@ -16,13 +17,20 @@ from reader import keys
 from reader.clock import Clock, utc_now
 from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
-from worker.plan import scheduled_plans
+
+REFRESH_RESULT_KEEP_S = 300
 
 
 def worker_options(
-    config: Config, secrets: Secrets, *, clock: Clock = utc_now, scheduled: bool = True
+    config: Config,
+    secrets: Secrets,
+    *,
+    clock: Clock = utc_now,
+    scheduled: bool = True,
+    config_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of `arq.Worker`; `scheduled=False` leaves out the tick (tests enqueue by hand)."""
+    """Keyword arguments of `arq.Worker`; `scheduled=False` leaves out the tick (tests enqueue by hand).
+    With `config_path`, edits of that file are applied while the worker runs."""
     tick_s = config.worker.tick_s
     cron_jobs = [
         cron(
@@ -40,12 +48,13 @@ def worker_options(
             func(
                 jobs.refresh_job_function(dataset),
                 name=job_contract.refresh_job(dataset),
-                # The result key blocks a second run of the same batch id: keep it past the slot.
-                keep_result=interval_s * 2 + 60,
+                # Slots are claimed in Redis, so results need not block reruns; kept briefly to inspect.
+                keep_result=REFRESH_RESULT_KEEP_S,
                 timeout=config.worker.job_timeout_s,
                 max_tries=1,
             )
-            for dataset, interval_s in ((p.name, p.interval_s) for p in scheduled_plans(config).values())
+            # Every dataset, enabled or not: a reloaded config may enable one.
+            for dataset in job_contract.DATASETS
         ],
         "cron_jobs": cron_jobs if scheduled else [],
         "redis_settings": RedisSettings.from_dsn(config.redis_url),
@@ -61,13 +70,14 @@ def worker_options(
         "log_results": False,
         # `arq --check worker.settings.WorkerSettings` (the compose healthcheck) reads this key.
         "health_check_interval": 30,
-        "ctx": {"config": config, "secrets": secrets, "clock": clock},
+        "ctx": {"config": config, "secrets": secrets, "clock": clock, "config_path": config_path},
     }
 
 
 def _settings_class() -> type:
-    config = load_config(resolve_config_path(None))
-    return type("WorkerSettings", (), worker_options(config, Secrets.from_env()))
+    path = resolve_config_path(None)
+    config = load_config(path)
+    return type("WorkerSettings", (), worker_options(config, Secrets.from_env(), config_path=path))
 
 
 def __getattr__(name: str) -> Any:

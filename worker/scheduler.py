@@ -1,0 +1,184 @@
+"""The tick's work: turn what `worker.schedule` says is due into arq jobs, once per fleet.
+
+State lives in Redis so that every worker process agrees: the last refresh time enqueued per
+dataset (a tick claims a slot with a compare-and-set, so two tickers never enqueue it twice) and
+the latest job of each batch (a batch whose previous job is still queued or running is skipped,
+and the skip counted, instead of stacking a second one behind it). Job ids are deterministic,
+`refresh:{dataset}:{slot}:{batch}`, which arq refuses to enqueue twice.
+
+A catch-up, at start and after a config reload, enqueues at once whatever is missing from the
+cache or already stale, whatever the phase of the market.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from arq.connections import ArqRedis
+from arq.jobs import Job, JobStatus
+
+from reader import keys
+from reader.jobs import refresh_job
+from worker import schedule
+from worker.logs import fields
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_RUNNING = frozenset({JobStatus.deferred, JobStatus.queued, JobStatus.in_progress})
+_BATCH_MEMORY_S = 7 * 86_400
+
+# Compare-and-set of a dataset's last enqueued slot: set ARGV[1] only if it is later.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+# `fresh_until` of each key's item, read inside Redis (the envelope comes first in the JSON, so
+# this reads a few dozen bytes of even a large item); false for a missing key.
+_FRESH_UNTIL = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  out[i] = value and string.match(value, '"fresh_until":"([^"]+)"') or false
+end
+return out
+"""
+
+
+@dataclass
+class TickReport:
+    """What one tick did, per dataset."""
+
+    enqueued: Counter[str]
+    skipped: Counter[str]
+    catch_up: Counter[str]
+
+
+class Scheduler:
+    """Enqueues the refreshes of `runtime` on `redis` (arq's connection)."""
+
+    def __init__(self, runtime: Runtime, redis: ArqRedis) -> None:
+        self.runtime = runtime
+        self.redis = redis
+        self.catch_up_pending = True
+
+    async def tick(self) -> TickReport:
+        report = TickReport(Counter(), Counter(), Counter())
+        now = self.runtime.clock()
+        caught_up = False
+        if self.catch_up_pending:
+            self.catch_up_pending = False
+            await self._catch_up(now, report)
+            caught_up = True
+        for name, plan in self.runtime.scheduled.items():
+            last_raw = await self.redis.get(keys.last_slot(name))
+            last = datetime.fromtimestamp(int(last_raw), UTC) if last_raw is not None else None
+            slot = schedule.due_slot(plan.cadence, self.runtime.calendar, last, now)
+            if slot is None or not await self._claim(name, slot):
+                continue
+            if last is None or caught_up:
+                continue  # the catch-up of this tick enqueued what was missing or stale
+            await self._enqueue_slot(name, slot, now, report)
+        if report.enqueued.total() or report.skipped.total() or report.catch_up.total():
+            log.info(
+                "tick.enqueued %s",
+                fields(
+                    batches=_counts(report.enqueued),
+                    skipped=_counts(report.skipped),
+                    catch_up=_counts(report.catch_up),
+                ),
+            )
+        return report
+
+    async def _claim(self, dataset: str, slot: datetime) -> bool:
+        claimed = await self.redis.eval(_CLAIM, 1, keys.last_slot(dataset), schedule.slot_name(slot))  # type: ignore[misc]
+        return bool(claimed)
+
+    async def _enqueue_slot(self, dataset: str, slot: datetime, now: datetime, report: TickReport) -> None:
+        for batch in self.runtime.batches(dataset):
+            due = schedule.DueBatch(dataset, schedule.slot_name(slot), batch)
+            if await self._still_running(due):
+                report.skipped[dataset] += 1
+                await self.redis.incr(keys.skipped(dataset))
+                log.warning(
+                    "tick.skipped %s",
+                    fields(
+                        dataset=dataset,
+                        batch=due.batch_id,
+                        symbols=len(batch),
+                        reason="previous run not ended",
+                    ),
+                )
+                continue
+            if await self._enqueue(due, now):
+                report.enqueued[dataset] += 1
+
+    async def _still_running(self, due: schedule.DueBatch) -> bool:
+        previous = await self.redis.get(keys.batch_job(due.dataset, due.batch_id))
+        if previous is None:
+            return False
+        status = await Job(previous.decode(), self.redis, _queue_name=keys.QUEUE).status()
+        return status in _RUNNING
+
+    async def _enqueue(self, due: schedule.DueBatch, now: datetime) -> bool:
+        # A job not started by the next refresh time is dropped: that one supersedes it.
+        upcoming = schedule.next_refresh(self.runtime.plans[due.dataset].cadence, self.runtime.calendar, now)
+        job = await self.redis.enqueue_job(
+            refresh_job(due.dataset),
+            list(due.symbols),
+            _job_id=due.job_id,
+            _queue_name=keys.QUEUE,
+            _expires=max((upcoming - now).total_seconds(), 1.0),
+        )
+        if job is None:
+            return False
+        await self.redis.set(keys.batch_job(due.dataset, due.batch_id), due.job_id, ex=_BATCH_MEMORY_S)
+        return True
+
+    async def _catch_up(self, now: datetime, report: TickReport) -> None:
+        """Enqueue every symbol of every scheduled dataset whose item is missing or stale."""
+        minute = schedule.slot_name(now.replace(second=0, microsecond=0))
+        for name in self.runtime.scheduled:
+            symbols = self.runtime.config.watchlist
+            found = await self.redis.eval(  # type: ignore[misc]
+                _FRESH_UNTIL, len(symbols), *(_probe_key(name, s, self.runtime) for s in symbols)
+            )
+            behind = [s for s, fresh in zip(symbols, found, strict=True) if _stale(fresh, now)]
+            for batch in self.runtime.batches(name, behind):
+                if await self._enqueue(schedule.DueBatch(name, f"catchup-{minute}", batch), now):
+                    report.catch_up[name] += 1
+
+
+def _probe_key(dataset: str, symbol: str, runtime: Runtime) -> str:
+    """The key whose freshness stands for `dataset` of `symbol`."""
+    if dataset == "quotes":
+        return keys.quote(symbol)
+    if dataset == "expirations":
+        return keys.expirations(symbol)
+    if dataset == "chains":
+        return keys.chain_index(symbol)
+    if dataset == "history":
+        return keys.history(symbol, "1d")
+    if dataset == "intraday":
+        intraday = runtime.config.datasets.history.intraday
+        return keys.history(symbol, intraday.bar if intraday else "1d")
+    return keys.indicators(symbol)
+
+
+def _stale(fresh_until: bytes | None, now: datetime) -> bool:
+    if not fresh_until:
+        return True
+    try:
+        return datetime.fromisoformat(fresh_until.decode()) <= now
+    except ValueError:
+        return True
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ",".join(f"{name}:{count}" for name, count in counter.items() if count) or "-"
