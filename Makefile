@@ -40,6 +40,7 @@ pytest: $(VENV)/.stamp-dev
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/reader_hit.py
 	$(BIN)/python bench/chain_storage.py
+	$(BIN)/python bench/calls_per_week.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -45,3 +45,22 @@ def test_chain_storage_bench_prints_bytes_per_contract_and_read_times(redis_url:
     assert float(found.group(1)) < float(found.group(2))
     assert re.search(rf"raw GET{number}{number}", result.stdout)
     assert re.search(rf"Reader\.chain \(200 contracts, parsed\){number}{number}", result.stdout)
+
+
+def test_calls_per_week_bench_compares_the_schedule_with_round_the_clock_polling() -> None:
+    """The week's calls per dataset on the calendar schedule, next to polling, and the total ratio."""
+    result = subprocess.run(
+        [sys.executable, "bench/calls_per_week.py", "--symbols", "100"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "100 symbols" in result.stdout
+    quotes = re.search(r"quotes\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)%", result.stdout)
+    assert quotes is not None, result.stdout
+    assert int(quotes.group(3)) == 7 * 86_400 // 15  # polling: every 15 s all week, one batch of 100
+    assert int(quotes.group(2)) < int(quotes.group(3))
+    assert re.search(r"total\s+(\d+)\s+(\d+)\s+[\d.]+%", result.stdout)

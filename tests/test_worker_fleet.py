@@ -1,0 +1,143 @@
+"""Worker processes for real: two of them share one Redis without running a batch twice, and a
+running worker applies config.yaml edits (and survives bad ones) without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from reader import NotCached, SyncReader
+from tests.conftest import API_KEY
+from tests.support import RunningEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+EVERY_SECOND = "{pre: 1, regular: 1, post: 1, closed: 1}"
+
+
+def _config(symbols: list[str], extra: str = "") -> str:
+    """Quotes of `symbols` every second in every phase (the test must not depend on today's phase)."""
+    return (
+        f"watchlist: [{', '.join(symbols)}]\n"
+        f"datasets:\n"
+        f"  quotes: {{cadence_s: {EVERY_SECOND}, close_refresh: false}}\n"
+        f"  expirations: {{enabled: false}}\n"
+        f"  chains: {{enabled: false}}\n"
+        f"  history: {{enabled: false}}\n"
+        f"  indicators: {{enabled: false}}\n"
+        f"worker: {{tick_s: 1, shutdown_grace_s: 2}}\n{extra}"
+    )
+
+
+@pytest.fixture
+async def workers(
+    redis_url: str, emulator: RunningEmulator
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """Worker processes started by the test (`python -m worker run`), stopped with SIGINT after it."""
+    started: list[asyncio.subprocess.Process] = []
+    yield started
+    for process in started:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+    for process in started:
+        await asyncio.wait_for(process.wait(), timeout=20)
+
+
+async def _start(config: Path, redis_url: str, emulator: RunningEmulator) -> asyncio.subprocess.Process:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "REDIS_URL": redis_url,
+        "TRADIER_BASE_URL": emulator.url,
+        "TRADIER_API_KEY": API_KEY,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker", "run", "--config", str(config),
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def _stop(process: asyncio.subprocess.Process) -> str:
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, err.decode()
+    return err.decode()
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until `condition` holds; fails saying `what` after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not condition():
+        assert loop.time() - started < timeout_s, f"{what} did not happen within {timeout_s} s"
+        await asyncio.sleep(0.05)
+    return loop.time() - started
+
+
+def _cached(redis_url: str, symbol: str) -> bool:
+    with SyncReader(redis_url) as reader:
+        try:
+            reader.quote(symbol)
+        except NotCached:
+            return False
+    return True
+
+
+async def test_two_workers_run_each_due_batch_once(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator, workers: list[asyncio.subprocess.Process]
+) -> None:
+    """Two processes ticking against one Redis: one upstream call per refresh slot, none twice."""
+    config = tmp_path / "config.yaml"
+    config.write_text(_config(["AAPL", "MSFT", "SPY"]))
+    first = await _start(config, redis_url, emulator)
+    second = await _start(config, redis_url, emulator)
+    workers += [first, second]
+    await _until(lambda: emulator.calls().get("200", 0) >= 6, 30, "six refreshes")
+    errors = [await _stop(first), await _stop(second)]
+
+    client = redis.Redis.from_url(redis_url)
+    results = [key.decode() for key in client.scan_iter("arq:result:mc:v1:refresh:quotes:*")]
+    client.close()
+    slots = [key.split(":")[-2] for key in results]
+    assert len(slots) == len(set(slots)), "a slot ran twice"
+    # Every call the emulator served was one job, each of a different slot (one batch of 3 symbols).
+    assert emulator.calls() == {"200": len(results)}
+    timed = sorted(int(slot) for slot in slots if not slot.startswith("catchup"))
+    assert len(timed) >= 4
+    assert timed == list(range(timed[0], timed[0] + len(timed))), "a slot was skipped or repeated"
+    assert all("worker.started" in err for err in errors)
+    assert not any("Traceback" in err for err in errors)
+
+
+async def test_config_edits_apply_to_a_running_worker_and_bad_ones_are_survived(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator, workers: list[asyncio.subprocess.Process]
+) -> None:
+    """An added symbol is readable within two ticks; an invalid edit is logged, the old watchlist runs on."""
+    config = tmp_path / "config.yaml"
+    config.write_text(_config(["AAPL"]))
+    process = await _start(config, redis_url, emulator)
+    workers.append(process)
+    await _until(lambda: _cached(redis_url, "AAPL"), 30, "the first AAPL quote")
+
+    config.write_text(_config(["AAPL", "MSFT"]))
+    waited_s = await _until(lambda: _cached(redis_url, "MSFT"), 10, "MSFT after the edit")
+    assert waited_s < 2 * 1 + 1.5  # two ticks, plus the refresh itself and polling
+
+    config.write_text(_config(["AAPL", "MSFT", "TSLA"]).replace("watchlist:", "watchlst:"))
+    calls_before = emulator.calls().get("200", 0)
+    await _until(
+        lambda: emulator.calls().get("200", 0) >= calls_before + 3, 15, "refreshes after the bad edit"
+    )
+    assert process.returncode is None
+    assert not _cached(redis_url, "TSLA")
+    err = await _stop(process)
+    assert "config.reloaded" in err
+    assert "added=MSFT" in err
+    assert "config.reload_failed" in err
+    assert "watchlst: unknown key" in err
+    assert "did you mean 'watchlist'" in err
