@@ -66,6 +66,11 @@ def batch_job(dataset: str, batch: str) -> str:
     return f"{PREFIX}schedule:{dataset}:batch:{batch}"
 
 
+def catch_up() -> str:
+    """Set by a worker that applied a config edit: the next tick, on any worker, catches up."""
+    return f"{PREFIX}schedule:catch_up"
+
+
 def skipped(dataset: str) -> str:
     """How many refreshes of `dataset` were skipped because the previous one of the batch had not ended."""
     return f"{PREFIX}stats:skipped:{dataset}"

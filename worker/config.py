@@ -85,7 +85,8 @@ class ProvidersConfig(_Section):
 
 
 PhaseName = Literal["pre", "regular", "post", "closed"]
-CadenceSeconds = dict[PhaseName, Annotated[float, Field(gt=0)]]
+# From a refresh per second to one a week: anything longer is `close_refresh` or off.
+CadenceSeconds = dict[PhaseName, Annotated[float, Field(ge=1, le=7 * 86_400)]]
 
 
 def _cadence(seconds: dict[str, float]) -> CadenceSeconds:
@@ -250,7 +251,10 @@ class ScheduleConfig(_Section):
         default_factory=list, description="unscheduled closures the calendar does not know (YYYY-MM-DD)"
     )
     closing_delay_s: float = Field(
-        default=60.0, ge=0, description="how long after the last phase of the day its closing refresh runs"
+        default=60.0,
+        ge=0,
+        le=4 * 3600,
+        description="how long after the last phase of the day its closing refresh runs",
     )
 
 
@@ -348,6 +352,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(
             f"{path}: cannot read it ({e.strerror}); pass --config PATH or set {CONFIG_ENV}"
         ) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
     return parse_config(text, source=str(path), env=env)
 
 

@@ -12,8 +12,10 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 
+from reader import keys
 from reader.clock import utc_now
 from reader.jobs import refresh_job
 from worker.config import Config, Secrets
@@ -59,6 +61,7 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
     (the next slot retries)."""
 
     async def refresh(ctx: Ctx, symbols: list[str]) -> dict[str, Any]:
+        await _apply_config_edits(ctx)  # every process, not only the one that ticks
         runtime: Runtime = ctx["runtime"]
         report = await runtime.refresh(dataset, symbols)
         return report.summary()
@@ -69,19 +72,21 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
 
 async def tick(ctx: Ctx) -> int:
     """Apply an edited config file, then enqueue what is due; returns how many jobs were enqueued."""
-    runtime: Runtime = ctx["runtime"]
     scheduler: Scheduler = ctx["scheduler"]
-    watcher: ConfigWatcher | None = ctx.get("watcher")
-    if watcher is not None:
-        _reload(watcher, runtime, scheduler)
+    await _apply_config_edits(ctx)
     report = await scheduler.tick()
     return report.enqueued.total() + report.catch_up.total()
 
 
-def _reload(watcher: ConfigWatcher, runtime: Runtime, scheduler: Scheduler) -> None:
+async def _apply_config_edits(ctx: Ctx) -> None:
+    """Apply an edited config file to this process; the next tick, on any worker, catches up."""
+    watcher: ConfigWatcher | None = ctx.get("watcher")
+    if watcher is None:
+        return
     new = watcher.poll()
     if new is None:
         return
+    runtime: Runtime = ctx["runtime"]
     before = set(runtime.config.watchlist)
     try:
         ignored = runtime.reconfigure(new)
@@ -89,7 +94,9 @@ def _reload(watcher: ConfigWatcher, runtime: Runtime, scheduler: Scheduler) -> N
         log.error("config.reload_failed path=%s kept=last-good error=%s", watcher.path, e)
         return
     watcher.accepted(runtime.config)
-    scheduler.catch_up_pending = True  # added symbols (and newly enabled datasets) are fetched at once
+    # Added symbols (and newly enabled datasets) are fetched at once, by whichever worker ticks next.
+    redis: ArqRedis = ctx["redis"]
+    await redis.set(keys.catch_up(), 1)
     after = set(runtime.config.watchlist)
     log.info(
         "config.reloaded %s",

@@ -2,7 +2,8 @@
 
 A valid edit is returned to be applied; an invalid one is logged once, with the field paths the
 validation names, and the worker keeps running on the last good config. The file is read only
-when its size or modification time changed, so polling every tick costs one `stat`.
+when its size or modification time changed, so polling costs one `stat`; a file that changes
+while it is read (an editor mid-save) is read again at the next poll instead.
 """
 
 from __future__ import annotations
@@ -31,17 +32,19 @@ class ConfigWatcher:
         signature = self._signature()
         if signature == self._seen:
             return None
-        self._seen = signature
+        problem = ""
         try:
-            new = load_config(self.path, self._env)
+            new: Config | None = load_config(self.path, self._env)
         except ConfigError as e:
-            log.error(
-                "config.reload_failed path=%s kept=last-good error=%s", self.path, str(e).replace("\n", " ")
-            )
+            new = None
+            problem = str(e).replace("\n", " ")
+        if self._signature() != signature:
+            return None  # written to while we read it: read it again at the next poll
+        self._seen = signature
+        if new is None:
+            log.error("config.reload_failed path=%s kept=last-good error=%s", self.path, problem)
             return None
-        if new == self.current:
-            return None
-        return new
+        return None if new == self.current else new
 
     def accepted(self, config: Config) -> None:
         """Record `config` as the running one."""

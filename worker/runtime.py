@@ -20,13 +20,13 @@ from worker import schedule
 from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
 from worker.plan import DatasetPlan, dataset_plans, scheduled_plans
-from worker.providers import Providers, build_providers
+from worker.providers import Providers, build_providers, running_gates
 from worker.providers.base import Freshness
 from worker.refresh import RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
 
-RESTART_ONLY = ("redis_url", "worker", "schedule")
-"""Top-level sections a running worker cannot change: its Redis, its arq settings, its calendar."""
+RESTART_ONLY = ("redis_url", "worker")
+"""Top-level sections a running worker cannot change: its Redis and its arq settings."""
 
 
 class Runtime:
@@ -53,6 +53,7 @@ class Runtime:
     def _use(self, config: Config, providers: Providers) -> None:
         self.config = config
         self.providers = providers
+        self.store.keep_stale_s = config.cache.keep_stale_s
         self.plans: dict[str, DatasetPlan] = dataset_plans(config)
         self.scheduled: dict[str, DatasetPlan] = scheduled_plans(config)
         freshness: dict[str, Freshness] = {name: partial(self.fresh_until, name) for name in DATASETS}
@@ -79,7 +80,10 @@ class Runtime:
         providers = self.providers
         upstreams_changed = new.providers != self.config.providers or _sources(new) != _sources(self.config)
         if upstreams_changed and self._secrets is not None and self._session is not None:
-            providers = build_providers(new, self._secrets, self._session, clock=self.clock)
+            gates = running_gates(self.providers)
+            providers = build_providers(new, self._secrets, self._session, clock=self.clock, gates=gates)
+        if new.schedule != self.config.schedule:  # e.g. an unscheduled closure announced today
+            self.calendar = MarketCalendar(new.schedule.exchange, new.schedule.extra_closed)
         self._use(new, providers)
         return ignored
 

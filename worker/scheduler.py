@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
@@ -72,9 +72,10 @@ class Scheduler:
         report = TickReport(Counter(), Counter(), Counter())
         now = self.runtime.clock()
         caught_up = False
-        if self.catch_up_pending:
-            self.catch_up_pending = False
+        # A process's own start, or a config reload anywhere in the fleet (a flag in Redis).
+        if self.catch_up_pending or await self.redis.getdel(keys.catch_up()):
             await self._catch_up(now, report)
+            self.catch_up_pending = False
             caught_up = True
         for name, plan in self.runtime.scheduled.items():
             last_raw = await self.redis.get(keys.last_slot(name))
@@ -83,7 +84,7 @@ class Scheduler:
             if slot is None or not await self._claim(name, slot):
                 continue
             if last is None or caught_up:
-                continue  # the catch-up of this tick enqueued what was missing or stale
+                continue  # this tick's catch-up enqueued every item whose scheduled refresh has passed
             await self._enqueue_slot(name, slot, now, report)
         if report.enqueued.total() or report.skipped.total() or report.catch_up.total():
             log.info(
@@ -142,16 +143,23 @@ class Scheduler:
         return True
 
     async def _catch_up(self, now: datetime, report: TickReport) -> None:
-        """Enqueue every symbol of every scheduled dataset whose item is missing or stale."""
-        minute = schedule.slot_name(now.replace(second=0, microsecond=0))
+        """Enqueue every symbol of every scheduled dataset whose item is missing, or whose next
+        scheduled refresh has come (`fresh_until` minus the slack is at or before `now`): that
+        covers the refresh due now too, so the tick claims its slot without enqueueing it again."""
+        slack = timedelta(seconds=self.runtime.config.cache.fresh_slack_s)
+        run = f"catchup-{int(now.timestamp() * 1000)}"
         for name in self.runtime.scheduled:
             symbols = self.runtime.config.watchlist
             found = await self.redis.eval(  # type: ignore[misc]
                 _FRESH_UNTIL, len(symbols), *(_probe_key(name, s, self.runtime) for s in symbols)
             )
-            behind = [s for s, fresh in zip(symbols, found, strict=True) if _stale(fresh, now)]
+            behind = [s for s, fresh in zip(symbols, found, strict=True) if _behind(fresh, now + slack)]
             for batch in self.runtime.batches(name, behind):
-                if await self._enqueue(schedule.DueBatch(name, f"catchup-{minute}", batch), now):
+                due = schedule.DueBatch(name, run, batch)
+                if await self._still_running(due):
+                    report.skipped[name] += 1
+                    continue
+                if await self._enqueue(due, now):
                     report.catch_up[name] += 1
 
 
@@ -171,11 +179,12 @@ def _probe_key(dataset: str, symbol: str, runtime: Runtime) -> str:
     return keys.indicators(symbol)
 
 
-def _stale(fresh_until: bytes | None, now: datetime) -> bool:
+def _behind(fresh_until: bytes | None, limit: datetime) -> bool:
+    """True for a missing item, an unreadable one, or one fresh only until `limit` or earlier."""
     if not fresh_until:
         return True
     try:
-        return datetime.fromisoformat(fresh_until.decode()) <= now
+        return datetime.fromisoformat(fresh_until.decode()) <= limit
     except ValueError:
         return True
 

@@ -6,6 +6,7 @@ stay under its `rate_per_min`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,16 @@ class Providers:
 
 
 def build_providers(
-    config: Config, secrets: Secrets, session: aiohttp.ClientSession, *, clock: Clock = utc_now
+    config: Config,
+    secrets: Secrets,
+    session: aiohttp.ClientSession,
+    *,
+    clock: Clock = utc_now,
+    gates: Mapping[str, RateGate] | None = None,
 ) -> Providers:
-    """A client per upstream that an enabled dataset uses; `ConfigError` if its key is unset."""
+    """A client per upstream that an enabled dataset uses; `ConfigError` if its key is unset.
+    A gate of `gates` (the running ones, on a reload) is kept when its limits did not change, so
+    that requests in flight and new ones share one budget."""
     plans = dataset_plans(config)
     names = used_upstreams(config)
 
@@ -54,7 +62,7 @@ def build_providers(
         return {
             "base_url": settings.base_url,
             "api_key": secrets.api_key(name),
-            "gate": _gate(name, config, clock),
+            "gate": _reuse(gates, name, config) or _gate(name, config, clock),
             "batch_size": settings.batch_size,
             "timeout_s": settings.timeout_s,
             "clock": clock,
@@ -72,6 +80,29 @@ def build_providers(
         history=by_name[plans["history"].source] if plans["history"].calls else None,
         indicators=polygon if plans["indicators"].calls else None,
     )
+
+
+def _reuse(gates: Mapping[str, RateGate] | None, name: str, config: Config) -> RateGate | None:
+    settings: ProviderConfig = getattr(config.providers, name)
+    gate = (gates or {}).get(name)
+    if gate is None or (gate.rate_per_min, gate.max_concurrency) != (
+        settings.rate_per_min,
+        settings.max_concurrency,
+    ):
+        return None
+    return gate
+
+
+def running_gates(providers: Providers) -> dict[str, RateGate]:
+    """The gate of each upstream client in `providers`, by upstream name."""
+    clients = (
+        providers.quotes,
+        providers.expirations,
+        providers.chains,
+        providers.history,
+        providers.indicators,
+    )
+    return {client.name: client.gate for client in clients if client is not None and hasattr(client, "gate")}
 
 
 def _gate(name: str, config: Config, clock: Clock) -> RateGate:
