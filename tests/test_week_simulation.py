@@ -8,18 +8,18 @@ refresh time to the next. Prints the upstream calls per day and phase.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis.asyncio
+from arq.constants import job_key_prefix
 
-from reader import Reader
+from reader import Reader, keys
 from reader.calendar import EXCHANGE_TZ as ET
 from reader.calendar import exchange_date
-from tests.support import FakeClock, RunningEmulator, make_config
-from worker import schedule
+from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
+from worker import jobs, schedule
 from worker.config import Secrets
 from worker.runtime import Runtime
 
@@ -36,9 +36,10 @@ DATASETS: dict[str, Any] = {
 
 
 @pytest.fixture
-async def runtime(
+async def worker_ctx(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
-) -> AsyncIterator[Runtime]:
+) -> AsyncIterator[dict[str, Any]]:
+    """What a worker process holds (runtime, scheduler) on the fake clock, started on an empty cache."""
     clock.now = START
     config = make_config(
         SYMBOLS,
@@ -47,10 +48,12 @@ async def runtime(
         providers={"tradier": {"base_url": emulator.url, "rate_per_min": 100_000, "max_concurrency": 8}},
         datasets=DATASETS,
     )
-    client = redis.asyncio.Redis.from_url(redis_url)
-    async with Runtime.open(config, secrets, client, clock=clock) as opened:
-        yield opened
-    await client.aclose()
+    pool = await create_job_pool(redis_url)
+    ctx: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
+    await jobs.startup(ctx)
+    yield ctx
+    await jobs.shutdown(ctx)
+    await pool.aclose()
 
 
 def _category(runtime: Runtime, dataset: str, at: datetime) -> str:
@@ -77,55 +80,55 @@ async def _read_everything(reader: Reader, at: datetime) -> list[str]:
     return stale
 
 
+async def _run_queued(ctx: dict[str, Any], upstream_total: Callable[[], int]) -> list[tuple[str, str, int]]:
+    """Run the jobs the tick queued with the worker's own job functions, as an arq worker would; for
+    each, (dataset, job id, upstream calls it made)."""
+    pool = ctx["redis"]
+    ran = []
+    for job in await pool.queued_jobs(queue_name=keys.QUEUE):
+        assert job.job_id is not None
+        dataset = job.function.removeprefix("refresh_")
+        before = upstream_total()
+        summary = await jobs.refresh_job_function(dataset)(ctx, *job.args)
+        assert summary["failed"] == 0, summary
+        ran.append((dataset, job.job_id, upstream_total() - before))
+        await pool.zrem(keys.QUEUE, job.job_id)
+        await pool.delete(job_key_prefix + job.job_id)
+    return ran
+
+
 async def test_a_week_calls_upstream_only_when_data_can_change(
-    runtime: Runtime, emulator: RunningEmulator, clock: FakeClock, redis_url: str
+    worker_ctx: dict[str, Any], emulator: RunningEmulator, clock: FakeClock, redis_url: str
 ) -> None:
     """Zero calls in closed phases but the closing refreshes (and the start on an empty cache); every
-    read during regular hours is fresh."""
+    read during regular hours is fresh; the calls are the ones the plans count."""
+    runtime: Runtime = worker_ctx["runtime"]
     calls: Counter[tuple[str, str]] = Counter()
 
     def upstream_total() -> int:
         return int(emulator.state.stats()["total"])
 
-    # Start: the cache is empty, so everything is fetched at once, whatever the phase (the catch-up).
-    before = upstream_total()
-    await runtime.refresh_watchlist()
-    calls[(exchange_date(clock.now).isoformat(), "start")] += upstream_total() - before
-
-    last = {
-        name: schedule.latest_refresh(plan.cadence, runtime.calendar, clock.now)
-        for name, plan in runtime.scheduled.items()
-    }
     reads = 0
     stale: list[str] = []
     next_read = START + timedelta(seconds=29)  # off the refresh grid: reads between refreshes
     async with Reader(redis_url, clock=clock) as reader:
-        while True:
-            upcoming = {
-                name: schedule.next_refresh(plan.cadence, runtime.calendar, clock.now)
-                for name, plan in runtime.scheduled.items()
-            }
+        while clock.now < END:
+            # The real tick (claims, catch-up, enqueue) at each refresh time, and the jobs it queued.
+            await jobs.tick(worker_ctx)
+            for dataset, job_id, count in await _run_queued(worker_ctx, upstream_total):
+                category = "start" if "catchup" in job_id else _category(runtime, dataset, clock.now)
+                calls[(exchange_date(clock.now).isoformat(), category)] += count
+            upcoming = [
+                schedule.next_refresh(p.cadence, runtime.calendar, clock.now)
+                for p in runtime.scheduled.values()
+            ]
             while runtime.calendar.phase(next_read) != "regular" or next_read <= clock.now:
                 next_read += READ_EVERY
-            at = min([*upcoming.values(), next_read])
-            if at >= END:
-                break
-            clock.now = at
-            if at == next_read:
-                stale += await _read_everything(reader, at)
+            if next_read < min(upcoming):
+                clock.now = next_read
+                stale += await _read_everything(reader, clock.now)
                 reads += 1
-            for name, plan in runtime.scheduled.items():
-                slot = schedule.due_slot(plan.cadence, runtime.calendar, last[name], at)
-                if slot is None:
-                    continue
-                last[name] = slot
-                before = upstream_total()
-                for batch in runtime.batches(name):
-                    report = await runtime.refresh(name, batch)
-                    assert report.complete, report.errors
-                calls[(exchange_date(at).isoformat(), _category(runtime, name, at))] += (
-                    upstream_total() - before
-                )
+            clock.now = min(upcoming)
 
     days = sorted({day for day, _ in calls})
     phases = ["start", "closed", "pre", "regular", "post", "closing"]
@@ -146,3 +149,11 @@ async def test_a_week_calls_upstream_only_when_data_can_change(
     assert calls[("2026-11-27", "regular")] < calls[("2026-11-24", "regular")]  # the 13:00 close
     assert set(days) <= {"2026-11-23", "2026-11-24", "2026-11-25", "2026-11-27", "2026-11-30"}
     assert calls[("2026-11-30", "pre")] > 0  # Monday's pre-market before 09:00
+    # What bench/calls_per_week.py counts from the plans is what the refresh code called.
+    planned = sum(
+        len(schedule.refreshes_between(plan.cadence, runtime.calendar, START + timedelta(seconds=1), END))
+        * plan.calls
+        for plan in runtime.scheduled.values()
+    )
+    assert sum(c for (_, phase), c in calls.items() if phase != "start") == planned
+    assert int(await worker_ctx["redis"].get(keys.skipped("quotes")) or 0) == 0

@@ -14,19 +14,20 @@ import pytest
 import redis
 
 from reader import NotCached, SyncReader
+from reader import jobs as job_contract
 from tests.conftest import API_KEY
 from tests.support import RunningEmulator
 
 REPO = Path(__file__).resolve().parent.parent
-EVERY_SECOND = "{pre: 1, regular: 1, post: 1, closed: 1}"
+EVERY_2_S = "{pre: 2, regular: 2, post: 2, closed: 2}"
 
 
 def _config(symbols: list[str], extra: str = "") -> str:
-    """Quotes of `symbols` every second in every phase (the test must not depend on today's phase)."""
+    """Quotes of `symbols` every 2 s in every phase (the test must not depend on today's phase)."""
     return (
         f"watchlist: [{', '.join(symbols)}]\n"
         f"datasets:\n"
-        f"  quotes: {{cadence_s: {EVERY_SECOND}, close_refresh: false}}\n"
+        f"  quotes: {{cadence_s: {EVERY_2_S}, close_refresh: false}}\n"
         f"  expirations: {{enabled: false}}\n"
         f"  chains: {{enabled: false}}\n"
         f"  history: {{enabled: false}}\n"
@@ -101,15 +102,20 @@ async def test_two_workers_run_each_due_batch_once(
     errors = [await _stop(first), await _stop(second)]
 
     client = redis.Redis.from_url(redis_url)
-    results = [key.decode() for key in client.scan_iter("arq:result:mc:v1:refresh:quotes:*")]
+    results = {
+        key.decode(): job_contract.loads(client.get(key) or b"{}")
+        for key in client.scan_iter("arq:result:mc:v1:refresh:quotes:*")
+    }
     client.close()
     slots = [key.split(":")[-2] for key in results]
     assert len(slots) == len(set(slots)), "a slot ran twice"
-    # Every call the emulator served was one job, each of a different slot (one batch of 3 symbols).
-    assert emulator.calls() == {"200": len(results)}
+    # Each upstream call was one successful job (a job that expired in the queue made no call).
+    ran = [key for key, result in results.items() if result.get("s") and result["r"]["stored"] == 3]
+    assert emulator.calls() == {"200": len(ran)}
     timed = sorted(int(slot) for slot in slots if not slot.startswith("catchup"))
     assert len(timed) >= 4
-    assert timed == list(range(timed[0], timed[0] + len(timed))), "a slot was skipped or repeated"
+    # Never more calls than refresh times elapsed (every 2 s) plus each worker's start-up catch-up.
+    assert len(ran) <= (timed[-1] - timed[0]) // 2 + 1 + 2
     assert all("worker.started" in err for err in errors)
     assert not any("Traceback" in err for err in errors)
 
@@ -126,7 +132,8 @@ async def test_config_edits_apply_to_a_running_worker_and_bad_ones_are_survived(
 
     config.write_text(_config(["AAPL", "MSFT"]))
     waited_s = await _until(lambda: _cached(redis_url, "MSFT"), 10, "MSFT after the edit")
-    assert waited_s < 2 * 1 + 1.5  # two ticks, plus the refresh itself and polling
+    # Two ticks of 1 s, plus the refresh itself; generous for a loaded CI machine.
+    assert waited_s < 2 * 1 + 3
 
     config.write_text(_config(["AAPL", "MSFT", "TSLA"]).replace("watchlist:", "watchlst:"))
     calls_before = emulator.calls().get("200", 0)

@@ -1,0 +1,160 @@
+"""The tick against a real Redis: skipped runs are counted, catch-ups fetch what is missing or stale,
+restarts drop no refresh, and config edits are read safely and applied whole or not at all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from reader import Quote, keys
+from tests.support import QUOTES_ONLY, FakeClock, RunningEmulator, create_job_pool, make_config
+from worker import jobs
+from worker.config import ConfigError, Secrets
+from worker.reload import ConfigWatcher
+from worker.runtime import Runtime
+from worker.scheduler import Scheduler
+
+SYMBOLS = ["AAPL", "MSFT"]
+
+
+@pytest.fixture
+async def ctx(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> AsyncIterator[dict[str, Any]]:
+    """A worker's context (runtime, scheduler) for a quotes-only watchlist at Tuesday 10:00 ET."""
+    pool = await create_job_pool(redis_url)
+    config = make_config(SYMBOLS, redis_url=redis_url, tradier_url=emulator.url)
+    context: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
+    await jobs.startup(context)
+    yield context
+    await jobs.shutdown(context)
+    await pool.aclose()
+
+
+async def _queued(ctx: dict[str, Any]) -> list[str]:
+    return sorted(job.job_id or "" for job in await ctx["redis"].queued_jobs(queue_name=keys.QUEUE))
+
+
+async def _run_queued(ctx: dict[str, Any]) -> None:
+    pool = ctx["redis"]
+    for job in await pool.queued_jobs(queue_name=keys.QUEUE):
+        await jobs.refresh_job_function(job.function.removeprefix("refresh_"))(ctx, *job.args)
+        await pool.zrem(keys.QUEUE, job.job_id)
+        await pool.delete(f"arq:job:{job.job_id}")
+
+
+async def test_a_batch_still_queued_is_skipped_and_counted_not_stacked(
+    ctx: dict[str, Any], clock: FakeClock
+) -> None:
+    """The next slot finds the previous job of the batch not started: it is skipped, and counted."""
+    scheduler: Scheduler = ctx["scheduler"]
+    await scheduler.tick()  # first tick: the catch-up queues the empty cache
+    assert len(await _queued(ctx)) == 1
+    clock.advance(15)
+    report = await scheduler.tick()
+    assert (report.enqueued["quotes"], report.skipped["quotes"]) == (0, 1)
+    assert len(await _queued(ctx)) == 1
+    assert int(await ctx["redis"].get(keys.skipped("quotes"))) == 1
+    await _run_queued(ctx)
+    clock.advance(15)
+    report = await scheduler.tick()
+    assert (report.enqueued["quotes"], report.skipped["quotes"]) == (1, 0)
+
+
+async def test_catch_up_fetches_missing_and_stale_items_only(
+    ctx: dict[str, Any], clock: FakeClock, redis_url: str
+) -> None:
+    """At start, a stale AAPL is queued and a fresh MSFT is not."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    now = clock.now
+    stale = Quote(
+        symbol="AAPL",
+        source="tradier",
+        fetched_at=now - timedelta(minutes=5),
+        fresh_until=now - timedelta(minutes=4),
+    )
+    fresh = Quote(symbol="MSFT", source="tradier", fetched_at=now, fresh_until=now + timedelta(seconds=20))
+    await client.set(keys.quote("AAPL"), stale.model_dump_json())
+    await client.set(keys.quote("MSFT"), fresh.model_dump_json())
+    await client.aclose()
+    report = await ctx["scheduler"].tick()
+    assert report.catch_up["quotes"] == 1
+    (job,) = await ctx["redis"].queued_jobs(queue_name=keys.QUEUE)
+    assert list(job.args) == [["AAPL"]]
+    assert "catchup" in (job.job_id or "")
+
+
+async def test_a_restart_just_after_a_refresh_time_still_runs_that_refresh(
+    ctx: dict[str, Any], clock: FakeClock, redis_url: str, emulator: RunningEmulator, secrets: Secrets
+) -> None:
+    """Stored at 10:00:00 (fresh to 10:00:15 + slack); a worker starting at 10:00:17 refreshes at once."""
+    await ctx["scheduler"].tick()
+    await _run_queued(ctx)
+    clock.advance(17)
+    restarted = Scheduler(ctx["runtime"], ctx["redis"])
+    report = await restarted.tick()
+    assert report.catch_up["quotes"] == 1
+    assert report.enqueued["quotes"] == 0  # the catch-up is the 10:00:15 refresh; not queued twice
+    clock.advance(1)
+    assert (await restarted.tick()).enqueued.total() == 0
+
+
+async def test_reconfigure_needs_the_keys_of_new_upstreams_and_keeps_rate_gates(
+    ctx: dict[str, Any], redis_url: str, emulator: RunningEmulator
+) -> None:
+    """Switching quotes to Polygon without its key changes nothing; with it, the Tradier gate is kept."""
+    runtime: Runtime = ctx["runtime"]
+    old_quotes = runtime.providers.quotes
+    datasets = {**QUOTES_ONLY, "quotes": {"provider": "polygon"}, "chains": {"enabled": True}}
+    switched = make_config(SYMBOLS, redis_url=redis_url, tradier_url=emulator.url, datasets=datasets)
+    runtime._secrets = Secrets.from_env({"TRADIER_API_KEY": "k-0123456789"})
+    with pytest.raises(ConfigError, match="POLYGON_API_KEY is not set"):
+        runtime.reconfigure(switched)
+    assert runtime.providers.quotes is old_quotes
+    assert runtime.config.datasets.quotes.provider == "tradier"
+    runtime._secrets = Secrets.from_env(
+        {"TRADIER_API_KEY": "k-0123456789", "POLYGON_API_KEY": "p-0123456789"}
+    )
+    ignored = runtime.reconfigure(switched.model_copy(update={"redis_url": "redis://elsewhere:6379/0"}))
+    assert ignored == ["redis_url"]
+    assert runtime.config.redis_url == redis_url
+    assert runtime.providers.quotes.name == "polygon"
+    assert runtime.providers.chains is not None
+    assert runtime.providers.chains.gate is old_quotes.gate  # type: ignore[attr-defined]
+
+
+def test_fresh_until_is_the_next_refresh_plus_the_slack(ctx: dict[str, Any], clock: FakeClock) -> None:
+    """Tuesday 10:00:03 ET: next quote refresh 10:00:15, plus cache.fresh_slack_s (5 s)."""
+    runtime: Runtime = ctx["runtime"]
+    clock.advance(3)
+    assert runtime.fresh_until("quotes", clock.now) == clock.now + timedelta(seconds=12 + 5)
+
+
+def test_the_watcher_reads_a_changed_file_once_and_logs_a_bad_one_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No change: nothing. A valid edit: the new config. An invalid one: logged once, None."""
+    path = tmp_path / "config.yaml"
+    path.write_text("watchlist: [AAPL]\n")
+    from worker.config import load_config
+
+    watcher = ConfigWatcher(path, load_config(path, env={}), env={})
+    assert watcher.poll() is None
+    path.write_text("watchlist: [AAPL, MSFT]\n")
+    new = watcher.poll()
+    assert new is not None
+    assert new.watchlist == ["AAPL", "MSFT"]
+    watcher.accepted(new)
+    assert watcher.poll() is None
+    path.write_text("watchlist: [AAPL, MSFT]\nworker: {tick_s: fast}\n")
+    with caplog.at_level(logging.ERROR, logger="worker.reload"):
+        assert watcher.poll() is None
+        assert watcher.poll() is None
+    assert caplog.text.count("config.reload_failed") == 1
+    assert "worker.tick_s = 'fast'" in caplog.text
