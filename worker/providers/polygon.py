@@ -28,7 +28,7 @@ from worker.providers.polygon_wire import (
     AggsPage,
     ChainPage,
     IndicatorPage,
-    P,
+    PageT,
     WireValue,
     aggs_bars,
     chain_contracts,
@@ -182,7 +182,9 @@ class PolygonProvider:
             return None
         return parse_page(IndicatorPage, payload, endpoint).latest()
 
-    async def _pages_or_none(self, endpoint: str, params: Mapping[str, str], kind: type[P]) -> list[P] | None:
+    async def _pages_or_none(
+        self, endpoint: str, params: Mapping[str, str], kind: type[PageT]
+    ) -> list[PageT] | None:
         """Every page of `endpoint`; None when Polygon answers 404 with a JSON reason (unknown ticker)."""
         try:
             return await self._pages(endpoint, params, kind)
@@ -191,11 +193,11 @@ class PolygonProvider:
                 raise
             return None
 
-    async def _pages(self, endpoint: str, params: Mapping[str, str], kind: type[P]) -> list[P]:
+    async def _pages(self, endpoint: str, params: Mapping[str, str], kind: type[PageT]) -> list[PageT]:
         """The first page of `endpoint` and every page its `next_url`s lead to, each validated whole."""
         url: str = self.base_url + endpoint
         query: Mapping[str, str] | None = params
-        pages: list[P] = []
+        pages: list[PageT] = []
         for _ in range(MAX_PAGES):
             page = parse_page(kind, await self._get(url, endpoint, query), endpoint)
             pages.append(page)

@@ -31,8 +31,9 @@ PROVIDER = "polygon"
 SNAPSHOT_ENDPOINT = "/v2/snapshot/locale/us/markets/stocks/tickers"
 OPTION_PREFIX = "O:"
 
-M = TypeVar("M", bound=BaseModel)
-P = TypeVar("P", bound="Page")
+_Model = TypeVar("_Model", bound=BaseModel)
+PageT = TypeVar("PageT", bound="Page")
+"""A page model, for functions that read pages of any one kind."""
 
 
 class Page(WireModel):
@@ -188,7 +189,7 @@ class IndicatorPage(Page):
 # --- parsing and mapping --------------------------------------------------------------------
 
 
-def parse_page(kind: type[M], payload: Any, endpoint: str) -> M:
+def parse_page(kind: type[_Model], payload: Any, endpoint: str) -> _Model:
     """One page validated as `kind`, or `UpstreamBadPayload` naming the field and its value."""
     if not isinstance(payload, dict):
         raise UpstreamBadPayload(PROVIDER, endpoint, f"expected an object, got {shape(payload)}")
