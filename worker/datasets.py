@@ -96,7 +96,9 @@ class DatasetFetcher:
         )
         found = {chain.expiration: chain for chain in fetched if chain is not None}
         if not found:
-            return None  # nothing to store: the chains stored before stay, and so does their index
+            # No chain to store: the chains stored before stay, and so does their index; expirations
+            # fetched on the way are still worth keeping.
+            return entries or None
         # A date the upstream had nothing for this time keeps its previous chain, if one is indexed.
         previous = await self.store.get(ChainIndex, keys.chain_index(symbol))
         still_kept = {d for d in previous.expirations if d in chosen} if previous is not None else set()

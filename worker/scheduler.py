@@ -148,13 +148,19 @@ class Scheduler:
         covers the refresh due now too, so the tick claims its slot without enqueueing it again."""
         slack = timedelta(seconds=self.runtime.config.cache.fresh_slack_s)
         run = f"catchup-{int(now.timestamp() * 1000)}"
+        symbols = self.runtime.config.watchlist
+        behind: dict[str, list[str]] = {}
         for name in self.runtime.scheduled:
-            symbols = self.runtime.config.watchlist
             found = await self.redis.eval(  # type: ignore[misc]
                 _FRESH_UNTIL, len(symbols), *(_probe_key(name, s, self.runtime) for s in symbols)
             )
-            behind = [s for s, fresh in zip(symbols, found, strict=True) if _behind(fresh, now + slack)]
-            for batch in self.runtime.batches(name, behind):
+            behind[name] = [s for s, fresh in zip(symbols, found, strict=True) if _behind(fresh, now + slack)]
+        if "chains" in behind and "expirations" in behind:
+            # A chains refresh fetches (and stores) the expirations it finds missing or stale itself.
+            with_chains = set(behind["chains"])
+            behind["expirations"] = [s for s in behind["expirations"] if s not in with_chains]
+        for name, late in behind.items():
+            for batch in self.runtime.batches(name, late):
                 due = schedule.DueBatch(name, run, batch)
                 if await self._still_running(due):
                     report.skipped[name] += 1
