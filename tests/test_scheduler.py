@@ -15,7 +15,7 @@ import redis.asyncio
 from reader import Quote, keys
 from tests.support import QUOTES_ONLY, FakeClock, RunningEmulator, create_job_pool, make_config
 from worker import jobs
-from worker.config import ConfigError, Secrets
+from worker.config import ConfigError, Secrets, load_config
 from worker.reload import ConfigWatcher
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler
@@ -142,8 +142,6 @@ def test_the_watcher_reads_a_changed_file_once_and_logs_a_bad_one_once(
     """No change: nothing. A valid edit: the new config. An invalid one: logged once, None."""
     path = tmp_path / "config.yaml"
     path.write_text("watchlist: [AAPL]\n")
-    from worker.config import load_config
-
     watcher = ConfigWatcher(path, load_config(path, env={}), env={})
     assert watcher.poll() is None
     path.write_text("watchlist: [AAPL, MSFT]\n")

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reader.jobs import DATASETS
-from worker.config import Config, Scheduled
+from worker.config import Config
+from worker.dataset_config import Scheduled
 from worker.schedule import Cadence
 
 COMPUTED = "computed"

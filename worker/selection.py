@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, timedelta
 
-from worker.config import ChainSelection
+from worker.dataset_config import ChainSelection
 from worker.providers.base import StrikeRange
 
 

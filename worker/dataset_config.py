@@ -1,0 +1,181 @@
+"""The `datasets:` section of config.yaml: what each dataset fetches, from where, and when.
+
+`cadence_s` gives seconds between refreshes per phase of the exchange day (`worker.schedule`
+turns it into refresh times); `close_refresh` adds one after the last phase with a cadence.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, cast
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from reader.symbols import normalize_symbol
+
+
+class Section(BaseModel):
+    """A section of config.yaml: unknown keys are errors (typos must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Symbol = Annotated[str, BeforeValidator(normalize_symbol)]
+Window = Annotated[int, Field(gt=0, le=1000)]  # an indicator window, in bars
+
+PhaseName = Literal["pre", "regular", "post", "closed"]
+# From a refresh per second to one a week: anything longer is `close_refresh` or off.
+CadenceSeconds = dict[PhaseName, Annotated[float, Field(ge=1, le=7 * 86_400)]]
+
+
+def _cadence(seconds: dict[str, float]) -> CadenceSeconds:
+    return cast(CadenceSeconds, seconds)
+
+
+class Scheduled(Section):
+    """When a dataset refreshes: seconds between refreshes per phase of the exchange day (a phase
+    left out is off), and one closing refresh after the last phase with a cadence."""
+
+    cadence_s: CadenceSeconds = Field(default_factory=dict)
+    close_refresh: bool = True
+
+    @model_validator(mode="after")
+    def _refreshes_sometime(self) -> Scheduled:
+        if not self.cadence_s and not self.close_refresh:
+            raise ValueError(
+                "no phase has a cadence and close_refresh is false, so it would never refresh; "
+                "give cadence_s a phase (e.g. {regular: 60}) or set close_refresh: true"
+            )
+        return self
+
+
+class QuotesConfig(Scheduled):
+    """Latest quotes of every watchlist symbol, in batches of the provider's `batch_size`."""
+
+    provider: Literal["tradier", "polygon"] = "tradier"
+    cadence_s: CadenceSeconds = Field(
+        default_factory=lambda: _cadence({"pre": 60.0, "regular": 15.0, "post": 60.0})
+    )
+
+
+class ExpirationsConfig(Scheduled):
+    """The listed option expirations of every watchlist symbol (Tradier only: Polygon has no such call).
+    They change once a day: by default they are fetched once, at the start of the pre-market."""
+
+    enabled: bool = True
+    provider: Literal["tradier"] = "tradier"
+    cadence_s: CadenceSeconds = Field(default_factory=lambda: _cadence({"pre": 86_400.0}))
+    close_refresh: bool = False
+
+
+class ChainSelection(Section):
+    """Which chains of an underlying are kept: the next `expirations` dates within `max_days`."""
+
+    expirations: int = Field(default=3, ge=0, le=30, description="how many expirations (0: no chains)")
+    max_days: int = Field(default=60, ge=0, description="only expirations this many days ahead or fewer")
+    strike_window_pct: float | None = Field(
+        default=None, gt=0, le=100, description="keep strikes within this % of the last price (None: all)"
+    )
+
+
+class ChainGroup(ChainSelection):
+    """A selection for some symbols, overriding the default of `datasets.chains`."""
+
+    symbols: list[Symbol] = Field(min_length=1)
+
+
+class ChainsConfig(ChainSelection, Scheduled):
+    """Option chains with greeks and IV, per (underlying, expiration)."""
+
+    enabled: bool = True
+    provider: Literal["tradier", "polygon"] = "tradier"
+    cadence_s: CadenceSeconds = Field(default_factory=lambda: _cadence({"regular": 60.0}))
+    groups: list[ChainGroup] = Field(default_factory=list)
+
+    def selection_for(self, symbol: str) -> ChainSelection:
+        """The selection of the first group listing `symbol`, else the default one."""
+        for group in self.groups:
+            if symbol in group.symbols:
+                return group
+        return self
+
+
+class DailyHistoryConfig(Scheduled):
+    """Daily bars: by default fetched once, after the close (the day's bar is then final)."""
+
+    lookback_days: int = Field(default=400, gt=0, le=20 * 366, description="calendar days of daily bars")
+
+
+# Tradier's timesales keep this many days of each bar length (session_filter=all).
+TRADIER_INTRADAY_DAYS = {"1m": 10, "5m": 18, "15m": 18}
+
+
+class IntradayHistoryConfig(Scheduled):
+    bar: Literal["1m", "5m", "15m"] = "5m"
+    cadence_s: CadenceSeconds = Field(
+        default_factory=lambda: _cadence({"pre": 300.0, "regular": 300.0, "post": 300.0})
+    )
+    lookback_days: int = Field(default=5, gt=0, le=60, description="calendar days of intraday bars")
+
+
+class HistoryConfig(Section):
+    """Price bars: daily over `daily.lookback_days`, intraday at `intraday.bar` (null: none)."""
+
+    enabled: bool = True
+    provider: Literal["tradier", "polygon"] = "tradier"
+    daily: DailyHistoryConfig = DailyHistoryConfig()
+    intraday: IntradayHistoryConfig | None = IntradayHistoryConfig()
+
+    @model_validator(mode="after")
+    def _within_tradier_lookback(self) -> HistoryConfig:
+        intraday = self.intraday
+        if self.provider == "tradier" and intraday is not None:
+            limit = TRADIER_INTRADAY_DAYS[intraday.bar]
+            if intraday.lookback_days > limit:
+                raise ValueError(
+                    f"intraday.lookback_days = {intraday.lookback_days}: Tradier keeps {limit} days of "
+                    f"{intraday.bar} bars; lower it to {limit} or use provider: polygon"
+                )
+        return self
+
+
+class IndicatorsConfig(Scheduled):
+    """SMA, EMA, RSI and MACD on daily closes. `computed`: from the stored daily bars after each
+    history refresh, costing no upstream call; `polygon`: fetched from its indicator endpoints."""
+
+    enabled: bool = True
+    source: Literal["computed", "polygon"] = "computed"
+    # cadence_s / close_refresh: when fetched from Polygon; computed ones follow the daily bars
+    sma: list[Window] = Field(default_factory=lambda: [20, 50, 200])
+    ema: list[Window] = Field(default_factory=lambda: [12, 26])
+    rsi: list[Window] = Field(default_factory=lambda: [14])
+    macd: (
+        tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None
+    ) = (
+        12,
+        26,
+        9,
+    )
+
+    @field_validator("macd")
+    @classmethod
+    def _fast_before_slow(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and value[0] >= value[1]:
+            raise ValueError("the fast window must be shorter than the slow one, e.g. [12, 26, 9]")
+        return value
+
+
+class DatasetsConfig(Section):
+    quotes: QuotesConfig = QuotesConfig()
+    expirations: ExpirationsConfig = ExpirationsConfig()
+    chains: ChainsConfig = ChainsConfig()
+    history: HistoryConfig = HistoryConfig()
+    indicators: IndicatorsConfig = IndicatorsConfig()
+
+    @model_validator(mode="after")
+    def _indicators_have_bars(self) -> DatasetsConfig:
+        if self.indicators.enabled and self.indicators.source == "computed" and not self.history.enabled:
+            raise ValueError(
+                "indicators.source = 'computed' needs the daily bars of history: set history.enabled: true, "
+                "or indicators.source: polygon, or indicators.enabled: false"
+            )
+        return self
