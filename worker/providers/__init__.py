@@ -23,6 +23,7 @@ from worker.providers.base import (
     QuoteBatch,
     QuoteProvider,
 )
+from worker.providers.client import UpstreamClient
 from worker.providers.http import RATE_LIMIT_RETRIES
 from worker.providers.polygon import PolygonProvider
 from worker.providers.tradier import TradierProvider
@@ -95,14 +96,17 @@ def _reuse(gates: Mapping[str, RateGate] | None, name: str, config: Config) -> R
 
 def running_gates(providers: Providers) -> dict[str, RateGate]:
     """The gate of each upstream client in `providers`, by upstream name."""
-    clients = (
+    gates: dict[str, RateGate] = {}
+    for client in (
         providers.quotes,
         providers.expirations,
         providers.chains,
         providers.history,
         providers.indicators,
-    )
-    return {client.name: client.gate for client in clients if client is not None and hasattr(client, "gate")}
+    ):
+        if isinstance(client, UpstreamClient):
+            gates[client.name] = client.gate
+    return gates
 
 
 def _gate(name: str, config: Config, clock: Clock) -> RateGate:

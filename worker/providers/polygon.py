@@ -15,14 +15,12 @@ from datetime import date
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-
-from reader.clock import Clock, utc_now
 from reader.models import BarInterval, Indicators, Macd, OptionChain, PriceHistory
 from worker.errors import UpstreamAuthError, UpstreamBadPayload, UpstreamError, UpstreamNotFound
 from worker.logs import REDACTED
 from worker.providers.base import Freshness, IndicatorSpec, QuoteBatch, StrikeRange
-from worker.providers.http import request_json, upstream_message
+from worker.providers.client import UpstreamClient
+from worker.providers.http import upstream_message
 from worker.providers.polygon_wire import (
     SNAPSHOT_ENDPOINT,
     AggsPage,
@@ -36,8 +34,7 @@ from worker.providers.polygon_wire import (
     parse_snapshot,
     to_quote,
 )
-from worker.providers.wire import bearer_headers, envelope, from_epoch
-from worker.ratelimit import RateGate
+from worker.providers.wire import from_epoch
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
 MAX_PAGES = 50
@@ -53,34 +50,14 @@ AGGS_RANGES: Mapping[str, tuple[int, str]] = {
 _ERROR_STATUSES = ("ERROR", "NOT_AUTHORIZED")
 
 
-class PolygonProvider:
+class PolygonProvider(UpstreamClient):
     """Quotes, chains, bars and indicators from Polygon, paced by `gate` (one request per page)."""
 
     name = "polygon"
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        base_url: str,
-        api_key: str,
-        gate: RateGate,
-        batch_size: int,
-        timeout_s: float,
-        clock: Clock = utc_now,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.batch_size = batch_size
-        self.timeout_s = timeout_s
-        self.gate = gate
-        self._session = session
-        self._clock = clock
-        self._api_key = api_key
-        self._headers = bearer_headers(api_key)
+    auth_hint = AUTH_HINT
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
-        if len(symbols) > self.batch_size:
-            raise ValueError(f"{len(symbols)} symbols exceed batch_size={self.batch_size}; split the list")
+        self._check_batch(symbols)
         if not symbols:
             return QuoteBatch((), ())  # an empty `tickers=` would ask for every ticker there is
         params = {"tickers": ",".join(s.upper() for s in symbols)}  # Polygon's tickers are upper case
@@ -221,19 +198,7 @@ class PolygonProvider:
 
     async def _get(self, url: str, endpoint: str, params: Mapping[str, str] | None) -> Any:
         """One GET; the decoded JSON, or an `UpstreamError` (also for a 200 whose status is an error)."""
-        payload = await request_json(
-            self._session,
-            self.gate,
-            provider=self.name,
-            method="GET",
-            url=url,
-            endpoint=endpoint,
-            headers=self._headers,
-            params=params,
-            timeout_s=self.timeout_s,
-            auth_hint=AUTH_HINT,
-            secrets=(self._api_key,),
-        )
+        payload = await self._call(endpoint, url=url, params=params)
         status = payload.get("status") if isinstance(payload, dict) else None
         if status in _ERROR_STATUSES:
             message = (upstream_message(payload) or "no message").replace(self._api_key, REDACTED)
@@ -242,12 +207,6 @@ class PolygonProvider:
                 raise UpstreamAuthError(self.name, endpoint, f"{detail}; {AUTH_HINT}")
             raise UpstreamError(self.name, endpoint, detail)
         return payload
-
-    def _stamp(self, freshness: Freshness) -> dict[str, Any]:
-        return envelope(self.name, self._clock, freshness)
-
-    def __repr__(self) -> str:
-        return f"<PolygonProvider {self.base_url} rate={self.gate.rate_per_min}/min batch={self.batch_size}>"
 
 
 def _macd(value: WireValue, windows: tuple[int, int, int], symbol: str) -> Macd:

@@ -14,15 +14,13 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-import aiohttp
 from multidict import CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from reader.clock import Clock, utc_now
 from reader.models import BarInterval, Expirations, OptionChain, PriceHistory, Quote
 from worker.errors import UpstreamBadPayload
 from worker.providers.base import Freshness, QuoteBatch, StrikeRange
-from worker.providers.http import request_json
+from worker.providers.client import UpstreamClient
 from worker.providers.tradier_wire import (
     CHAINS_ENDPOINT,
     EXPIRATIONS_ENDPOINT,
@@ -35,14 +33,11 @@ from worker.providers.tradier_wire import (
 )
 from worker.providers.wire import (
     as_list,
-    bearer_headers,
-    envelope,
     from_epoch,
     is_null,
     shape,
     validation_detail,
 )
-from worker.ratelimit import RateGate
 
 QUOTES_ENDPOINT = "/v1/markets/quotes"
 # Longer symbol lists go in a POST form body: a GET is bounded by the URL's length.
@@ -93,41 +88,34 @@ _ZERO_MEANS_NONE = ("week_52_high", "week_52_low", "average_volume")
 _EPOCH_MS = ("trade_date", "bid_date", "ask_date")
 
 
-class TradierProvider:
+def rate_window(headers: CIMultiDictProxy[str]) -> tuple[int | None, datetime | None]:
+    """Requests left in Tradier's window and when it ends, from `X-Ratelimit-Available`/`-Expiry`."""
+    try:
+        available = int(headers["X-Ratelimit-Available"])
+        expiry = int(headers["X-Ratelimit-Expiry"])
+    except (KeyError, ValueError):
+        return None, None
+    return available, from_epoch(expiry)
+
+
+class TradierProvider(UpstreamClient):
     """Quotes from Tradier, up to `batch_size` symbols per call, paced by `gate`."""
 
     name = "tradier"
+    auth_hint = AUTH_HINT
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        base_url: str,
-        api_key: str,
-        gate: RateGate,
-        batch_size: int,
-        timeout_s: float,
-        clock: Clock = utc_now,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.batch_size = batch_size
-        self.timeout_s = timeout_s
-        self.gate = gate
-        self._session = session
-        self._clock = clock
-        self._api_key = api_key
-        self._headers = bearer_headers(api_key)
+    def _rate_window(self, headers: CIMultiDictProxy[str]) -> tuple[int | None, datetime | None]:
+        return rate_window(headers)
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
-        if len(symbols) > self.batch_size:
-            raise ValueError(f"{len(symbols)} symbols exceed batch_size={self.batch_size}; split the list")
+        self._check_batch(symbols)
         if not symbols:
             return QuoteBatch((), ())
         query = {"symbols": ",".join(symbols)}
         if len(symbols) > GET_MAX_SYMBOLS:
-            payload = await self._request(QUOTES_ENDPOINT, form=query)
+            payload = await self._call(QUOTES_ENDPOINT, form=query)
         else:
-            payload = await self._request(QUOTES_ENDPOINT, params=query)
+            payload = await self._call(QUOTES_ENDPOINT, params=query)
         stamp = self._stamp(freshness)
         wire, unmatched = parse_quotes(payload)
         quotes = tuple(_to_quote(w, **stamp) for w in wire)
@@ -135,7 +123,7 @@ class TradierProvider:
 
     async def fetch_expirations(self, symbol: str, *, freshness: Freshness) -> Expirations | None:
         params = {"symbol": symbol, "includeAllRoots": "true"}
-        payload = await self._request(EXPIRATIONS_ENDPOINT, params=params)
+        payload = await self._call(EXPIRATIONS_ENDPOINT, params=params)
         stamp = self._stamp(freshness)
         dates = parse_expirations(payload)
         if dates is None:
@@ -146,7 +134,7 @@ class TradierProvider:
         self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
     ) -> OptionChain | None:
         params = {"symbol": symbol, "expiration": expiration.isoformat(), "greeks": "true"}
-        payload = await self._request(CHAINS_ENDPOINT, params=params)
+        payload = await self._call(CHAINS_ENDPOINT, params=params)
         stamp = self._stamp(freshness)
         rows = parse_chain(payload, expiration, strikes)
         if rows is None:
@@ -170,7 +158,7 @@ class TradierProvider:
                 "start": start.isoformat(),
                 "end": end.isoformat(),
             }
-            payload = await self._request(HISTORY_ENDPOINT, params=params)
+            payload = await self._call(HISTORY_ENDPOINT, params=params)
             stamp = self._stamp(freshness)
             bars = parse_daily_history(payload)
         elif interval in TIMESALES_INTERVALS:
@@ -181,7 +169,7 @@ class TradierProvider:
                 "end": f"{end.isoformat()} {SESSION_END_ET}",
                 "session_filter": "all",
             }
-            payload = await self._request(TIMESALES_ENDPOINT, params=params)
+            payload = await self._call(TIMESALES_ENDPOINT, params=params)
             stamp = self._stamp(freshness)
             bars = parse_timesales(payload)
         else:
@@ -189,32 +177,6 @@ class TradierProvider:
         if bars is None:
             return None
         return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
-
-    async def _request(
-        self, endpoint: str, *, params: Mapping[str, str] | None = None, form: Mapping[str, str] | None = None
-    ) -> Any:
-        """One call to `endpoint`: a GET with `params`, or a POST of `form`; the decoded JSON."""
-        return await request_json(
-            self._session,
-            self.gate,
-            provider=self.name,
-            method="GET" if form is None else "POST",
-            url=self.base_url + endpoint,
-            endpoint=endpoint,
-            headers=self._headers,
-            params=params,
-            form=form,
-            timeout_s=self.timeout_s,
-            window=rate_window,
-            auth_hint=AUTH_HINT,
-            secrets=(self._api_key,),
-        )
-
-    def _stamp(self, freshness: Freshness) -> dict[str, Any]:
-        return envelope(self.name, self._clock, freshness)
-
-    def __repr__(self) -> str:
-        return f"<TradierProvider {self.base_url} rate={self.gate.rate_per_min}/min batch={self.batch_size}>"
 
 
 def parse_quotes(payload: Any) -> tuple[list[_WireQuote], list[str]]:
@@ -237,16 +199,6 @@ def parse_quotes(payload: Any) -> tuple[list[_WireQuote], list[str]]:
     elif not is_null(unmatched_body):
         raise _bad(f"quotes.unmatched_symbols: expected an object, got {shape(unmatched_body)}")
     return quotes, unmatched
-
-
-def rate_window(headers: CIMultiDictProxy[str]) -> tuple[int | None, datetime | None]:
-    """Requests left in Tradier's window and when it ends, from `X-Ratelimit-Available`/`-Expiry`."""
-    try:
-        available = int(headers["X-Ratelimit-Available"])
-        expiry = int(headers["X-Ratelimit-Expiry"])
-    except (KeyError, ValueError):
-        return None, None
-    return available, from_epoch(expiry)
 
 
 def _to_quote(wire: _WireQuote, *, source: str, fetched_at: datetime, fresh_until: datetime) -> Quote:
