@@ -13,8 +13,6 @@ from datetime import date, datetime, timedelta
 
 from reader.calendar import MarketCalendar, TradingDay
 
-_SEARCH_DAYS = 30
-
 
 @dataclass(frozen=True)
 class Phase:
@@ -48,18 +46,7 @@ def phase_at(calendar: MarketCalendar, at: datetime) -> Phase:
         if at < session.close:
             return Phase("open", session, session.close, "postmarket")
         return Phase("postmarket", session, session.post_close, "closed")
-    return Phase("closed", None, next_session(calendar, session.date).pre_open, "premarket")
-
-
-def next_session(calendar: MarketCalendar, after: date) -> TradingDay:
-    """The first session dated after `after`."""
-    day = after
-    for _ in range(_SEARCH_DAYS):
-        day += timedelta(days=1)
-        session = calendar.trading_day(day)
-        if session is not None:
-            return session
-    raise LookupError(f"{calendar.exchange}: no session in the {_SEARCH_DAYS} days after {after}")
+    return Phase("closed", None, calendar.next_trading_day(session.date).pre_open, "premarket")
 
 
 def upcoming_closures(calendar: MarketCalendar, today: date, days: int = 90) -> list[Closure]:
