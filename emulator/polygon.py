@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -229,3 +230,26 @@ async def market_upcoming(request: web.Request) -> web.Response:
                 entry["close"] = closure.session.close.strftime("%Y-%m-%dT%H:%M:%S.000Z")
             entries.append(entry)
     return web.json_response(entries)
+
+
+_RANGE_SUFFIXES: dict[str, Callable[[Any, Any], bool]] = {
+    "": lambda a, b: a == b,
+    ".gte": lambda a, b: a >= b,
+    ".gt": lambda a, b: a > b,
+    ".lte": lambda a, b: a <= b,
+    ".lt": lambda a, b: a < b,
+}
+
+
+def range_filter(params: dict[str, str], name: str, parse: Callable[[str], Any]) -> Callable[[Any], bool]:
+    """A test of `name`'s value against Polygon's `name`, `name.gte/.gt/.lte/.lt` query parameters,
+    each read once with `parse`."""
+    bounds = []
+    for suffix, compare in _RANGE_SUFFIXES.items():
+        raw = params.get(name + suffix)
+        if raw is not None:
+            try:
+                bounds.append((compare, parse(raw)))
+            except ValueError as e:
+                raise bad_request(f"{name}{suffix}: cannot read {raw!r}") from e
+    return lambda value: all(compare(value, bound) for compare, bound in bounds)

@@ -28,7 +28,17 @@ from aiohttp import web
 
 from emulator import indicators
 from emulator.bars import Bar, aggregate, et_midnight, minute_bucket, ms, trading_days
-from emulator.polygon import admit, bad_request, integer, next_url, ok, query, request_id, wire_bar
+from emulator.polygon import (
+    admit,
+    bad_request,
+    integer,
+    next_url,
+    ok,
+    query,
+    range_filter,
+    request_id,
+    wire_bar,
+)
 from emulator.state import EmulatorState
 from reader.calendar import EXCHANGE_TZ
 
@@ -128,7 +138,8 @@ async def indicator(request: web.Request) -> web.Response:
     if state.market.listing(ticker) is None:
         return ok(results={"values": []})
     stamps, series = _series(state, ticker, series_type, now)
-    values = [value for value in _compute(name, series, params, stamps) if _kept(value["timestamp"], params)]
+    kept = range_filter(params, "timestamp", lambda raw: _ms(raw, end_of_day=False))
+    values = [value for value in _compute(name, series, params, stamps) if kept(value["timestamp"])]
     if descending:
         values.reverse()
     today = now.astimezone(EXCHANGE_TZ).date().isoformat()
@@ -174,19 +185,6 @@ def _compute(
         for t, v in zip(stamps, compute(series, window), strict=True)
         if v is not None
     ]
-
-
-def _kept(stamp: int, params: dict[str, str]) -> bool:
-    checks: dict[str, Callable[[int, int], bool]] = {
-        "timestamp": lambda s, b: s == b,
-        "timestamp.gte": lambda s, b: s >= b,
-        "timestamp.gt": lambda s, b: s > b,
-        "timestamp.lte": lambda s, b: s <= b,
-        "timestamp.lt": lambda s, b: s < b,
-    }
-    return all(
-        check(stamp, _ms(params[key], end_of_day=False)) for key, check in checks.items() if key in params
-    )
 
 
 def _ms(raw: str, *, end_of_day: bool) -> int:

@@ -26,17 +26,10 @@ from aiohttp import web
 
 from emulator.bars import ns
 from emulator.options import CONTRACT_SIZE, OptionQuote
-from emulator.polygon import admit, bad_request, fail, integer, next_url, ok, query
+from emulator.polygon import admit, bad_request, fail, integer, next_url, ok, query, range_filter
 
 CHAIN_PATH = "/v3/snapshot/options/{underlying}"
 CONTRACT_PATH = "/v3/snapshot/options/{underlying}/{contract}"
-_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "": lambda a, b: a == b,
-    ".gte": lambda a, b: a >= b,
-    ".gt": lambda a, b: a > b,
-    ".lte": lambda a, b: a <= b,
-    ".lt": lambda a, b: a < b,
-}
 _SORTS: dict[str, Callable[[OptionQuote], Any]] = {
     "ticker": lambda q: q.symbol,
     "expiration_date": lambda q: (q.expiration.date, q.symbol),
@@ -62,8 +55,8 @@ async def chain_snapshot(request: web.Request) -> web.Response:
     contract_type = params.get("contract_type")
     if contract_type not in (None, "call", "put"):
         raise bad_request(f"contract_type must be call or put, got {contract_type!r}")
-    expiration_ok = _filter(params, "expiration_date", date.fromisoformat)
-    strike_ok = _filter(params, "strike_price", float)
+    expiration_ok = range_filter(params, "expiration_date", date.fromisoformat)
+    strike_ok = range_filter(params, "strike_price", float)
     contracts = [
         q
         for expiration in state.options_book.expirations(underlying, now)
@@ -159,16 +152,3 @@ def _day(q: OptionQuote) -> dict[str, Any]:
         "vwap": round((q.high + q.low + q.last) / 3, 4),
         "last_updated": ns(q.trade_time),
     }
-
-
-def _filter(params: dict[str, str], name: str, parse: Callable[[str], Any]) -> Callable[[Any], bool]:
-    """A predicate for `name` and its `.gte/.gt/.lte/.lt` modifiers in `params`."""
-    bounds = []
-    for suffix, compare in _COMPARISONS.items():
-        raw = params.get(name + suffix)
-        if raw is not None:
-            try:
-                bounds.append((compare, parse(raw)))
-            except ValueError as e:
-                raise bad_request(f"{name}{suffix}: cannot read {raw!r}") from e
-    return lambda value: all(compare(value, bound) for compare, bound in bounds)
