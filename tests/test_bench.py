@@ -10,17 +10,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_reader_hit_bench_prints_percentiles_and_the_ratio(redis_url: str) -> None:
-    """A short run prints p50/p99 of both paths and their ratio against the 1.3 target."""
+def _bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a bench script as a person would; it must succeed."""
     result = subprocess.run(
-        [sys.executable, "bench/reader_hit.py", "--iterations", "200", "--url", redis_url],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_reader_hit_bench_prints_percentiles_and_the_ratio(redis_url: str) -> None:
+    """A short run prints p50/p99 of both paths and their ratio against the 1.3 target."""
+    result = _bench("bench/reader_hit.py", "--iterations", "200", "--url", redis_url)
     number = r"\s+\d+\.\d+"
     assert re.search(rf"raw GET \+ model_validate_json{number}{number}", result.stdout)
     assert re.search(rf"Reader\.quote{number}{number}", result.stdout)
@@ -29,15 +30,7 @@ def test_reader_hit_bench_prints_percentiles_and_the_ratio(redis_url: str) -> No
 
 def test_chain_storage_bench_prints_bytes_per_contract_and_read_times(redis_url: str) -> None:
     """A short run prints bytes per contract against the object-per-contract baseline, and read times."""
-    result = subprocess.run(
-        [sys.executable, "bench/chain_storage.py", "--iterations", "100", "--url", redis_url],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _bench("bench/chain_storage.py", "--iterations", "100", "--url", redis_url)
     number = r"\s+\d+\.\d+"
     assert "200 contracts with greeks" in result.stdout
     found = re.search(rf"rows \(stored\) vs one object per contract({number})({number})", result.stdout)
@@ -49,15 +42,7 @@ def test_chain_storage_bench_prints_bytes_per_contract_and_read_times(redis_url:
 
 def test_calls_per_week_bench_compares_the_schedule_with_round_the_clock_polling() -> None:
     """The week's calls per dataset on the calendar schedule, next to polling, and the total ratio."""
-    result = subprocess.run(
-        [sys.executable, "bench/calls_per_week.py", "--symbols", "100"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _bench("bench/calls_per_week.py", "--symbols", "100")
     assert "100 symbols" in result.stdout
     quotes = re.search(r"quotes\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)%", result.stdout)
     assert quotes is not None, result.stdout
