@@ -169,13 +169,18 @@ QUOTES_ONLY: dict[str, Any] = {
 """`datasets` of a config that refreshes quotes and nothing else."""
 
 
-def make_config(symbols: list[str], *, redis_url: str, tradier_url: str, **sections: Any) -> Config:
-    """A valid config for tests, of quotes only unless `datasets=` says otherwise; `sections` override
-    top-level keys (e.g. providers=..., cache=...)."""
+def make_config(
+    symbols: list[str], *, redis_url: str, tradier_url: str, polygon_url: str | None = None, **sections: Any
+) -> Config:
+    """A valid config for tests, of quotes only unless `datasets=` says otherwise; Polygon at
+    `polygon_url` if given; `sections` override top-level keys (e.g. providers=..., cache=...)."""
+    providers = {"tradier": {"base_url": tradier_url, "rate_per_min": 600, "batch_size": 100}}
+    if polygon_url is not None:
+        providers["polygon"] = {"base_url": polygon_url, "rate_per_min": 600}
     data: dict[str, Any] = {
         "redis_url": redis_url,
         "watchlist": symbols,
-        "providers": {"tradier": {"base_url": tradier_url, "rate_per_min": 600, "batch_size": 100}},
+        "providers": providers,
         "datasets": QUOTES_ONLY,
     }
     data.update(sections)

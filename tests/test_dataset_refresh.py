@@ -342,10 +342,7 @@ async def test_bad_answers_from_either_provider_keep_what_is_stored(
         ["AAPL"],
         redis_url=redis_url,
         tradier_url=emulator.url,
-        providers={
-            "tradier": {"base_url": emulator.url, "rate_per_min": 600},
-            "polygon": {"base_url": emulator.url, "rate_per_min": 600},
-        },
+        polygon_url=emulator.url,
         datasets={
             "chains": {"provider": "polygon", "expirations": 1},
             "history": {"provider": "polygon", "intraday": {"bar": "5m"}},

@@ -195,10 +195,7 @@ async def test_polygon_serves_quotes_chains_history_and_indicators(
         symbols,
         redis_url=redis_url,
         tradier_url=emulator.url,
-        providers={
-            "tradier": {"base_url": emulator.url, "rate_per_min": 600},
-            "polygon": {"base_url": emulator.url, "rate_per_min": 600},
-        },
+        polygon_url=emulator.url,
         datasets={
             "quotes": {"provider": "polygon"},
             "chains": {"provider": "polygon", "expirations": 2, "max_days": 60, "strike_window_pct": 10},
