@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -14,12 +15,14 @@ import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix
 from yarl import URL
 
 from emulator.app import create_app
 from emulator.state import STATE, EmulatorOptions, EmulatorState
 from reader import jobs as job_contract
 from reader import keys
+from worker import jobs
 from worker.config import Config
 from worker.ratelimit import RateGate
 
@@ -214,3 +217,23 @@ def recording_trace(sent: list[SentRequest]) -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
     return trace
+
+
+async def run_queued_jobs(
+    ctx: dict[str, Any], upstream_calls: Callable[[], int] = lambda: 0
+) -> list[tuple[str, str, int]]:
+    """Run the jobs a tick queued with the worker's own job functions, as an arq worker would, and
+    drop them from the queue; for each, (dataset, job id, `upstream_calls()` it added). Every job
+    must store everything it was asked for."""
+    pool: ArqRedis = ctx["redis"]
+    ran = []
+    for job in await pool.queued_jobs(queue_name=keys.QUEUE):
+        assert job.job_id is not None
+        dataset = job.function.removeprefix("refresh_")
+        before = upstream_calls()
+        summary = await jobs.refresh_job_function(dataset)(ctx, *job.args)
+        assert summary["failed"] == 0, summary
+        ran.append((dataset, job.job_id, upstream_calls() - before))
+        await pool.zrem(keys.QUEUE, job.job_id)
+        await pool.delete(job_key_prefix + job.job_id)
+    return ran

@@ -13,7 +13,14 @@ import pytest
 import redis.asyncio
 
 from reader import Quote, keys
-from tests.support import QUOTES_ONLY, FakeClock, RunningEmulator, create_job_pool, make_config
+from tests.support import (
+    QUOTES_ONLY,
+    FakeClock,
+    RunningEmulator,
+    create_job_pool,
+    make_config,
+    run_queued_jobs,
+)
 from worker import jobs
 from worker.config import ConfigError, Secrets, load_config
 from worker.reload import ConfigWatcher
@@ -41,14 +48,6 @@ async def _queued(ctx: dict[str, Any]) -> list[str]:
     return sorted(job.job_id or "" for job in await ctx["redis"].queued_jobs(queue_name=keys.QUEUE))
 
 
-async def _run_queued(ctx: dict[str, Any]) -> None:
-    pool = ctx["redis"]
-    for job in await pool.queued_jobs(queue_name=keys.QUEUE):
-        await jobs.refresh_job_function(job.function.removeprefix("refresh_"))(ctx, *job.args)
-        await pool.zrem(keys.QUEUE, job.job_id)
-        await pool.delete(f"arq:job:{job.job_id}")
-
-
 async def test_a_batch_still_queued_is_skipped_and_counted_not_stacked(
     ctx: dict[str, Any], clock: FakeClock
 ) -> None:
@@ -61,7 +60,7 @@ async def test_a_batch_still_queued_is_skipped_and_counted_not_stacked(
     assert (report.enqueued["quotes"], report.skipped["quotes"]) == (0, 1)
     assert len(await _queued(ctx)) == 1
     assert int(await ctx["redis"].get(keys.skipped("quotes"))) == 1
-    await _run_queued(ctx)
+    await run_queued_jobs(ctx)
     clock.advance(15)
     report = await scheduler.tick()
     assert (report.enqueued["quotes"], report.skipped["quotes"]) == (1, 0)
@@ -95,7 +94,7 @@ async def test_a_restart_just_after_a_refresh_time_still_runs_that_refresh(
 ) -> None:
     """Stored at 10:00:00 (fresh to 10:00:15 + slack); a worker starting at 10:00:17 refreshes at once."""
     await ctx["scheduler"].tick()
-    await _run_queued(ctx)
+    await run_queued_jobs(ctx)
     clock.advance(17)
     restarted = Scheduler(ctx["runtime"], ctx["redis"])
     report = await restarted.tick()

@@ -8,17 +8,16 @@ refresh time to the next. Prints the upstream calls per day and phase.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from arq.constants import job_key_prefix
 
 from reader import Reader, keys
 from reader.calendar import EXCHANGE_TZ as ET
 from reader.calendar import exchange_date
-from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
+from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config, run_queued_jobs
 from worker import jobs, schedule
 from worker.config import Secrets
 from worker.runtime import Runtime
@@ -80,23 +79,6 @@ async def _read_everything(reader: Reader, at: datetime) -> list[str]:
     return stale
 
 
-async def _run_queued(ctx: dict[str, Any], upstream_total: Callable[[], int]) -> list[tuple[str, str, int]]:
-    """Run the jobs the tick queued with the worker's own job functions, as an arq worker would; for
-    each, (dataset, job id, upstream calls it made)."""
-    pool = ctx["redis"]
-    ran = []
-    for job in await pool.queued_jobs(queue_name=keys.QUEUE):
-        assert job.job_id is not None
-        dataset = job.function.removeprefix("refresh_")
-        before = upstream_total()
-        summary = await jobs.refresh_job_function(dataset)(ctx, *job.args)
-        assert summary["failed"] == 0, summary
-        ran.append((dataset, job.job_id, upstream_total() - before))
-        await pool.zrem(keys.QUEUE, job.job_id)
-        await pool.delete(job_key_prefix + job.job_id)
-    return ran
-
-
 async def test_a_week_calls_upstream_only_when_data_can_change(
     worker_ctx: dict[str, Any], emulator: RunningEmulator, clock: FakeClock, redis_url: str
 ) -> None:
@@ -115,7 +97,7 @@ async def test_a_week_calls_upstream_only_when_data_can_change(
         while clock.now < END:
             # The real tick (claims, catch-up, enqueue) at each refresh time, and the jobs it queued.
             await jobs.tick(worker_ctx)
-            for dataset, job_id, count in await _run_queued(worker_ctx, upstream_total):
+            for dataset, job_id, count in await run_queued_jobs(worker_ctx, upstream_total):
                 category = "start" if "catchup" in job_id else _category(runtime, dataset, clock.now)
                 calls[(exchange_date(clock.now).isoformat(), category)] += count
             upcoming = [
