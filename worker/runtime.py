@@ -5,7 +5,7 @@ and clock; and how a new config is applied to it without a restart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -78,7 +78,8 @@ class Runtime:
         ignored = [name for name in RESTART_ONLY if getattr(new, name) != getattr(self.config, name)]
         new = new.model_copy(update={name: getattr(self.config, name) for name in ignored})
         providers = self.providers
-        upstreams_changed = new.providers != self.config.providers or _sources(new) != _sources(self.config)
+        new_sources = _sources(dataset_plans(new))
+        upstreams_changed = new.providers != self.config.providers or new_sources != _sources(self.plans)
         if upstreams_changed and self._secrets is not None and self._session is not None:
             gates = running_gates(self.providers)
             providers = build_providers(new, self._secrets, self._session, clock=self.clock, gates=gates)
@@ -123,6 +124,6 @@ class Runtime:
         return f"<Runtime symbols={len(self.config.watchlist)} datasets={','.join(self.scheduled)}>"
 
 
-def _sources(config: Config) -> dict[str, str]:
+def _sources(plans: Mapping[str, DatasetPlan]) -> dict[str, str]:
     """Which upstream each dataset that calls one uses: a change means building new clients."""
-    return {name: plan.source for name, plan in dataset_plans(config).items() if plan.calls}
+    return {name: plan.source for name, plan in plans.items() if plan.calls}
