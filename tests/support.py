@@ -237,3 +237,18 @@ async def run_queued_jobs(
         await pool.zrem(keys.QUEUE, job.job_id)
         await pool.delete(job_key_prefix + job.job_id)
     return ran
+
+
+def command_calls(redis_url: str) -> dict[str, int]:
+    """How many times Redis ran each command since its statistics were last reset."""
+    client = redis.Redis.from_url(redis_url)
+    stats = client.info("commandstats")
+    client.close()
+    return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+
+def reset_command_calls(redis_url: str) -> None:
+    """Start counting `command_calls` from zero."""
+    client = redis.Redis.from_url(redis_url)
+    client.config_resetstat()
+    client.close()

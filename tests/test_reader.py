@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from reader import InvalidSymbol, NotCached, Quote, Reader, ReaderError, SyncReader, keys
-from tests.support import FakeClock
+from tests.support import FakeClock, command_calls
 
 FETCHED = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
@@ -42,13 +42,6 @@ def stored(redis_url: str) -> dict[str, Quote]:
     return quotes
 
 
-def _commands(redis_url: str) -> dict[str, int]:
-    client = redis.Redis.from_url(redis_url)
-    stats = client.info("commandstats")
-    client.close()
-    return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
-
-
 async def test_quote_returns_the_stored_model_with_age_and_freshness(
     redis_url: str, stored: dict[str, Quote]
 ) -> None:
@@ -75,7 +68,7 @@ async def test_malformed_symbol_raises_a_value_error_naming_it(redis_url: str, s
     assert isinstance(raised.value, ValueError)
     assert repr(symbol) in str(raised.value)
     assert ("letter first" in str(raised.value)) or ("expected a str" in str(raised.value))
-    assert _commands(redis_url).get("get", 0) == 0
+    assert command_calls(redis_url).get("get", 0) == 0
 
 
 async def test_lowercase_and_padded_symbols_are_normalised(redis_url: str, stored: dict[str, Quote]) -> None:
@@ -107,7 +100,7 @@ async def test_quotes_answers_hits_misses_and_bad_symbols_in_one_mget(
     assert results["MSFT"] == stored["MSFT"]
     assert isinstance(results["TSLA"], NotCached)
     assert isinstance(results["AAPL*"], InvalidSymbol)
-    commands = _commands(redis_url)
+    commands = command_calls(redis_url)
     assert commands.get("mget") == 1
     assert "get" not in commands
 
@@ -174,7 +167,7 @@ async def test_reader_never_lists_keys(redis_url: str, stored: dict[str, Quote])
             await reader.quote("TSLA")
     with SyncReader(redis_url) as sync_reader:
         sync_reader.quotes(["AAPL", "NVDA"])
-    commands = _commands(redis_url)
+    commands = command_calls(redis_url)
     assert not {"keys", "scan"} & commands.keys()
     # reads, plus what the connection setup and this test itself send (names differ across Redis 6 and 7)
     assert set(commands) <= {

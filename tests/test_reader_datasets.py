@@ -26,7 +26,7 @@ from reader import (
 )
 from reader.calendar import MarketCalendar
 from reader.models import ChainIndex
-from tests.support import FakeClock
+from tests.support import FakeClock, command_calls, reset_command_calls
 
 ET = ZoneInfo("America/New_York")
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # Tuesday 10:00 ET
@@ -93,19 +93,6 @@ def stored(redis_url: str) -> dict[str, object]:
     return items
 
 
-def _reset_stats(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    client.config_resetstat()
-    client.close()
-
-
-def _calls(redis_url: str) -> dict[str, int]:
-    client = redis.Redis.from_url(redis_url)
-    stats = client.info("commandstats")
-    client.close()
-    return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
-
-
 async def test_chain_defaults_to_the_nearest_unexpired_cached_expiration(
     redis_url: str, stored: dict[str, object]
 ) -> None:
@@ -114,13 +101,13 @@ async def test_chain_defaults_to_the_nearest_unexpired_cached_expiration(
     async with Reader(redis_url, clock=clock) as reader:
         with pytest.raises(NotCached):
             await reader.chain("MSFT")  # loads the script into Redis (SCRIPT LOAD after NOSCRIPT)
-        _reset_stats(redis_url)
+        reset_command_calls(redis_url)
         chain = await reader.chain("aapl")
     assert chain == stored[keys.chain("AAPL", date(2026, 11, 27))]
     assert chain.expiration == date(2026, 11, 27)
     assert (chain.age_s, chain.stale) == (5.0, False)
     assert len(chain.calls) == len(chain.puts) == 3
-    calls = _calls(redis_url)
+    calls = command_calls(redis_url)
     assert calls["evalsha"] == 1  # one round trip; the GETs it counts ran inside the script
     assert "mget" not in calls
 
@@ -193,9 +180,9 @@ async def test_bundle_reads_quote_chains_and_indicators_in_one_round_trip(
     """bundle(options, technical) is one script call; chains are the unexpired ones, nearest first."""
     async with Reader(redis_url, clock=FakeClock(NOW)) as reader:
         await reader.bundle("MSFT", options=True)  # loads the script
-        _reset_stats(redis_url)
+        reset_command_calls(redis_url)
         bundle = await reader.bundle("AAPL", options=True, technical=True)
-    calls = _calls(redis_url)
+    calls = command_calls(redis_url)
     assert calls["evalsha"] == 1
     assert set(calls) - {"config|resetstat"} == {"evalsha", "get"}  # the GETs ran inside the script
     assert isinstance(bundle.quote, Quote)
@@ -215,7 +202,7 @@ async def test_bundle_reports_each_missing_part(redis_url: str, stored: dict[str
     assert isinstance(missing.quote, NotCached)
     assert isinstance(missing.chains, NotCached)
     assert isinstance(missing.indicators, NotCached)
-    assert _calls(redis_url).get("mget", 0) == 1
+    assert command_calls(redis_url).get("mget", 0) == 1
 
 
 async def test_sync_reader_matches_reader_on_every_dataset(redis_url: str, stored: dict[str, object]) -> None:
