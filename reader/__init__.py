@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from reader._results import Bundle, QuoteResult
 from reader.client import Reader, SyncReader
-from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
+from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError, UnknownSymbol
 from reader.models import (
     Bar,
     CachedItem,
@@ -48,5 +48,6 @@ __all__ = [
     "Reader",
     "ReaderError",
     "SyncReader",
+    "UnknownSymbol",
     "__version__",
 ]

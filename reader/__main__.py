@@ -16,8 +16,8 @@ import redis
 from pydantic import BaseModel
 
 from reader._results import Bundle
-from reader.client import SyncReader
-from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
+from reader.client import DEFAULT_WAIT_S, SyncReader
+from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError, UnknownSymbol
 from reader.models import CachedItem
 
 EXIT_MISSING = 1
@@ -73,6 +73,13 @@ def _bundle(reader: SyncReader, args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reader", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help=f"on a miss, wait this long for an on-demand fetch (default {DEFAULT_WAIT_S:g}; 0: do not wait)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     quote = commands.add_parser("quote", help="the cached quotes of SYMBOLs")
     quote.add_argument("symbols", nargs="+", metavar="SYMBOL")
@@ -104,13 +111,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with SyncReader(args.url) as reader:
+    if args.wait < 0:
+        print(f"error: --wait {args.wait:g}: expected 0 or more seconds", file=sys.stderr)
+        return EXIT_USAGE
+    with SyncReader(args.url, wait_s=args.wait) as reader:
         try:
             code: int = args.run(reader, args)
         except (InvalidSymbol, InvalidRequest) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
-        except NotCached as e:
+        except (NotCached, UnknownSymbol) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_MISSING
         except redis.RedisError as e:

@@ -35,13 +35,13 @@ _Item = TypeVar("_Item", bound=CachedItem)
 
 # One round trip for "the chains of a symbol from today on" plus any other keys: the script reads
 # the chain index, then the chains it lists whose expiration is today or later (at most ARGV[3],
-# 0 for all). KEYS[1] is the index; KEYS[2..] are read with GET and returned after the chains.
-# ARGV: chain key prefix, today's exchange-local date (ISO), limit. Expired or vanished chains
-# are skipped. It only runs GET: a reader's ACL user needs EVALSHA and SCRIPT LOAD (redis-py loads
-# it on NOSCRIPT) but no write permission on data keys. The chain keys it reads are built from
-# the index, not passed in KEYS: fine on one Redis, not on Redis Cluster.
+# 0 for all). ARGV: chain key prefix, today's exchange-local date (ISO), limit, the index key, then
+# keys read with GET and returned after the chains. Expired or vanished chains are skipped. Keys
+# travel in ARGV, not KEYS: Redis checks a script's declared keys for write access, and a reader's
+# ACL user may only read data keys (GETs inside the script are checked as reads). Fine on one
+# Redis, not on Redis Cluster. The reader's user needs EVALSHA and SCRIPT LOAD (on NOSCRIPT).
 CHAINS_SCRIPT = """
-local index = redis.call('GET', KEYS[1])
+local index = redis.call('GET', ARGV[4])
 local chains = {}
 if index then
   local ok, decoded = pcall(cjson.decode, index)
@@ -59,7 +59,7 @@ if index then
   end
 end
 local result = {index, chains}
-for i = 2, #KEYS do result[#result + 1] = redis.call('GET', KEYS[i]) end
+for i = 5, #ARGV do result[#result + 1] = redis.call('GET', ARGV[i]) end
 return result
 """
 
@@ -158,7 +158,12 @@ def check_interval(interval: str) -> BarInterval:
 
 def chains_script_args(symbol: str, clock: Clock, limit: int) -> list[str]:
     """ARGV of `CHAINS_SCRIPT`: chains of `symbol` from today on, at most `limit` (0: all)."""
-    return [keys.chain_prefix(symbol), exchange_date(clock()).isoformat(), str(limit)]
+    return [
+        keys.chain_prefix(symbol),
+        exchange_date(clock()).isoformat(),
+        str(limit),
+        keys.chain_index(symbol),
+    ]
 
 
 def chains_from_script(

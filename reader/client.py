@@ -7,17 +7,21 @@ from the exchange calendar.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from functools import partial
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
 
 from reader import keys
+from reader._fetch import AsyncFetches, Fresh, SyncFetches
 from reader._results import (
     CHAINS_SCRIPT,
     Bundle,
@@ -35,8 +39,10 @@ from reader._results import (
 )
 from reader.calendar import MarketCalendar
 from reader.clock import Clock, utc_now
+from reader.errors import NotCached, ReaderError
 from reader.models import (
     BarInterval,
+    CachedItem,
     Expirations,
     Indicators,
     MarketStatus,
@@ -45,9 +51,15 @@ from reader.models import (
     Quote,
     Side,
 )
+from reader.ondemand import FetchRequest, Mode
 from reader.symbols import normalize_symbol
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_WAIT_S = 3.0
+"""How long a read waits, by default, for an on-demand fetch after a miss."""
+
+_Item = TypeVar("_Item", bound=Fresh)
+_T = TypeVar("_T")
 
 __all__ = ["Reader", "SyncReader"]
 
@@ -71,11 +83,76 @@ def _bundle_plan(symbol: str, *, technical: bool) -> list[str]:
     return [keys.quote(symbol), *([keys.indicators(symbol)] if technical else [])]
 
 
+def _history_request(symbol: str, interval: BarInterval) -> FetchRequest:
+    return FetchRequest("history", symbol) if interval == "1d" else FetchRequest("intraday", symbol, interval)
+
+
+def _chain_request(symbol: str, expiration: date | None) -> tuple[FetchRequest, Mode]:
+    """Nearest chain: the index may exist with nothing from today on, so a miss always enqueues."""
+    if expiration is None:
+        return FetchRequest("chains", symbol), "refresh"
+    return FetchRequest("chains", symbol, expiration.isoformat()), "miss"
+
+
+_LABELS = {
+    "quotes": "quote",
+    "expirations": "expirations",
+    "chains": "option chain",
+    "history": "1d history",
+    "indicators": "indicators",
+}
+
+
+def _stale_miss(item: Fresh, request: FetchRequest) -> NotCached:
+    label = f"{request.option} history" if request.dataset == "intraday" else _LABELS[request.dataset]
+    return NotCached(
+        label, request.symbol, f"only stale data is cached (fetched {item.fetched_at.isoformat()})"
+    )
+
+
+def _needs_fetch(part: object, fresh: bool) -> bool:
+    """A bundle or quotes() part to fetch on demand: not cached, or stale when fresh data is asked."""
+    return isinstance(part, NotCached) or (fresh and isinstance(part, CachedItem) and part.stale)
+
+
+def _stale(part: object) -> bool:
+    return isinstance(part, CachedItem) and part.stale
+
+
+@dataclass(frozen=True)
+class _Chains:
+    """The chains of a bundle, as one item for the miss path."""
+
+    chains: tuple[OptionChain, ...]
+
+    @property
+    def stale(self) -> bool:
+        return any(c.stale for c in self.chains)
+
+    @property
+    def fetched_at(self) -> datetime:
+        return min(c.fetched_at for c in self.chains)
+
+
+async def _same(value: _T) -> _T:
+    return value
+
+
 class _Base:
-    def __init__(self, url: str | None, clock: Clock, calendar: MarketCalendar | None) -> None:
+    def __init__(self, url: str | None, clock: Clock, calendar: MarketCalendar | None, wait_s: float) -> None:
+        if wait_s < 0:
+            raise ValueError(f"wait_s={wait_s!r}: expected 0 (enqueue a fetch, do not wait) or more seconds")
         self.url = resolve_url(url)
+        self.wait_s = wait_s
         self._clock = clock
         self._calendar = calendar
+
+    def _wait_s(self, wait_s: float | None) -> float:
+        if wait_s is None:
+            return self.wait_s
+        if wait_s < 0:
+            raise ValueError(f"wait_s={wait_s!r}: expected 0 (enqueue a fetch, do not wait) or more seconds")
+        return wait_s
 
     def market_status(self) -> MarketStatus:
         """The exchange's phase now (pre, regular, post, closed), today's hours and the next open and
@@ -94,80 +171,205 @@ class Reader(_Base):
     `url`: a Redis URL; None means `REDIS_URL`, else `redis://localhost:6379/0`.
     `clock`: returns the current aware UTC time; it decides `age_s`, `stale`, today's date for
     chains, and `market_status()`. `calendar`: the exchange calendar (XNYS by default).
+
+    A miss enqueues an on-demand fetch (one per request however many processes miss at once) and
+    waits up to `wait_s` seconds for it (0: enqueue and raise `NotCached` at once); a stale item is
+    returned at once, flagged, and a refresh is enqueued. Every read method takes `wait_s` (None:
+    the reader's) and `fresh=True`, which waits for fresh data instead of returning stale data.
     """
 
     def __init__(
-        self, url: str | None = None, *, clock: Clock = utc_now, calendar: MarketCalendar | None = None
+        self,
+        url: str | None = None,
+        *,
+        clock: Clock = utc_now,
+        calendar: MarketCalendar | None = None,
+        wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
-        super().__init__(url, clock, calendar)
+        super().__init__(url, clock, calendar, wait_s)
         self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(self.url)
         self._chains_script = self._redis.register_script(CHAINS_SCRIPT)
+        self._fetches = AsyncFetches(self._redis)
 
-    async def quote(self, symbol: str) -> Quote:
-        """The cached quote of `symbol`; raises `NotCached` or `InvalidSymbol`."""
+    async def _through(
+        self,
+        request: FetchRequest,
+        read: Callable[[], Awaitable[_Item]],
+        *,
+        wait_s: float | None,
+        fresh: bool,
+        mode: Mode = "miss",
+    ) -> _Item:
+        """`read()`, fetched on demand on a miss (or a stale read with `fresh`), revalidated if stale."""
+        try:
+            item = await read()
+        except NotCached as miss:
+            return await self._fetches.wait(
+                request, read, miss, mode=mode, wait_s=self._wait_s(wait_s), fresh=fresh
+            )
+        if not item.stale:
+            return item
+        if fresh:
+            stale = _stale_miss(item, request)
+            return await self._fetches.wait(
+                request, read, stale, mode="refresh", wait_s=self._wait_s(wait_s), fresh=True
+            )
+        await self._fetches.revalidate(request)
+        return item
+
+    async def _or_error(self, through: Awaitable[_Item]) -> _Item | ReaderError:
+        try:
+            return await through
+        except ReaderError as e:
+            return e
+
+    async def quote(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Quote:
+        """The quote of `symbol`; raises `NotCached`, `UnknownSymbol` or `InvalidSymbol`."""
         normal = normalize_symbol(symbol)
-        return decode(Quote, "quote", normal, await self._redis.get(keys.quote(normal)), self._clock)
+        return await self._through(
+            FetchRequest("quotes", normal), lambda: self._quote(normal), wait_s=wait_s, fresh=fresh
+        )
 
-    async def quotes(self, symbols: Iterable[str]) -> dict[str, QuoteResult]:
-        """Quotes of many symbols in one round trip, keyed by normalised symbol.
+    async def _quote(self, symbol: str) -> Quote:
+        return decode(Quote, "quote", symbol, await self._redis.get(keys.quote(symbol)), self._clock)
 
-        A symbol that is not cached maps to a `NotCached`; a malformed one, keyed as given (a
-        non-string by its repr), to an `InvalidSymbol`. Nothing is raised for a single bad symbol.
+    async def quotes(
+        self, symbols: Iterable[str], *, wait_s: float | None = None, fresh: bool = False
+    ) -> dict[str, QuoteResult]:
+        """Quotes of many symbols, keyed by normalised symbol: one round trip when all are cached,
+        then the misses fetched on demand together (each waits up to `wait_s`).
+
+        A symbol still missing maps to its `NotCached` or `UnknownSymbol`; a malformed one, keyed
+        as given (a non-string by its repr), to an `InvalidSymbol`. Nothing is raised for one bad symbol.
         """
         wanted, errors = symbol_list(symbols)
         raws = await self._redis.mget([keys.quote(s) for s in wanted]) if wanted else []
-        return quote_results(wanted, raws, errors, self._clock)
+        results = quote_results(wanted, raws, errors, self._clock)
+        again = [s for s in wanted if _needs_fetch(results[s], fresh)]
+        for symbol in [s for s in wanted if s not in again and _stale(results[s])]:
+            await self._fetches.revalidate(FetchRequest("quotes", symbol))
+        found = await asyncio.gather(
+            *(self._or_error(self.quote(s, wait_s=wait_s, fresh=fresh)) for s in again)
+        )
+        results.update(zip(again, found, strict=True))
+        return results
 
-    async def expirations(self, symbol: str) -> Expirations:
+    async def expirations(
+        self, symbol: str, *, wait_s: float | None = None, fresh: bool = False
+    ) -> Expirations:
         """Every option expiration the upstream lists for `symbol` (the chains cached are a subset)."""
         normal = normalize_symbol(symbol)
-        raw = await self._redis.get(keys.expirations(normal))
-        return decode(Expirations, "expirations", normal, raw, self._clock)
+
+        async def read() -> Expirations:
+            raw = await self._redis.get(keys.expirations(normal))
+            return decode(Expirations, "expirations", normal, raw, self._clock)
+
+        return await self._through(FetchRequest("expirations", normal), read, wait_s=wait_s, fresh=fresh)
 
     async def chain(
-        self, symbol: str, expiration: date | str | None = None, side: Side | None = None
+        self,
+        symbol: str,
+        expiration: date | str | None = None,
+        side: Side | None = None,
+        *,
+        wait_s: float | None = None,
+        fresh: bool = False,
     ) -> OptionChain:
         """The option chain of `symbol` for `expiration` (None: the nearest cached one from today on),
         with the contracts of `side` ("calls", "puts", or None/"both")."""
         normal, chosen = normalize_symbol(symbol), check_side(side)
-        if expiration is None:
-            index_raw, raws = await self._chains_script(
-                keys=[keys.chain_index(normal)], args=chains_script_args(normal, self._clock, 1)
-            )
-            return chains_from_script(normal, index_raw, raws, self._clock)[0].only(chosen)
-        day = parse_expiration(expiration)
-        raw, index_raw = await self._redis.mget([keys.chain(normal, day), keys.chain_index(normal)])
-        return chain_for(normal, day, raw, index_raw, self._clock).only(chosen)
+        day = None if expiration is None else parse_expiration(expiration)
 
-    async def history(self, symbol: str, interval: BarInterval = "1d") -> PriceHistory:
-        """Cached price bars of `symbol` at `interval` ("1d", "1m", "5m", "15m"), oldest first."""
+        async def read() -> OptionChain:
+            if day is None:
+                index_raw, raws = await self._chains_script(args=chains_script_args(normal, self._clock, 1))
+                return chains_from_script(normal, index_raw, raws, self._clock)[0]
+            raw, index_raw = await self._redis.mget([keys.chain(normal, day), keys.chain_index(normal)])
+            return chain_for(normal, day, raw, index_raw, self._clock)
+
+        request, mode = _chain_request(normal, day)
+        found = await self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode)
+        return found.only(chosen)
+
+    async def history(
+        self, symbol: str, interval: BarInterval = "1d", *, wait_s: float | None = None, fresh: bool = False
+    ) -> PriceHistory:
+        """Price bars of `symbol` at `interval` ("1d", "1m", "5m", "15m"), oldest first."""
         normal, checked = normalize_symbol(symbol), check_interval(interval)
-        raw = await self._redis.get(keys.history(normal, checked))
-        return decode(PriceHistory, f"{checked} history", normal, raw, self._clock)
 
-    async def indicators(self, symbol: str) -> Indicators:
+        async def read() -> PriceHistory:
+            raw = await self._redis.get(keys.history(normal, checked))
+            return decode(PriceHistory, f"{checked} history", normal, raw, self._clock)
+
+        return await self._through(_history_request(normal, checked), read, wait_s=wait_s, fresh=fresh)
+
+    async def indicators(
+        self, symbol: str, *, wait_s: float | None = None, fresh: bool = False
+    ) -> Indicators:
         """The latest SMA, EMA, RSI and MACD of `symbol` on daily closes."""
         normal = normalize_symbol(symbol)
-        return decode(
-            Indicators, "indicators", normal, await self._redis.get(keys.indicators(normal)), self._clock
+        return await self._through(
+            FetchRequest("indicators", normal), lambda: self._indicators(normal), wait_s=wait_s, fresh=fresh
         )
 
-    async def bundle(self, symbol: str, *, options: bool = False, technical: bool = False) -> Bundle:
+    async def _indicators(self, symbol: str) -> Indicators:
+        raw = await self._redis.get(keys.indicators(symbol))
+        return decode(Indicators, "indicators", symbol, raw, self._clock)
+
+    async def bundle(
+        self,
+        symbol: str,
+        *,
+        options: bool = False,
+        technical: bool = False,
+        wait_s: float | None = None,
+        fresh: bool = False,
+    ) -> Bundle:
         """Quote, plus the chains from today on (`options`) and indicators (`technical`), in one round
-        trip; each part is the item or the error that explains its absence."""
+        trip when all are cached; missing parts are then fetched on demand together. Each part is
+        the item or the error that explains its absence."""
         normal = normalize_symbol(symbol)
         plan = _bundle_plan(normal, technical=technical)
         answer: list[Any]
         if options:
             answer = await self._chains_script(
-                keys=[keys.chain_index(normal), *plan], args=chains_script_args(normal, self._clock, 0)
+                args=[*chains_script_args(normal, self._clock, 0), *plan], keys=[]
             )
         else:
             answer = await self._redis.mget(plan)
-        return bundle_from(normal, answer, options=options, technical=technical, clock=self._clock)
+        found = bundle_from(normal, answer, options=options, technical=technical, clock=self._clock)
+        quote, chains, indicators = found.quote, found.chains, found.indicators
+        quote_part: Awaitable[Quote | ReaderError] = (
+            self._or_error(self.quote(normal, wait_s=wait_s, fresh=fresh))
+            if _needs_fetch(quote, fresh) or _stale(quote)
+            else _same(quote)
+        )
+        indicators_part: Awaitable[Indicators | ReaderError | None] = (
+            self._or_error(self.indicators(normal, wait_s=wait_s, fresh=fresh))
+            if _needs_fetch(indicators, fresh) or _stale(indicators)
+            else _same(indicators)
+        )
+        chains_part: Awaitable[_Chains | ReaderError | None] = (
+            self._or_error(self._all_chains(normal, wait_s, fresh))
+            if isinstance(chains, NotCached) or (isinstance(chains, tuple) and _Chains(chains).stale)
+            else _same(None)
+        )
+        quote, indicators, fetched = await asyncio.gather(quote_part, indicators_part, chains_part)
+        if fetched is not None:
+            chains = fetched.chains if isinstance(fetched, _Chains) else fetched
+        return replace(found, quote=quote, chains=chains, indicators=indicators)
+
+    async def _all_chains(self, symbol: str, wait_s: float | None, fresh: bool) -> _Chains:
+        async def read() -> _Chains:
+            index_raw, raws = await self._chains_script(args=chains_script_args(symbol, self._clock, 0))
+            return _Chains(chains_from_script(symbol, index_raw, raws, self._clock))
+
+        request, mode = _chain_request(symbol, None)
+        return await self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the pub/sub subscription and the connection pool."""
+        await self._fetches.aclose()
         await self._redis.aclose()
 
     async def __aenter__(self) -> Self:
@@ -186,11 +388,17 @@ class SyncReader(_Base):
     """
 
     def __init__(
-        self, url: str | None = None, *, clock: Clock = utc_now, calendar: MarketCalendar | None = None
+        self,
+        url: str | None = None,
+        *,
+        clock: Clock = utc_now,
+        calendar: MarketCalendar | None = None,
+        wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
-        super().__init__(url, clock, calendar)
+        super().__init__(url, clock, calendar, wait_s)
         self._redis: redis.Redis = redis.Redis.from_url(self.url)
         self._chains_script = self._redis.register_script(CHAINS_SCRIPT)
+        self._fetches = SyncFetches(self._redis)
 
     # redis-py types sync and async results alike (Awaitable | Any); this client is sync, hence the casts.
     def _get(self, key: str) -> bytes | None:
@@ -199,58 +407,151 @@ class SyncReader(_Base):
     def _mget(self, names: list[str]) -> list[bytes | None]:
         return cast("list[bytes | None]", self._redis.mget(names)) if names else []
 
-    def quote(self, symbol: str) -> Quote:
-        """The cached quote of `symbol`; see `Reader.quote`."""
+    def _through(
+        self,
+        request: FetchRequest,
+        read: Callable[[], _Item],
+        *,
+        wait_s: float | None,
+        fresh: bool,
+        mode: Mode = "miss",
+    ) -> _Item:
+        """See `Reader._through`."""
+        try:
+            item = read()
+        except NotCached as miss:
+            return self._fetches.wait(
+                request, read, miss, mode=mode, wait_s=self._wait_s(wait_s), fresh=fresh
+            )
+        if not item.stale:
+            return item
+        if fresh:
+            stale = _stale_miss(item, request)
+            return self._fetches.wait(
+                request, read, stale, mode="refresh", wait_s=self._wait_s(wait_s), fresh=True
+            )
+        self._fetches.revalidate(request)
+        return item
+
+    def _or_error(self, through: Callable[[], _Item]) -> _Item | ReaderError:
+        try:
+            return through()
+        except ReaderError as e:
+            return e
+
+    def quote(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Quote:
+        """The quote of `symbol`; see `Reader.quote`."""
         normal = normalize_symbol(symbol)
-        return decode(Quote, "quote", normal, self._get(keys.quote(normal)), self._clock)
 
-    def quotes(self, symbols: Iterable[str]) -> dict[str, QuoteResult]:
-        """Quotes of many symbols in one round trip; see `Reader.quotes`."""
+        def read() -> Quote:
+            return decode(Quote, "quote", normal, self._get(keys.quote(normal)), self._clock)
+
+        return self._through(FetchRequest("quotes", normal), read, wait_s=wait_s, fresh=fresh)
+
+    def quotes(
+        self, symbols: Iterable[str], *, wait_s: float | None = None, fresh: bool = False
+    ) -> dict[str, QuoteResult]:
+        """Quotes of many symbols; see `Reader.quotes` (here the misses are fetched one after another,
+        each waiting up to `wait_s`)."""
         wanted, errors = symbol_list(symbols)
-        return quote_results(wanted, self._mget([keys.quote(s) for s in wanted]), errors, self._clock)
+        results = quote_results(wanted, self._mget([keys.quote(s) for s in wanted]), errors, self._clock)
+        for symbol in wanted:
+            if _needs_fetch(results[symbol], fresh):
+                results[symbol] = self._or_error(partial(self.quote, symbol, wait_s=wait_s, fresh=fresh))
+            elif _stale(results[symbol]):
+                self._fetches.revalidate(FetchRequest("quotes", symbol))
+        return results
 
-    def expirations(self, symbol: str) -> Expirations:
+    def expirations(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Expirations:
         """See `Reader.expirations`."""
         normal = normalize_symbol(symbol)
-        return decode(Expirations, "expirations", normal, self._get(keys.expirations(normal)), self._clock)
+
+        def read() -> Expirations:
+            return decode(
+                Expirations, "expirations", normal, self._get(keys.expirations(normal)), self._clock
+            )
+
+        return self._through(FetchRequest("expirations", normal), read, wait_s=wait_s, fresh=fresh)
 
     def chain(
-        self, symbol: str, expiration: date | str | None = None, side: Side | None = None
+        self,
+        symbol: str,
+        expiration: date | str | None = None,
+        side: Side | None = None,
+        *,
+        wait_s: float | None = None,
+        fresh: bool = False,
     ) -> OptionChain:
         """See `Reader.chain`."""
         normal, chosen = normalize_symbol(symbol), check_side(side)
-        if expiration is None:
-            index_raw, raws = self._chains_script(
-                keys=[keys.chain_index(normal)], args=chains_script_args(normal, self._clock, 1)
-            )
-            return chains_from_script(normal, index_raw, raws, self._clock)[0].only(chosen)
-        day = parse_expiration(expiration)
-        raw, index_raw = self._mget([keys.chain(normal, day), keys.chain_index(normal)])
-        return chain_for(normal, day, raw, index_raw, self._clock).only(chosen)
+        day = None if expiration is None else parse_expiration(expiration)
 
-    def history(self, symbol: str, interval: BarInterval = "1d") -> PriceHistory:
+        def read() -> OptionChain:
+            if day is None:
+                index_raw, raws = self._chains_script(args=chains_script_args(normal, self._clock, 1))
+                return chains_from_script(normal, index_raw, raws, self._clock)[0]
+            raw, index_raw = self._mget([keys.chain(normal, day), keys.chain_index(normal)])
+            return chain_for(normal, day, raw, index_raw, self._clock)
+
+        request, mode = _chain_request(normal, day)
+        return self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode).only(chosen)
+
+    def history(
+        self, symbol: str, interval: BarInterval = "1d", *, wait_s: float | None = None, fresh: bool = False
+    ) -> PriceHistory:
         """See `Reader.history`."""
         normal, checked = normalize_symbol(symbol), check_interval(interval)
-        raw = self._get(keys.history(normal, checked))
-        return decode(PriceHistory, f"{checked} history", normal, raw, self._clock)
 
-    def indicators(self, symbol: str) -> Indicators:
+        def read() -> PriceHistory:
+            raw = self._get(keys.history(normal, checked))
+            return decode(PriceHistory, f"{checked} history", normal, raw, self._clock)
+
+        return self._through(_history_request(normal, checked), read, wait_s=wait_s, fresh=fresh)
+
+    def indicators(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Indicators:
         """See `Reader.indicators`."""
         normal = normalize_symbol(symbol)
-        return decode(Indicators, "indicators", normal, self._get(keys.indicators(normal)), self._clock)
 
-    def bundle(self, symbol: str, *, options: bool = False, technical: bool = False) -> Bundle:
-        """See `Reader.bundle`."""
+        def read() -> Indicators:
+            return decode(Indicators, "indicators", normal, self._get(keys.indicators(normal)), self._clock)
+
+        return self._through(FetchRequest("indicators", normal), read, wait_s=wait_s, fresh=fresh)
+
+    def bundle(
+        self,
+        symbol: str,
+        *,
+        options: bool = False,
+        technical: bool = False,
+        wait_s: float | None = None,
+        fresh: bool = False,
+    ) -> Bundle:
+        """See `Reader.bundle` (here missing parts are fetched one after another)."""
         normal = normalize_symbol(symbol)
         plan = _bundle_plan(normal, technical=technical)
         answer: list[Any]
         if options:
-            answer = self._chains_script(
-                keys=[keys.chain_index(normal), *plan], args=chains_script_args(normal, self._clock, 0)
-            )
+            answer = self._chains_script(args=[*chains_script_args(normal, self._clock, 0), *plan], keys=[])
         else:
             answer = self._mget(plan)
-        return bundle_from(normal, answer, options=options, technical=technical, clock=self._clock)
+        found = bundle_from(normal, answer, options=options, technical=technical, clock=self._clock)
+        quote, chains, indicators = found.quote, found.chains, found.indicators
+        if _needs_fetch(quote, fresh) or _stale(quote):
+            quote = self._or_error(lambda: self.quote(normal, wait_s=wait_s, fresh=fresh))
+        if _needs_fetch(indicators, fresh) or _stale(indicators):
+            indicators = self._or_error(lambda: self.indicators(normal, wait_s=wait_s, fresh=fresh))
+        if isinstance(chains, NotCached) or (isinstance(chains, tuple) and _Chains(chains).stale):
+
+            def read() -> _Chains:
+                index_raw, raws = self._chains_script(args=chains_script_args(normal, self._clock, 0))
+                return _Chains(chains_from_script(normal, index_raw, raws, self._clock))
+
+            request, mode = _chain_request(normal, None)
+            fetched = self._or_error(
+                lambda: self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode)
+            )
+            chains = fetched.chains if isinstance(fetched, _Chains) else fetched
+        return replace(found, quote=quote, chains=chains, indicators=indicators)
 
     def close(self) -> None:
         """Close the connection pool."""

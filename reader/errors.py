@@ -21,11 +21,23 @@ class NotCached(ReaderError, LookupError):
     def __init__(self, dataset: str, symbol: str, detail: str | None = None) -> None:
         self.dataset = dataset
         self.symbol = symbol
+        self.specific = detail is not None  # says more than "nothing stored"
         self.detail = detail or (
             "the worker has not stored it; add the symbol to the watchlist in config.yaml "
             "or wait for the next refresh"
         )
         super().__init__(f"no {dataset} cached for {symbol!r}: {self.detail}")
+
+
+class UnknownSymbol(ReaderError, LookupError):
+    """The upstream says it has no such symbol (or, for chains, no options on it). Remembered by the
+    worker for a while, so asking again soon costs no upstream call."""
+
+    def __init__(self, dataset: str, symbol: str, detail: str) -> None:
+        self.dataset = dataset
+        self.symbol = symbol
+        self.detail = detail
+        super().__init__(f"no {dataset} for {symbol!r}: {detail}")
 
 
 class InvalidRequest(ReaderError, ValueError):

@@ -11,8 +11,11 @@ from datetime import date
 
 PREFIX = "mc:v1:"
 
-# arq's queue for the worker's jobs (refreshes now, on-demand fetches later).
+# arq's queue for the worker's jobs: scheduled refreshes, and on-demand fetches (readers enqueue).
 QUEUE = PREFIX + "queue"
+
+# Pub/sub channel: the worker announces each on-demand fetch it finished (`reader.ondemand.Outcome`).
+FETCHED = PREFIX + "fetched"
 
 
 def quote(symbol: str) -> str:
@@ -74,3 +77,24 @@ def catch_up() -> str:
 def skipped(dataset: str) -> str:
     """How many refreshes of `dataset` were skipped because the previous one of the batch had not ended."""
     return f"{PREFIX}stats:skipped:{dataset}"
+
+
+def fetch_job_id(dataset: str, symbol: str, option: str) -> str:
+    """arq job id of an on-demand fetch: the same in every process, so concurrent misses for the
+    same (dataset, symbol, option) make one job."""
+    return f"{PREFIX}fetch:{dataset}:{symbol}:{option}"
+
+
+def unknown(dataset: str, symbol: str) -> str:
+    """Negative cache: the upstream has no `dataset` for `symbol` (a JSON `reader.ondemand.Unknown`)."""
+    return f"{PREFIX}unknown:{dataset}:{symbol}"
+
+
+def demand(dataset: str, day: date) -> str:
+    """How often each symbol of `dataset` was fetched on demand on one exchange day (a sorted set)."""
+    return f"{PREFIX}demand:{dataset}:{day.isoformat()}"
+
+
+def adopted(dataset: str, day: date) -> str:
+    """Symbols asked for often enough on one exchange day to join the schedule of `dataset` (a set)."""
+    return f"{PREFIX}adopted:{dataset}:{day.isoformat()}"

@@ -47,7 +47,7 @@ async def test_quote_returns_the_stored_model_with_age_and_freshness(
 ) -> None:
     """A hit returns the stored values; age_s and stale follow the injected clock."""
     clock = FakeClock(FETCHED + timedelta(seconds=3))
-    async with Reader(redis_url, clock=clock) as reader:
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
         quote = await reader.quote("AAPL")
         assert quote == stored["AAPL"]
         assert quote.age_s == 3.0
@@ -62,7 +62,7 @@ async def test_quote_returns_the_stored_model_with_age_and_freshness(
 @pytest.mark.parametrize("symbol", MALFORMED + NOT_STRINGS)
 async def test_malformed_symbol_raises_a_value_error_naming_it(redis_url: str, symbol: object) -> None:
     """Every malformed symbol is refused before Redis is asked, with the value and the accepted form."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         with pytest.raises(InvalidSymbol) as raised:
             await reader.quote(symbol)  # type: ignore[arg-type]
     assert isinstance(raised.value, ValueError)
@@ -73,7 +73,7 @@ async def test_malformed_symbol_raises_a_value_error_naming_it(redis_url: str, s
 
 async def test_lowercase_and_padded_symbols_are_normalised(redis_url: str, stored: dict[str, Quote]) -> None:
     """'aapl', ' Aapl ' and 'brk.b' find the upper-case keys."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         assert (await reader.quote("aapl")).symbol == "AAPL"
         assert (await reader.quote(" Aapl ")).symbol == "AAPL"
         assert (await reader.quote("brk.b")).symbol == "BRK.B"
@@ -81,7 +81,7 @@ async def test_lowercase_and_padded_symbols_are_normalised(redis_url: str, store
 
 async def test_missing_symbol_raises_not_cached(redis_url: str, stored: dict[str, Quote]) -> None:
     """A well-formed symbol with no key raises NotCached, a LookupError naming the symbol."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         with pytest.raises(NotCached) as raised:
             await reader.quote("tsla")
     assert isinstance(raised.value, LookupError)
@@ -93,7 +93,7 @@ async def test_quotes_answers_hits_misses_and_bad_symbols_in_one_mget(
     redis_url: str, stored: dict[str, Quote]
 ) -> None:
     """quotes() makes one MGET whatever the mix, and reports per symbol."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, clock=FakeClock(FETCHED), wait_s=0) as reader:
         results = await reader.quotes(["aapl", "MSFT", "TSLA", "AAPL*", "AAPL"])
     assert set(results) == {"AAPL", "MSFT", "TSLA", "AAPL*"}
     assert results["AAPL"] == stored["AAPL"]
@@ -102,14 +102,14 @@ async def test_quotes_answers_hits_misses_and_bad_symbols_in_one_mget(
     assert isinstance(results["AAPL*"], InvalidSymbol)
     commands = command_calls(redis_url)
     assert commands.get("mget") == 1
-    assert "get" not in commands
+    assert commands.get("zadd") == 1  # TSLA's miss enqueued one fetch (the hits are fresh at FETCHED)
 
 
 async def test_quotes_reports_non_strings_without_failing_the_call(
     redis_url: str, stored: dict[str, Quote]
 ) -> None:
     """A non-string among the symbols maps, by its repr, to an InvalidSymbol; the rest are answered."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         results = await reader.quotes(["AAPL", 5, None])  # type: ignore[list-item]
     assert results["AAPL"] == stored["AAPL"]
     assert isinstance(results["5"], InvalidSymbol)
@@ -118,7 +118,7 @@ async def test_quotes_reports_non_strings_without_failing_the_call(
 
 async def test_quotes_refuses_a_bare_string(redis_url: str) -> None:
     """quotes('AAPL') is a mistake for quotes(['AAPL']) and says so."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         with pytest.raises(InvalidSymbol, match=r"list of symbols"):
             await reader.quotes("AAPL")
 
@@ -126,7 +126,7 @@ async def test_quotes_refuses_a_bare_string(redis_url: str) -> None:
 async def test_a_corrupt_cached_value_reads_as_not_cached(redis_url: str) -> None:
     """A value that does not fit the model is a miss that says why, not a crash."""
     redis.Redis.from_url(redis_url).set(keys.quote("AAPL"), b'{"symbol": "AAPL"}')
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         with pytest.raises(NotCached, match=r"does not match the Quote model"):
             await reader.quote("AAPL")
         results = await reader.quotes(["AAPL"])
@@ -137,10 +137,10 @@ async def test_sync_reader_returns_what_reader_returns(redis_url: str, stored: d
     """SyncReader and Reader agree on every value, miss and error."""
     clock = FakeClock(FETCHED + timedelta(seconds=7))
     symbols = ["AAPL", "msft", "BRK.B", "TSLA", "AAPL*"]
-    async with Reader(redis_url, clock=clock) as reader:
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
         async_one = await reader.quote("MSFT")
         async_many = await reader.quotes(symbols)
-    with SyncReader(redis_url, clock=clock) as sync_reader:
+    with SyncReader(redis_url, clock=clock, wait_s=0) as sync_reader:
         sync_one = sync_reader.quote("MSFT")
         sync_many = sync_reader.quotes(symbols)
         with pytest.raises(NotCached):
@@ -160,19 +160,29 @@ async def test_sync_reader_returns_what_reader_returns(redis_url: str, stored: d
 
 async def test_reader_never_lists_keys(redis_url: str, stored: dict[str, Quote]) -> None:
     """No reader call issues KEYS or SCAN, hit or miss."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         await reader.quote("AAPL")
         await reader.quotes(["AAPL", "TSLA"])
         with pytest.raises(NotCached):
             await reader.quote("TSLA")
-    with SyncReader(redis_url) as sync_reader:
+    with SyncReader(redis_url, wait_s=0) as sync_reader:
         sync_reader.quotes(["AAPL", "NVDA"])
     commands = command_calls(redis_url)
     assert not {"keys", "scan"} & commands.keys()
-    # reads, plus what the connection setup and this test itself send (names differ across Redis 6 and 7)
+    # reads; the miss path's subscription and enqueue script (whose SET and ZADD touch arq's queue
+    # keys only: tests/test_acl.py proves it); what the connection setup and this test itself send
+    # (names differ across Redis 6 and 7)
     assert set(commands) <= {
         "get",
         "mget",
+        "evalsha",
+        "script|load",
+        "script",
+        "subscribe",
+        "unsubscribe",
+        "exists",
+        "set",
+        "zadd",
         "client",
         "client|setinfo",
         "hello",

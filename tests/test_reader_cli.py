@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _reader(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ.get("PATH", ""), "REDIS_URL": redis_url}
     return subprocess.run(
-        [sys.executable, "-m", "reader", *args],
+        [sys.executable, "-m", "reader", "--wait", "0", *args],  # no worker runs: misses answer at once
         capture_output=True,
         text=True,
         env=env,
@@ -135,4 +135,5 @@ def test_status_and_bundle(redis_url: str) -> None:
     data = json.loads(bundle.stdout)
     assert data["quote"]["last"] == 10.5
     assert "keeps no chains" in data["chains"]["error"]
+    assert "a fetch is queued" in data["chains"]["error"]
     assert "no indicators cached" in data["indicators"]["error"]

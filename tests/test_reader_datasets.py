@@ -98,7 +98,7 @@ async def test_chain_defaults_to_the_nearest_unexpired_cached_expiration(
 ) -> None:
     """chain(symbol) skips the expired 11-20 chain and returns 11-27, in one round trip, with freshness."""
     clock = FakeClock(NOW + timedelta(seconds=5))
-    async with Reader(redis_url, clock=clock) as reader:
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
         with pytest.raises(NotCached):
             await reader.chain("MSFT")  # loads the script into Redis (SCRIPT LOAD after NOSCRIPT)
         reset_command_calls(redis_url)
@@ -114,7 +114,7 @@ async def test_chain_defaults_to_the_nearest_unexpired_cached_expiration(
 
 async def test_chain_side_and_explicit_expiration(redis_url: str, stored: dict[str, object]) -> None:
     """side picks calls or puts; an expiration as a date or 'YYYY-MM-DD' reads that chain."""
-    async with Reader(redis_url, clock=FakeClock(NOW)) as reader:
+    async with Reader(redis_url, clock=FakeClock(NOW), wait_s=0) as reader:
         puts = await reader.chain("AAPL", "2026-12-04", side="puts")
         calls = await reader.chain("AAPL", date(2026, 12, 4), side="calls")
         both = await reader.chain("AAPL", date(2026, 12, 4), side=None)
@@ -127,13 +127,13 @@ async def test_chain_side_and_explicit_expiration(redis_url: str, stored: dict[s
 
 async def test_chain_misses_name_the_cached_expirations(redis_url: str, stored: dict[str, object]) -> None:
     """A chain not cached says which are; a symbol without chains says to configure them."""
-    async with Reader(redis_url, clock=FakeClock(NOW)) as reader:
+    async with Reader(redis_url, clock=FakeClock(NOW), wait_s=0) as reader:
         with pytest.raises(NotCached, match=r"2026-12-18.*cached: 2026-11-20, 2026-11-27, 2026-12-04"):
             await reader.chain("AAPL", "2026-12-18")
         with pytest.raises(NotCached, match="keeps no chains"):
             await reader.chain("MSFT")
     later = FakeClock(datetime(2026, 12, 10, 15, tzinfo=UTC))
-    async with Reader(redis_url, clock=later) as reader:
+    async with Reader(redis_url, clock=later, wait_s=0) as reader:
         with pytest.raises(NotCached, match="on or after 2026-12-10"):
             await reader.chain("AAPL")
 
@@ -150,7 +150,7 @@ async def test_bad_arguments_raise_invalid_request_naming_the_value(
     redis_url: str, call: object, name: str
 ) -> None:
     """A bad side, expiration or interval is refused before Redis is asked, naming the value and the fix."""
-    async with Reader(redis_url) as reader:
+    async with Reader(redis_url, wait_s=0) as reader:
         with pytest.raises(InvalidRequest, match=rf"{name}=.*expected") as raised:
             await call(reader)  # type: ignore[operator]
     assert isinstance(raised.value, ValueError)
@@ -160,7 +160,7 @@ async def test_expirations_history_and_indicators_read_back(
     redis_url: str, stored: dict[str, object]
 ) -> None:
     """Each dataset reads back equal to what was stored; a missing interval is NotCached."""
-    async with Reader(redis_url, clock=FakeClock(NOW)) as reader:
+    async with Reader(redis_url, clock=FakeClock(NOW), wait_s=0) as reader:
         assert await reader.expirations("AAPL") == stored[keys.expirations("AAPL")]
         history = await reader.history("AAPL")
         indicators = await reader.indicators("AAPL")
@@ -178,7 +178,7 @@ async def test_bundle_reads_quote_chains_and_indicators_in_one_round_trip(
     redis_url: str, stored: dict[str, object]
 ) -> None:
     """bundle(options, technical) is one script call; chains are the unexpired ones, nearest first."""
-    async with Reader(redis_url, clock=FakeClock(NOW)) as reader:
+    async with Reader(redis_url, clock=FakeClock(NOW), wait_s=0) as reader:
         await reader.bundle("MSFT", options=True)  # loads the script
         reset_command_calls(redis_url)
         bundle = await reader.bundle("AAPL", options=True, technical=True)
@@ -194,7 +194,7 @@ async def test_bundle_reads_quote_chains_and_indicators_in_one_round_trip(
 
 async def test_bundle_reports_each_missing_part(redis_url: str, stored: dict[str, object]) -> None:
     """Missing parts are errors inside the bundle; parts not asked for are None; no options is one MGET."""
-    async with Reader(redis_url, clock=FakeClock(NOW)) as reader:
+    async with Reader(redis_url, clock=FakeClock(NOW), wait_s=0) as reader:
         bare = await reader.bundle("AAPL")
         missing = await reader.bundle("MSFT", options=True, technical=True)
     assert isinstance(bare.quote, Quote)
@@ -208,7 +208,7 @@ async def test_bundle_reports_each_missing_part(redis_url: str, stored: dict[str
 async def test_sync_reader_matches_reader_on_every_dataset(redis_url: str, stored: dict[str, object]) -> None:
     """SyncReader returns equal values for each method."""
     clock = FakeClock(NOW)
-    async with Reader(redis_url, clock=clock) as reader:
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
         expected = [
             await reader.expirations("AAPL"),
             await reader.chain("AAPL"),
@@ -218,7 +218,7 @@ async def test_sync_reader_matches_reader_on_every_dataset(redis_url: str, store
             await reader.bundle("AAPL", options=True, technical=True),
             reader.market_status(),
         ]
-    with SyncReader(redis_url, clock=clock) as sync:
+    with SyncReader(redis_url, clock=clock, wait_s=0) as sync:
         got = [
             sync.expirations("AAPL"),
             sync.chain("AAPL"),

@@ -1,0 +1,159 @@
+"""The on-demand fetch contract: what a reader enqueues on a miss, and what the worker announces.
+
+A reader that misses (or reads a stale item) runs `ENQUEUE_SCRIPT`: in one round trip it reads the
+data key again and the negative cache, and enqueues the arq job `fetch(dataset, symbol, option)`
+under the deterministic id `keys.fetch_job_id(...)` unless a job of that id is already queued or
+running. However many processes miss at once, one job runs. The worker fetches (no upstream call
+if the item became fresh meanwhile), stores, then publishes an `Outcome` on `keys.FETCHED`; the
+reader waits on that message, reading the key as a fallback.
+
+The script writes the arq job format itself (so the blocking reader can enqueue too, and so the
+reader's Redis user needs write access to two key patterns only): a JSON payload
+`{"t", "f", "a", "k", "et"}` under `arq:job:<id>` and the id in the queue's sorted set. Read-only
+keys travel in ARGV, not KEYS: Redis checks a script's declared keys for write access, and the
+reader's ACL user may only read data keys.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from arq.constants import job_key_prefix, result_key_prefix
+from pydantic import BaseModel, ConfigDict
+
+from reader import keys
+from reader.jobs import DATASETS, dumps
+from reader.models import UtcDatetime
+
+FETCH_JOB = "fetch"
+"""Name of the worker's on-demand job: `fetch(dataset, symbol, option)`."""
+
+FETCH_EXPIRES_MS = 60_000
+"""An on-demand job not started within this long is dropped (the next miss enqueues it again)."""
+
+PRIORITY_MS = 60_000
+"""On-demand jobs sort in the queue as if enqueued this much earlier: an agent waiting on a miss
+goes ahead of scheduled batches (and a reader whose clock runs ahead still gets picked up)."""
+
+INTRADAY_BARS = ("1m", "5m", "15m")
+
+Mode = Literal["miss", "refresh"]
+"""`miss`: enqueue unless the data key now holds something (it landed meanwhile). `refresh`:
+enqueue even so (the item is stale, or present but not what was asked)."""
+
+Status = Literal["stored", "fresh", "unknown", "failed"]
+"""How a fetch ended: stored new data; found it already fresh (no upstream call); the upstream
+has no such symbol (negative-cached); failed (the detail says why)."""
+
+# KEYS: arq job key, queue. ARGV: job id, payload, expires ms, score, mode, data key, unknown key,
+# arq result key. Returns {'data', value} | {'unknown', value} | {'pending'} | {'queued'}.
+ENQUEUE_SCRIPT = """
+if ARGV[5] == 'miss' then
+  local data = redis.call('GET', ARGV[6])
+  if data then return {'data', data} end
+end
+local unknown = redis.call('GET', ARGV[7])
+if unknown then return {'unknown', unknown} end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', ARGV[8]) == 1 then return {'pending'} end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return {'queued'}
+"""
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One on-demand fetch: `dataset` (of `reader.jobs.DATASETS`) of a normalised `symbol`.
+
+    `option`: for chains, an expiration `YYYY-MM-DD` to fetch besides the configured ones (empty:
+    the configured ones); for intraday, the bar ("1m", "5m", "15m"); empty otherwise.
+    """
+
+    dataset: str
+    symbol: str
+    option: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r}: expected one of {', '.join(DATASETS)}")
+        if self.dataset == "intraday" and self.option not in INTRADAY_BARS:
+            raise ValueError(f"intraday option={self.option!r}: expected one of {', '.join(INTRADAY_BARS)}")
+        if self.dataset == "chains" and self.option:
+            date.fromisoformat(self.option)  # raises ValueError naming the value
+        elif self.dataset not in ("chains", "intraday") and self.option:
+            raise ValueError(f"{self.dataset} takes no option, got {self.option!r}")
+
+    @property
+    def job_id(self) -> str:
+        return keys.fetch_job_id(self.dataset, self.symbol, self.option)
+
+    @property
+    def data_key(self) -> str:
+        """The key whose item this fetch writes and whose freshness decides whether it must call."""
+        symbol = self.symbol
+        if self.dataset == "quotes":
+            return keys.quote(symbol)
+        if self.dataset == "expirations":
+            return keys.expirations(symbol)
+        if self.dataset == "chains":
+            return (
+                keys.chain(symbol, date.fromisoformat(self.option))
+                if self.option
+                else keys.chain_index(symbol)
+            )
+        if self.dataset == "history":
+            return keys.history(symbol, "1d")
+        if self.dataset == "intraday":
+            return keys.history(symbol, self.option)
+        return keys.indicators(symbol)
+
+    @property
+    def unknown_key(self) -> str:
+        return keys.unknown(self.dataset, self.symbol)
+
+    def args(self) -> list[str]:
+        """The job's positional arguments."""
+        return [self.dataset, self.symbol, self.option]
+
+    def script_call(self, mode: Mode, now_ms: int | None = None) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of `ENQUEUE_SCRIPT` for this request; `now_ms` is the enqueue time
+        (wall clock: arq's queue is ordered by it)."""
+        enqueued_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        payload = dumps({"t": None, "f": FETCH_JOB, "a": self.args(), "k": {}, "et": enqueued_ms})
+        job_id = self.job_id
+        return (
+            [job_key_prefix + job_id, keys.QUEUE],
+            [
+                job_id,
+                payload.decode(),
+                str(FETCH_EXPIRES_MS),
+                str(enqueued_ms - PRIORITY_MS),
+                mode,
+                self.data_key,
+                self.unknown_key,
+                result_key_prefix + job_id,
+            ],
+        )
+
+
+class Outcome(BaseModel):
+    """What the worker publishes on `keys.FETCHED` when an on-demand fetch ends."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job: str
+    status: Status
+    detail: str = ""
+
+
+class Unknown(BaseModel):
+    """The negative cache's value: which upstream said the symbol has no such data, and when."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    source: str
+    checked_at: UtcDatetime
+    detail: str
