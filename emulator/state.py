@@ -76,6 +76,7 @@ class EmulatorState:
     tradier_limiter: WindowLimiter
     calls: Counter[tuple[str, int]] = field(default_factory=Counter)
     methods: Counter[tuple[str, str]] = field(default_factory=Counter)
+    quoted: Counter[str] = field(default_factory=Counter)  # Tradier quote requests naming each symbol
     _armed: list[_Armed] = field(default_factory=list)
     polygon_limiter: WindowLimiter = field(init=False)
     history: History = field(init=False)
@@ -109,11 +110,17 @@ class EmulatorState:
         methods: dict[str, dict[str, int]] = {}
         for (path, method), count in sorted(self.methods.items()):
             methods.setdefault(path, {})[method] = count
-        return {"calls": calls, "methods": methods, "total": sum(self.calls.values())}
+        return {
+            "calls": calls,
+            "methods": methods,
+            "quoted": dict(sorted(self.quoted.items())),
+            "total": sum(self.calls.values()),
+        }
 
     def reset(self) -> None:
         self.calls.clear()
         self.methods.clear()
+        self.quoted.clear()
         self.clear_faults()
         self.tradier_limiter.reset()
         self.polygon_limiter.reset()

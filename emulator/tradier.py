@@ -76,6 +76,7 @@ async def quotes(request: web.Request) -> web.Response:
     symbols = list(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
     if not symbols:
         return missing("symbols", headers)
+    state.quoted.update(symbols)
 
     found: list[dict[str, Any]] = []
     unmatched: list[str] = []

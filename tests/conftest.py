@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -73,6 +75,20 @@ def monkeypatch_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+@pytest.fixture
+async def worker_processes(
+    redis_url: str, emulator: RunningEmulator
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """Worker processes a test starts (`support.start_worker_process`), stopped with SIGINT after it."""
+    started: list[asyncio.subprocess.Process] = []
+    yield started
+    for process in started:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+    for process in started:
+        await asyncio.wait_for(process.wait(), timeout=20)
 
 
 RunBatches = Callable[[Config], Awaitable[Worker]]

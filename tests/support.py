@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -252,3 +256,40 @@ def reset_command_calls(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     client.config_resetstat()
     client.close()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def start_worker_process(
+    config: Path, redis_url: str, emulator: RunningEmulator, api_key: str
+) -> asyncio.subprocess.Process:
+    """`python -m worker run --config <config>` against `redis_url` and the emulator."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "REDIS_URL": redis_url,
+        "TRADIER_BASE_URL": emulator.url,
+        "TRADIER_API_KEY": api_key,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker", "run", "--config", str(config),
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def stop_worker_process(process: asyncio.subprocess.Process) -> str:
+    """Stop a worker with SIGINT; it must exit cleanly. Returns what it logged."""
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, err.decode()
+    return err.decode()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until `condition` holds; fails saying `what` after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not condition():
+        assert loop.time() - started < timeout_s, f"{what} did not happen within {timeout_s} s"
+        await asyncio.sleep(0.05)
+    return loop.time() - started

@@ -4,19 +4,14 @@ running worker applies config.yaml edits (and survives bad ones) without a resta
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import pytest
 import redis
 
 from reader import NotCached, SyncReader
 from reader import jobs as job_contract
 from tests.conftest import API_KEY
-from tests.support import RunningEmulator
+from tests.support import RunningEmulator, start_worker_process, stop_worker_process, until
 
 REPO = Path(__file__).resolve().parent.parent
 EVERY_2_S = "{pre: 2, regular: 2, post: 2, closed: 2}"
@@ -36,50 +31,6 @@ def _config(symbols: list[str], extra: str = "") -> str:
     )
 
 
-@pytest.fixture
-async def workers(
-    redis_url: str, emulator: RunningEmulator
-) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """Worker processes started by the test (`python -m worker run`), stopped with SIGINT after it."""
-    started: list[asyncio.subprocess.Process] = []
-    yield started
-    for process in started:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-    for process in started:
-        await asyncio.wait_for(process.wait(), timeout=20)
-
-
-async def _start(config: Path, redis_url: str, emulator: RunningEmulator) -> asyncio.subprocess.Process:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "REDIS_URL": redis_url,
-        "TRADIER_BASE_URL": emulator.url,
-        "TRADIER_API_KEY": API_KEY,
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", "run", "--config", str(config),
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def _stop(process: asyncio.subprocess.Process) -> str:
-    process.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(process.communicate(), timeout=20)
-    assert process.returncode == 0, err.decode()
-    return err.decode()
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Seconds until `condition` holds; fails saying `what` after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while not condition():
-        assert loop.time() - started < timeout_s, f"{what} did not happen within {timeout_s} s"
-        await asyncio.sleep(0.05)
-    return loop.time() - started
-
-
 def _cached(redis_url: str, symbol: str) -> bool:
     with SyncReader(redis_url) as reader:
         try:
@@ -90,16 +41,19 @@ def _cached(redis_url: str, symbol: str) -> bool:
 
 
 async def test_two_workers_run_each_due_batch_once(
-    tmp_path: Path, redis_url: str, emulator: RunningEmulator, workers: list[asyncio.subprocess.Process]
+    tmp_path: Path,
+    redis_url: str,
+    emulator: RunningEmulator,
+    worker_processes: list[asyncio.subprocess.Process],
 ) -> None:
     """Two processes ticking against one Redis: one upstream call per refresh slot, none twice."""
     config = tmp_path / "config.yaml"
     config.write_text(_config(["AAPL", "MSFT", "SPY"]))
-    first = await _start(config, redis_url, emulator)
-    second = await _start(config, redis_url, emulator)
-    workers += [first, second]
-    await _until(lambda: emulator.calls().get("200", 0) >= 6, 30, "six refreshes")
-    errors = [await _stop(first), await _stop(second)]
+    first = await start_worker_process(config, redis_url, emulator, API_KEY)
+    second = await start_worker_process(config, redis_url, emulator, API_KEY)
+    worker_processes += [first, second]
+    await until(lambda: emulator.calls().get("200", 0) >= 6, 30, "six refreshes")
+    errors = [await stop_worker_process(first), await stop_worker_process(second)]
 
     client = redis.Redis.from_url(redis_url)
     results = {
@@ -121,28 +75,31 @@ async def test_two_workers_run_each_due_batch_once(
 
 
 async def test_config_edits_apply_to_a_running_worker_and_bad_ones_are_survived(
-    tmp_path: Path, redis_url: str, emulator: RunningEmulator, workers: list[asyncio.subprocess.Process]
+    tmp_path: Path,
+    redis_url: str,
+    emulator: RunningEmulator,
+    worker_processes: list[asyncio.subprocess.Process],
 ) -> None:
     """An added symbol is readable within two ticks; an invalid edit is logged, the old watchlist runs on."""
     config = tmp_path / "config.yaml"
     config.write_text(_config(["AAPL"]))
-    process = await _start(config, redis_url, emulator)
-    workers.append(process)
-    await _until(lambda: _cached(redis_url, "AAPL"), 30, "the first AAPL quote")
+    process = await start_worker_process(config, redis_url, emulator, API_KEY)
+    worker_processes.append(process)
+    await until(lambda: _cached(redis_url, "AAPL"), 30, "the first AAPL quote")
 
     config.write_text(_config(["AAPL", "MSFT"]))
-    waited_s = await _until(lambda: _cached(redis_url, "MSFT"), 10, "MSFT after the edit")
+    waited_s = await until(lambda: _cached(redis_url, "MSFT"), 10, "MSFT after the edit")
     # Two ticks of 1 s, plus the refresh itself; generous for a loaded CI machine.
     assert waited_s < 2 * 1 + 3
 
     config.write_text(_config(["AAPL", "MSFT", "TSLA"]).replace("watchlist:", "watchlst:"))
     calls_before = emulator.calls().get("200", 0)
-    await _until(
+    await until(
         lambda: emulator.calls().get("200", 0) >= calls_before + 3, 15, "refreshes after the bad edit"
     )
     assert process.returncode is None
     assert not _cached(redis_url, "TSLA")
-    err = await _stop(process)
+    err = await stop_worker_process(process)
     assert "config.reloaded" in err
     assert "added=MSFT" in err
     assert "config.reload_failed" in err

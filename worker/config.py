@@ -50,6 +50,7 @@ __all__ = [
     "DatasetsConfig",
     "HistoryConfig",
     "IndicatorsConfig",
+    "OnDemandConfig",
     "ProviderConfig",
     "ScheduleConfig",
     "Scheduled",
@@ -142,6 +143,30 @@ class WorkerConfig(Section):
     symbols_per_job: int = Field(
         default=10, gt=0, le=1000, description="symbols per refresh job of the per-symbol datasets"
     )
+    poll_delay_s: float = Field(
+        default=0.02,
+        gt=0,
+        le=5,
+        description="how often the queue is polled: bounds how long an on-demand fetch waits to start",
+    )
+
+
+class OnDemandConfig(Section):
+    """Fetches that readers enqueue on a miss or a stale read."""
+
+    unknown_ttl_s: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="how long an upstream's 'no such symbol' is remembered (no call meanwhile)",
+    )
+    adopt: bool = Field(
+        default=False,
+        description="schedule symbols fetched on demand adopt_after times in a day, for the rest of it",
+    )
+    adopt_after: int = Field(
+        default=3, ge=1, description="on-demand fetches of a symbol in one day that adopt it (with adopt)"
+    )
 
 
 class Config(Section):
@@ -153,6 +178,7 @@ class Config(Section):
     datasets: DatasetsConfig = DatasetsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     cache: CacheConfig = CacheConfig()
+    on_demand: OnDemandConfig = OnDemandConfig()
     worker: WorkerConfig = WorkerConfig()
 
     @field_validator("watchlist")

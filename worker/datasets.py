@@ -22,7 +22,7 @@ from typing import TypeVar
 from reader import keys
 from reader.calendar import exchange_date
 from reader.clock import Clock
-from reader.models import ChainIndex, Expirations, Quote
+from reader.models import BarInterval, ChainIndex, Expirations, Quote
 from worker.config import Config
 from worker.errors import WorkerError
 from worker.indicators import compute_indicators
@@ -41,6 +41,9 @@ def _enabled(provider: _P | None, dataset: str) -> _P:
 
 
 _PRICE_MAX_AGE = timedelta(days=1)
+
+ON_DEMAND_INTRADAY_DAYS = 5
+"""Days of intraday bars an on-demand ask fetches when the config has no intraday section."""
 
 
 def _first_day(today: date, lookback_days: int) -> date:
@@ -74,7 +77,8 @@ class DatasetFetcher:
         )
         return None if found is None else [(keys.expirations(symbol), found)]
 
-    async def chains(self, symbol: str) -> list[Entry] | None:
+    async def chains(self, symbol: str, extra: date | None = None) -> list[Entry] | None:
+        """`extra`: one more expiration to fetch besides the configured ones (an on-demand ask), if listed."""
         chains = _enabled(self.providers.chains, "chains")
         selection = self.config.datasets.chains.selection_for(symbol)
         entries: list[Entry] = []
@@ -88,6 +92,8 @@ class DatasetFetcher:
             entries.append((keys.expirations(symbol), listed))
         today = self.today()
         chosen = select_expirations(listed.dates, today, selection)
+        if extra is not None and extra in listed.dates and extra not in chosen:
+            chosen = tuple(sorted([*chosen, extra]))
         price, quote_entries = await self._last_price(symbol, selection.strike_window_pct)
         strikes = strike_range(price, selection)
         freshness = self.freshness["chains"]
@@ -141,16 +147,22 @@ class DatasetFetcher:
             entries.append((keys.indicators(symbol), compute_indicators(bars, indicator_spec(self.config))))
         return entries
 
-    async def intraday(self, symbol: str) -> list[Entry] | None:
+    async def intraday(self, symbol: str, bar: BarInterval | None = None) -> list[Entry] | None:
+        """Bars of the configured length, or of `bar` (an on-demand ask; the configured lookback, else
+        `ON_DEMAND_INTRADAY_DAYS`)."""
         intraday = self.config.datasets.history.intraday
         if intraday is None:
-            return []
+            if bar is None:
+                return []
+            length, lookback_days = bar, ON_DEMAND_INTRADAY_DAYS
+        else:
+            length, lookback_days = bar or intraday.bar, intraday.lookback_days
         today = self.today()
-        start = _first_day(today, intraday.lookback_days)
+        start = _first_day(today, lookback_days)
         bars = await _enabled(self.providers.history, "history").fetch_history(
-            symbol, intraday.bar, start, today, freshness=self.freshness["intraday"]
+            symbol, length, start, today, freshness=self.freshness["intraday"]
         )
-        return None if bars is None else [(keys.history(symbol, intraday.bar), bars)]
+        return None if bars is None else [(keys.history(symbol, length), bars)]
 
     async def indicators(self, symbol: str) -> list[Entry] | None:
         provider = _enabled(self.providers.indicators, "indicators")

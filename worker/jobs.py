@@ -2,7 +2,8 @@
 
 `tick` runs every `worker.tick_s` seconds on one worker of the fleet (an arq cron job with a
 unique id): it applies an edited config file, then enqueues what the exchange-calendar schedule
-says is due (`worker.scheduler`). `refresh_<dataset>` runs one batch.
+says is due (`worker.scheduler`). `refresh_<dataset>` runs one batch. `fetch` runs an on-demand
+fetch that a reader enqueued on a miss.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from arq.typing import WorkerCoroutine
 
 from reader import keys
 from reader.clock import utc_now
+from reader.errors import ReaderError
 from reader.jobs import refresh_job
+from reader.ondemand import FetchRequest, Outcome
+from reader.symbols import normalize_symbol
 from worker.config import Config, Secrets
 from worker.errors import ConfigError
 from worker.logs import fields
+from worker.ondemand import fetch_on_demand, publish
 from worker.reload import ConfigWatcher
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler
@@ -68,6 +73,24 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
 
     refresh.__name__ = refresh.__qualname__ = refresh_job(dataset)
     return refresh
+
+
+async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
+    """An on-demand fetch a reader enqueued (`worker.ondemand`); its outcome is published whatever
+    happens, so waiting readers never wait for a job that has ended. Returns the outcome's status."""
+    outcome = Outcome(job=ctx["job_id"], status="failed", detail="the worker failed on it; see its log")
+    try:
+        await _apply_config_edits(ctx)
+        request = FetchRequest(dataset, normalize_symbol(symbol), option)
+        if request.job_id != ctx["job_id"]:
+            raise ValueError(f"job id {ctx['job_id']!r} does not match its arguments ({request.job_id!r})")
+        outcome = await fetch_on_demand(ctx["runtime"], ctx["redis"], request)
+    except (ValueError, ReaderError) as e:
+        log.warning("on_demand.bad_request job=%s error=%s", ctx["job_id"], e)
+        outcome = Outcome(job=ctx["job_id"], status="failed", detail=f"bad request: {e}")
+    finally:
+        await publish(ctx["redis"], outcome)
+    return outcome.status
 
 
 async def tick(ctx: Ctx) -> int:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
+from typing import cast
 
 import aiohttp
 import redis.asyncio
@@ -16,13 +17,15 @@ import redis.asyncio
 from reader.calendar import MarketCalendar
 from reader.clock import Clock, utc_now
 from reader.jobs import DATASETS
+from reader.models import BarInterval
+from reader.ondemand import FetchRequest
 from worker import schedule
 from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
-from worker.plan import DatasetPlan, dataset_plans, scheduled_plans
+from worker.plan import COMPUTED, DatasetPlan, dataset_plans, scheduled_plans
 from worker.providers import Providers, build_providers, running_gates
 from worker.providers.base import Freshness
-from worker.refresh import RefreshReport, refresh_quotes, refresh_symbols
+from worker.refresh import FetchOne, RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
 
 RESTART_ONLY = ("redis_url", "worker")
@@ -111,6 +114,26 @@ class Runtime:
             )
         fetch_one = getattr(self.fetcher, dataset)
         return await refresh_symbols(dataset, self.plans[dataset].source, self.store, symbols, fetch_one)
+
+    def on_demand_dataset(self, request: FetchRequest) -> str:
+        """The dataset whose refresh serves `request`: computed indicators come with the daily bars."""
+        if request.dataset == "indicators" and self.plans["indicators"].source == COMPUTED:
+            return "history"
+        return request.dataset
+
+    async def fetch(self, request: FetchRequest) -> RefreshReport:
+        """An on-demand fetch: the refresh of one symbol, with the request's extra expiration
+        (chains) or bar length (intraday)."""
+        dataset = self.on_demand_dataset(request)
+        if dataset == "quotes":
+            return await self.refresh("quotes", [request.symbol])
+        fetch_one: FetchOne = getattr(self.fetcher, dataset)
+        if dataset == "chains" and request.option:
+            fetch_one = partial(self.fetcher.chains, extra=date.fromisoformat(request.option))
+        elif dataset == "intraday":
+            fetch_one = partial(self.fetcher.intraday, bar=cast("BarInterval", request.option))
+        source = self.plans[dataset].source
+        return await refresh_symbols(dataset, source, self.store, [request.symbol], fetch_one)
 
     async def refresh_watchlist(self) -> list[RefreshReport]:
         """Refresh every scheduled dataset of the whole watchlist once, in `DATASETS` order."""

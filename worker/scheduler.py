@@ -21,6 +21,7 @@ from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
 from reader import keys
+from reader.calendar import exchange_date
 from reader.jobs import refresh_job
 from worker import schedule
 from worker.logs import fields
@@ -101,8 +102,17 @@ class Scheduler:
         claimed = await self.redis.eval(_CLAIM, 1, keys.last_slot(dataset), schedule.slot_name(slot))  # type: ignore[misc]
         return bool(claimed)
 
+    async def _symbols(self, dataset: str, now: datetime) -> list[str]:
+        """The watchlist, plus the symbols adopted today for `dataset` (with `on_demand.adopt`)."""
+        symbols = list(self.runtime.config.watchlist)
+        if not self.runtime.config.on_demand.adopt:
+            return symbols
+        adopted = await self.redis.smembers(keys.adopted(dataset, exchange_date(now)))  # type: ignore[misc]
+        listed = set(symbols)
+        return symbols + sorted(s for s in (m.decode() for m in adopted) if s not in listed)
+
     async def _enqueue_slot(self, dataset: str, slot: datetime, now: datetime, report: TickReport) -> None:
-        for batch in self.runtime.batches(dataset):
+        for batch in self.runtime.batches(dataset, await self._symbols(dataset, now)):
             due = schedule.DueBatch(dataset, schedule.slot_name(slot), batch)
             if await self._still_running(due):
                 report.skipped[dataset] += 1

@@ -15,6 +15,7 @@ from arq.connections import RedisSettings
 from reader import jobs as job_contract
 from reader import keys
 from reader.clock import Clock, utc_now
+from reader.ondemand import FETCH_JOB
 from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
 
@@ -55,6 +56,17 @@ def worker_options(
             )
             # Every dataset, enabled or not: a reloaded config may enable one.
             for dataset in job_contract.DATASETS
+        ]
+        + [
+            # Readers wait on the published outcome, not on the result: keeping none lets the next
+            # miss enqueue the same job id at once.
+            func(
+                jobs.fetch,
+                name=FETCH_JOB,
+                keep_result=0,
+                timeout=config.worker.job_timeout_s,
+                max_tries=1,
+            )
         ],
         "cron_jobs": cron_jobs if scheduled else [],
         "redis_settings": RedisSettings.from_dsn(config.redis_url),
@@ -63,6 +75,10 @@ def worker_options(
         "on_startup": jobs.startup,
         "on_shutdown": jobs.shutdown,
         "max_jobs": config.worker.max_jobs,
+        "poll_delay": config.worker.poll_delay_s,
+        # arq keeps failed jobs' results (an expired job, an unknown function) for this long, which
+        # would block their deterministic ids; functions that want results set their own.
+        "keep_result": 0,
         # On SIGINT/SIGTERM stop taking jobs and let those in flight finish (then cancel them).
         "job_completion_wait": config.worker.shutdown_grace_s,
         "job_serializer": job_contract.dumps,

@@ -1,0 +1,280 @@
+"""The miss path, for real: readers enqueue on-demand fetches, a real arq worker (in this event loop)
+runs them against the emulator, and publishes the outcome the readers wait on.
+
+The worker, the readers and the emulator share one fake clock, stopped on Tuesday 2026-11-24 at
+10:00 ET (regular session), so freshness never depends on today's date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import date
+from typing import Any
+
+import pytest
+import redis
+from arq import Worker
+from arq.connections import ArqRedis
+
+from emulator.state import EmulatorOptions, Fault
+from reader import NotCached, Quote, Reader, SyncReader, UnknownSymbol, keys
+from reader.ondemand import FetchRequest
+from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
+from worker import jobs
+from worker.config import Config, Secrets
+from worker.settings import worker_options
+
+QUOTES = "/v1/markets/quotes"
+WAIT_S = 5.0  # generous for a loaded machine; a fetch here takes tens of milliseconds
+
+
+@pytest.fixture
+def emulator_options() -> EmulatorOptions:
+    return EmulatorOptions(seed=11, rate_per_min=1000, latency_ms=20)
+
+
+StartWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, emulator: RunningEmulator, secrets: Secrets, clock: FakeClock
+) -> StartWorker:
+    """A real arq worker (no schedule) running in this event loop while the block runs."""
+
+    @contextlib.asynccontextmanager
+    async def start(watchlist: list[str] | None = None, **sections: Any) -> AsyncIterator[Worker]:
+        config = make_config(watchlist or ["SPY"], redis_url=redis_url, tradier_url=emulator.url, **sections)
+        options = worker_options(config, secrets, clock=clock, scheduled=False)
+        worker = Worker(**{**options, "handle_signals": False, "poll_delay": 0.005})
+        task = asyncio.get_running_loop().create_task(worker.async_run())
+        try:
+            yield worker
+        finally:
+            # Burst mode ends the loop between iterations once the queue is empty and its jobs
+            # have finished: cancelling it could cut a Redis pipeline in half.
+            worker.burst = True
+            await asyncio.wait_for(task, timeout=30)
+            await worker.close()
+
+    return start
+
+
+def _calls(emulator: RunningEmulator, path: str = QUOTES) -> int:
+    return sum(emulator.calls(path).values())
+
+
+async def test_concurrent_misses_in_one_process_make_one_upstream_call(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """50 concurrent asks for a symbol off the watchlist: one job, one call, 50 quotes."""
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        quotes = await asyncio.gather(*(reader.quote("aapl") for _ in range(50)))
+    assert {q.symbol for q in quotes} == {"AAPL"}
+    assert all(q.stale is False for q in quotes)
+    assert _calls(emulator) == 1
+
+
+async def test_a_sync_reader_miss_is_fetched_too(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """SyncReader waits for the same announcement (here in a thread, beside the worker's loop)."""
+    async with start_worker():
+        with SyncReader(redis_url, clock=clock, wait_s=WAIT_S) as sync:
+            quote = await asyncio.to_thread(sync.quote, "MSFT")
+            with pytest.raises(UnknownSymbol):
+                await asyncio.to_thread(sync.quote, "ZZZZ")
+    assert quote.symbol == "MSFT"
+    assert _calls(emulator) == 2
+
+
+async def test_unknown_symbol_costs_one_call_then_none_while_remembered(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """The first ask reaches the upstream; the next ten, within the negative TTL, do not."""
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        with pytest.raises(UnknownSymbol, match=r"'ZZZZ'.*tradier does not know this symbol") as first:
+            await reader.quote("ZZZZ")
+        assert _calls(emulator) == 1
+        for _ in range(10):
+            with pytest.raises(UnknownSymbol):
+                await reader.quote("zzzz")
+    assert first.value.symbol == "ZZZZ"
+    assert _calls(emulator) == 1
+    ttl = redis.Redis.from_url(redis_url).ttl(keys.unknown("quotes", "ZZZZ"))
+    assert 290 <= ttl <= 300  # on_demand.unknown_ttl_s
+
+
+async def test_stale_read_answers_at_once_and_one_refresh_follows(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """A stale item comes back flagged without waiting; one refresh runs; the next read is fresh."""
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        first = await reader.quote("AAPL")
+        clock.advance(60)  # past fresh_until (the next 15 s refresh time plus 5 s of slack)
+        stale = await asyncio.gather(*(reader.quote("AAPL") for _ in range(10)))
+        assert _calls(emulator) == 1  # answered before the refresh ran
+        assert all(q.stale and q.fetched_at == first.fetched_at for q in stale)
+        fresh = await _until_fresh(reader, "AAPL")
+        await asyncio.sleep(0.2)  # room for a second refresh, if one were (wrongly) queued
+    assert fresh.fetched_at == clock()
+    assert _calls(emulator) == 2
+
+
+async def _until_fresh(reader: Reader, symbol: str) -> Quote:
+    for _ in range(200):
+        quote = await reader.quote(symbol)
+        if not quote.stale:
+            return quote
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{symbol} was not refreshed")
+
+
+async def test_fresh_only_waits_for_the_refresh(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """fresh=True does not take a stale item: it waits for the refresh it enqueues."""
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        first = await reader.quote("AAPL")
+        clock.advance(60)
+        fresh = await reader.quote("AAPL", fresh=True)
+    assert not fresh.stale
+    assert fresh.fetched_at > first.fetched_at
+    assert _calls(emulator) == 2
+
+
+async def test_a_miss_not_answered_in_time_says_a_fetch_is_queued(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """With no worker running, the reader gives up after wait_s; the job stays queued, and a worker
+    that starts later stores the quote."""
+    async with Reader(redis_url, clock=clock, wait_s=0.3) as reader:
+        with pytest.raises(NotCached, match=r"'NVDA': a fetch is queued; waited 0.3 s"):
+            await reader.quote("NVDA")
+        with pytest.raises(NotCached, match="a fetch is queued"):
+            await reader.quote("NVDA", wait_s=0)
+        async with start_worker():
+            quote = await reader.quote("NVDA")
+    assert quote.symbol == "NVDA"
+    assert _calls(emulator) == 1
+
+
+async def test_a_failed_fetch_is_reported_without_waiting_out_the_timeout(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """An upstream error ends the wait at once with the reason; the next miss tries again."""
+    emulator.state.arm(Fault(path=QUOTES, status=500))
+    loop = asyncio.get_running_loop()
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=30) as reader:
+        started = loop.time()
+        with pytest.raises(NotCached, match=r"an on-demand fetch failed: .*500"):
+            await reader.quote("AMD")
+        assert loop.time() - started < 10
+        assert (await reader.quote("AMD")).symbol == "AMD"
+    assert emulator.calls(QUOTES) == {"500": 1, "200": 1}
+
+
+async def test_chains_history_and_indicators_are_fetched_on_demand(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """Every dataset has a miss path: the nearest chain, a chain of a date outside the configured
+    selection, bars of a length the config does not refresh, and computed indicators."""
+    datasets = {
+        "chains": {"expirations": 1, "max_days": 30},
+        "history": {"intraday": {"bar": "5m", "lookback_days": 2}},
+    }
+    async with start_worker(datasets=datasets), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        nearest = await reader.chain("QQQ", side="calls")
+        listed = (await reader.expirations("QQQ")).dates
+        later = listed[3]
+        chosen = await reader.chain("QQQ", later)
+        with pytest.raises(NotCached, match=r"no chain cached for expiration 2026-11-25 \(cached: "):
+            await reader.chain("QQQ", date(2026, 11, 25))  # a Wednesday: QQQ lists no such expiration
+        bars = await reader.history("QQQ", "15m")
+        daily = await reader.history("QQQ")
+        indicators = await reader.indicators("QQQ")
+    assert nearest.expiration == listed[0]
+    assert nearest.contracts
+    assert all(c.option_type == "call" for c in nearest.contracts)
+    assert chosen.expiration == later
+    assert bars.interval == "15m"
+    assert bars.bars
+    assert daily.interval == "1d"
+    assert len(daily.bars) > 200
+    assert indicators.sma[200] > 0
+    assert _calls(emulator, "/v1/markets/options/expirations") == 1  # the chains job stored them
+    assert _calls(emulator, "/v1/markets/history") == 1  # indicators came with the daily bars
+
+
+async def test_symbols_asked_for_repeatedly_join_the_schedule_for_the_day(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets, start_worker: StartWorker
+) -> None:
+    """With on_demand.adopt, a symbol fetched adopt_after times in a day is in the next slot's batches."""
+    on_demand = {"adopt": True, "adopt_after": 2}
+    async with start_worker(on_demand=on_demand), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        await reader.quote("TSLA")
+        clock.advance(60)
+        await reader.quote("TSLA", fresh=True)
+    client = redis.Redis.from_url(redis_url)
+    assert client.smembers(keys.adopted("quotes", date(2026, 11, 24))) == {b"TSLA"}
+    config = make_config(["SPY"], redis_url=redis_url, tradier_url=emulator.url, on_demand=on_demand)
+    enqueued = await _tick_twice(config, secrets, clock)
+    assert ["SPY", "TSLA"] in enqueued
+
+
+async def test_adoption_is_off_by_default(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        for _ in range(4):
+            await reader.quote("TSLA", fresh=True)
+            clock.advance(60)
+    client = redis.Redis.from_url(redis_url)
+    assert client.zscore(keys.demand("quotes", date(2026, 11, 24)), "TSLA") == 4
+    assert not client.exists(keys.adopted("quotes", date(2026, 11, 24)))
+
+
+async def _tick_twice(config: Config, secrets: Secrets, clock: FakeClock) -> list[list[str]]:
+    """Run the real tick (its start-up catch-up, then the next 15 s slot); the symbols of each
+    refresh batch it enqueued."""
+    pool: ArqRedis = await create_job_pool(config.redis_url)
+    ctx: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
+    await jobs.startup(ctx)
+    try:
+        await jobs.tick(ctx)
+        clock.advance(15)
+        await jobs.tick(ctx)
+        queued = await pool.queued_jobs(queue_name=keys.QUEUE)
+    finally:
+        await jobs.shutdown(ctx)
+        await pool.aclose()
+    return [list(job.args[0]) for job in queued if job.function == "refresh_quotes"]
+
+
+async def test_a_malformed_job_is_answered_not_crashed(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """Whoever can write the queue may send nonsense: the job fails with the reason, published."""
+    bad = FetchRequest("quotes", "AAPL")
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe(keys.FETCHED)
+    async with start_worker():
+        pool = await create_job_pool(redis_url)
+        await pool.enqueue_job(
+            "fetch", "quotes", "not a symbol!", "", _job_id=bad.job_id, _queue_name=keys.QUEUE
+        )
+        message = None
+        for _ in range(200):
+            message = pubsub.get_message(timeout=0.01)
+            if message and message["type"] == "message":
+                break
+            await asyncio.sleep(0.01)
+        await pool.aclose()
+    assert message is not None
+    assert message["type"] == "message"
+    assert b'"status":"failed"' in message["data"]
+    assert b"bad request" in message["data"]
+    assert _calls(emulator) == 0

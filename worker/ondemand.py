@@ -1,0 +1,122 @@
+"""On-demand fetches: what a reader's miss (or stale read) asks of the worker.
+
+A reader enqueues `fetch(dataset, symbol, option)` under a deterministic job id
+(`reader.ondemand`), so one job runs however many readers miss at once. The job:
+
+1. makes no upstream call if the item is fresh by now (a concurrent job, or the schedule, stored
+   it after the reader's miss);
+2. fetches and stores through the schedule's own refresh path: the same rate gates, the same
+   freshness rules, newer data winning;
+3. remembers an upstream's "no such symbol" for `on_demand.unknown_ttl_s` (the negative cache
+   the readers check before enqueueing);
+4. counts the symbol's on-demand fetches of the exchange day; with `on_demand.adopt`, a symbol
+   fetched `adopt_after` times joins the schedule of that dataset for the rest of the day;
+5. publishes the `Outcome` on `keys.FETCHED`, which the waiting readers listen to.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis.asyncio
+
+from reader import keys
+from reader.calendar import exchange_date
+from reader.models import CachedItem
+from reader.ondemand import FetchRequest, Outcome, Unknown
+from worker.logs import fields
+from worker.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_DEMAND_MEMORY_S = 2 * 86_400
+
+_NO_DATA = {
+    "quotes": "{source} does not know this symbol",
+    "expirations": "{source} lists no options for this symbol (or does not know it)",
+    "chains": "{source} lists no options for this symbol (or does not know it)",
+    "history": "{source} has no price history for this symbol (or does not know it)",
+    "intraday": "{source} has no intraday bars for this symbol (or does not know it)",
+    "indicators": "{source} has no indicators for this symbol (or does not know it)",
+}
+
+
+async def fetch_on_demand(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRequest) -> Outcome:
+    """Run one on-demand fetch (steps 1-4 above) and return its outcome; the caller publishes it."""
+    started = time.perf_counter()
+    outcome = await _fetch(runtime, client, request)
+    log.info(
+        "on_demand.done %s",
+        fields(
+            dataset=request.dataset,
+            symbol=request.symbol,
+            option=request.option or "-",
+            status=outcome.status,
+            elapsed_s=round(time.perf_counter() - started, 3),
+            **({"detail": f'"{outcome.detail}"'} if outcome.detail else {}),
+        ),
+    )
+    return outcome
+
+
+async def publish(client: redis.asyncio.Redis, outcome: Outcome) -> None:
+    """Tell the waiting readers (step 5)."""
+    await client.publish(keys.FETCHED, outcome.model_dump_json())
+
+
+async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRequest) -> Outcome:
+    job = request.job_id
+    if request.dataset == "indicators" and not runtime.config.datasets.indicators.enabled:
+        return Outcome(
+            job=job, status="failed", detail="datasets.indicators is disabled in config.yaml; enable it"
+        )
+    now = runtime.clock()
+    current = await runtime.store.get(CachedItem, request.data_key)
+    if current is not None and current.fresh_until > now:
+        return Outcome(job=job, status="fresh")
+    report = await runtime.fetch(request)
+    if report.stored:
+        await _count_demand(runtime, client, request)
+        return Outcome(job=job, status="stored")
+    if report.unmatched:
+        dataset = runtime.on_demand_dataset(request)
+        source = runtime.plans[dataset].source
+        detail = _NO_DATA[request.dataset].format(source=source)
+        unknown = Unknown(source=source, checked_at=now, detail=detail)
+        await client.set(
+            request.unknown_key, unknown.model_dump_json(), ex=runtime.config.on_demand.unknown_ttl_s
+        )
+        return Outcome(job=job, status="unknown", detail=detail)
+    return Outcome(
+        job=job, status="failed", detail=report.errors[0] if report.errors else "nothing was stored"
+    )
+
+
+async def _count_demand(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRequest) -> None:
+    """Step 4: count a stored on-demand fetch of a symbol off the watchlist; adopt it if asked often."""
+    dataset = runtime.on_demand_dataset(request)
+    intraday = runtime.config.datasets.history.intraday
+    if dataset == "intraday" and (intraday is None or request.option != intraday.bar):
+        return  # a bar length the schedule does not refresh
+    if request.symbol in runtime.config.watchlist:
+        return
+    day = exchange_date(runtime.clock())
+    demand_key = keys.demand(dataset, day)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.zincrby(demand_key, 1, request.symbol)
+        pipe.expire(demand_key, _DEMAND_MEMORY_S)
+        count, _ = await pipe.execute()
+    settings = runtime.config.on_demand
+    if not settings.adopt or count < settings.adopt_after or dataset not in runtime.scheduled:
+        return
+    adopted_key = keys.adopted(dataset, day)
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.sadd(adopted_key, request.symbol)
+        pipe.expire(adopted_key, _DEMAND_MEMORY_S)
+        added, _ = await pipe.execute()
+    if added:
+        log.info(
+            "on_demand.adopted %s",
+            fields(dataset=dataset, symbol=request.symbol, fetches=int(count), until=f"end of {day}"),
+        )
