@@ -49,3 +49,15 @@ def test_calls_per_week_bench_compares_the_schedule_with_round_the_clock_polling
     assert int(quotes.group(3)) == 7 * 86_400 // 15  # polling: every 15 s all week, one batch of 100
     assert int(quotes.group(2)) < int(quotes.group(3))
     assert re.search(r"total\s+(\d+)\s+(\d+)\s+[\d.]+%", result.stdout)
+
+
+def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) -> None:
+    """A short run prints p50/p99 of a miss and of the direct upstream call, and the target."""
+    result = _bench("bench/miss_path.py", "--misses", "20", "--latency-ms", "50", "--url", redis_url)
+    number = r"\s+\d+\.\d+"
+    assert "emulator latency 50 ms" in result.stdout
+    assert re.search(rf"direct upstream call \(baseline\){number}{number}", result.stdout)
+    found = re.search(rf"Reader\.quote miss \(fetch on demand\)({number})({number})", result.stdout)
+    assert found is not None, result.stdout
+    assert float(found.group(1)) >= 50  # a miss costs at least the upstream's latency: it was fetched
+    assert re.search(rf"target: miss p50 <= latency \+ 30 ms{number}", result.stdout)

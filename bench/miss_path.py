@@ -1,0 +1,166 @@
+"""Benchmark: latency of a cache miss through `Reader.quote`, against the upstream's own latency.
+
+A miss enqueues an on-demand fetch, a real worker process (`python -m worker run`) fetches the
+quote from the emulator (started with `--latency-ms`), stores it and announces it; the reader
+wakes on the announcement and reads the key. The baseline, measured in the same run against the
+same emulator, is one direct HTTP call to its quotes endpoint: what any fetch costs at least.
+Each miss asks for a symbol nobody has asked for before. Prints p50/p99 of both and the miss's
+overhead; the target is a miss p50 within the configured latency + 30 ms.
+
+    python bench/miss_path.py [--misses 100] [--latency-ms 150] [--url redis://...] [--check]
+
+Without --url it starts a private redis-server on a free port (and stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devtools.redis_server import RedisServer, free_port
+from reader import Reader, keys
+
+REPO = Path(__file__).resolve().parent.parent
+
+TARGET_OVERHEAD_MS = 30.0
+API_KEY = "bench-key-not-a-secret"
+
+# SPY at start (so the worker is known to be up); nothing else on a schedule the run could hit.
+CONFIG = """\
+watchlist: [SPY]
+datasets:
+  quotes: {cadence_s: {closed: 604800}, close_refresh: false}
+  expirations: {enabled: false}
+  chains: {enabled: false}
+  history: {enabled: false}
+  indicators: {enabled: false}
+providers:
+  tradier: {rate_per_min: 100000, max_concurrency: 8}
+worker: {tick_s: 1, shutdown_grace_s: 2}
+"""
+
+
+def _percentile(samples: list[float], pct: float) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(pct) - 1]
+
+
+def _wait_for(condition: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {what} did not happen within {timeout_s:g} s")
+        time.sleep(0.05)
+
+
+async def _direct_calls(base_url: str, count: int) -> list[float]:
+    """Seconds per direct quotes call to the emulator (the floor under any fetch)."""
+    samples = []
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for i in range(count):
+            started = time.perf_counter()
+            async with session.get(f"{base_url}/v1/markets/quotes", params={"symbols": f"DIR{i}"}) as r:
+                await r.read()
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+async def _misses(url: str, count: int) -> list[float]:
+    """Seconds per `Reader.quote` of a symbol not cached yet."""
+    samples = []
+    async with Reader(url, wait_s=10) as reader:
+        await reader.quotes(["SPY"])  # connect first: the pool is not what is measured
+        for i in range(count):
+            started = time.perf_counter()
+            await reader.quote(f"MISS{i}")
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def measure(url: str, misses: int, latency_ms: float) -> tuple[list[float], list[float]]:
+    port = free_port()
+    emulator_url = f"http://127.0.0.1:{port}"
+    emulator = _start(
+        ["-m", "emulator", "--port", str(port), "--latency-ms", str(latency_ms), "--rate-per-min", "100000"],
+        {},
+    )
+    worker = None
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(CONFIG)
+        try:
+            client = redis.Redis.from_url(url)
+            client.flushall()
+            env = {"REDIS_URL": url, "TRADIER_BASE_URL": emulator_url, "TRADIER_API_KEY": API_KEY}
+            worker = _start(["-m", "worker", "run", "--config", str(config), "--log-level", "WARNING"], env)
+            _wait_for(lambda: client.exists(keys.quote("SPY")), 30, "the worker's first refresh")
+            client.close()
+            direct = asyncio.run(_direct_calls(emulator_url, misses))
+            miss = asyncio.run(_misses(url, misses))
+        finally:
+            for process in (worker, emulator):
+                if process is not None:
+                    process.send_signal(signal.SIGINT)
+                    process.wait(timeout=20)
+    return direct, miss
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--misses", type=int, default=100)
+    parser.add_argument("--latency-ms", type=float, default=150.0, help="the emulator's added latency")
+    parser.add_argument("--url", help="an existing Redis, which is flushed (default: start a private one)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 if the miss p50 exceeds latency + {TARGET_OVERHEAD_MS:g} ms",
+    )
+    args = parser.parse_args(argv)
+    server = None if args.url else RedisServer().start()
+    try:
+        direct, miss = measure(args.url or server.url, args.misses, args.latency_ms)  # type: ignore[union-attr]
+    finally:
+        if server is not None:
+            server.stop()
+
+    target_ms = args.latency_ms + TARGET_OVERHEAD_MS
+    miss_p50_ms = _percentile(miss, 50) * 1000
+    print(f"miss path, {len(miss)} misses of distinct symbols; emulator latency {args.latency_ms:g} ms")
+    print(f"{'':44} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, samples in (
+        ("direct upstream call (baseline)", direct),
+        ("Reader.quote miss (fetch on demand)", miss),
+    ):
+        print(f"{name:44} {_percentile(samples, 50) * 1000:9.1f} {_percentile(samples, 99) * 1000:9.1f}")
+    overhead = (_percentile(miss, 50) - _percentile(direct, 50)) * 1000
+    print(f"{'miss overhead over the direct call':44} {overhead:9.1f}")
+    verdict = "ok" if miss_p50_ms <= target_ms else "OVER TARGET"
+    print(f"{'target: miss p50 <= latency + 30 ms':44} {target_ms:9.1f}   {verdict}")
+    return 1 if args.check and miss_p50_ms > target_ms else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
