@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from arq.connections import ArqRedis
 
 from devtools.redis_server import RedisServer, find_redis_server
 from emulator.state import EmulatorOptions
-from tests.support import FakeClock, RunningEmulator, create_job_pool, start_emulator
+from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config, start_emulator
 from worker import jobs
 from worker.config import Config, Secrets
 from worker.settings import worker_options
@@ -89,6 +90,38 @@ async def worker_processes(
             process.send_signal(signal.SIGINT)
     for process in started:
         await asyncio.wait_for(process.wait(), timeout=20)
+
+
+StartWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, emulator: RunningEmulator, secrets: Secrets, clock: FakeClock
+) -> StartWorker:
+    """`async with start_worker(watchlist, **sections):` a real arq worker (no schedule) runs in this
+    event loop while the block runs, on `redis_url` unless `url=` names another (an ACL user's)."""
+
+    @contextlib.asynccontextmanager
+    async def start(
+        watchlist: list[str] | None = None, *, url: str | None = None, **sections: Any
+    ) -> AsyncIterator[Worker]:
+        config = make_config(
+            watchlist or ["SPY"], redis_url=url or redis_url, tradier_url=emulator.url, **sections
+        )
+        options = worker_options(config, secrets, clock=clock, scheduled=False)
+        worker = Worker(**{**options, "handle_signals": False, "poll_delay": 0.005})
+        task = asyncio.get_running_loop().create_task(worker.async_run())
+        try:
+            yield worker
+        finally:
+            # Burst mode ends the loop between iterations once the queue is empty and its jobs
+            # have finished: cancelling it could cut a Redis pipeline in half.
+            worker.burst = True
+            await asyncio.wait_for(task, timeout=30)
+            await worker.close()
+
+    return start
 
 
 RunBatches = Callable[[Config], Awaitable[Worker]]

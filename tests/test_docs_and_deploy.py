@@ -6,12 +6,15 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis
 import yaml
 
+from devtools.redis_server import find_redis_server, free_port
 from reader import Quote, keys
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,12 +69,19 @@ def test_compose_runs_redis_with_aof_and_a_worker_that_waits_for_it() -> None:
     redis_service = services["redis"]
     assert "--appendonly" in redis_service["command"]
     assert redis_service["command"][redis_service["command"].index("--appendonly") + 1] == "yes"
-    assert redis_service["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    assert "redis-cli --user worker ping" in redis_service["healthcheck"]["test"][-1]
     assert any(volume.endswith(":/data") for volume in redis_service["volumes"])
+    # The shipped users (tests/test_acl.py proves their rules), passwords required from .env.
+    assert "./deploy/redis-users.acl:/etc/redis/users.acl:ro" in redis_service["volumes"]
+    assert "./deploy/redis-entrypoint.sh:/etc/redis/entrypoint.sh:ro" in redis_service["volumes"]
+    assert redis_service["entrypoint"] == ["/bin/sh", "/etc/redis/entrypoint.sh"]
+    for name in ("REDIS_WORKER_PASSWORD", "REDIS_READER_PASSWORD"):
+        assert redis_service["environment"][name].startswith(f"${{{name}:?")
+        assert f"{name}=" in (REPO / ".env.example").read_text()
 
     worker = services["worker"]
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert worker["environment"]["REDIS_URL"] == "redis://worker:${REDIS_WORKER_PASSWORD}@redis:6379/0"
     assert worker["environment"]["TRADIER_API_KEY"] == "${TRADIER_API_KEY:-}"  # from the shell, not a file
     assert worker["command"] == ["python", "-m", "worker", "run"]
     assert (REPO / "Dockerfile").exists()
@@ -103,3 +113,46 @@ def test_ci_runs_make_test_and_nothing_else() -> None:
     ]
     assert commands[-1] == "exec make test"
     assert all(c.startswith(("set ", "cd ", "exec make test")) for c in commands)
+
+
+def test_the_compose_redis_entrypoint_starts_redis_with_the_shipped_users(tmp_path: Path) -> None:
+    """deploy/redis-entrypoint.sh, run with the machine's redis-server: no anonymous access, each
+    user logs in with the password from its variable, and a missing password stops the start."""
+    binary = find_redis_server(allow_apt=True)
+    port = free_port()
+    env = {
+        "PATH": f"{Path(binary).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "REDIS_ACL_RULES": str(REPO / "deploy" / "redis-users.acl"),
+        "REDIS_ACL_FILE": str(tmp_path / "users.acl"),
+        "REDIS_WORKER_PASSWORD": "worker-pw",
+    }
+    missing = subprocess.run(
+        ["sh", "deploy/redis-entrypoint.sh"], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    assert missing.returncode != 0
+    assert "set REDIS_READER_PASSWORD" in missing.stderr
+    env["REDIS_READER_PASSWORD"] = "reader-pw"
+    args = ["--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    server = subprocess.Popen(["sh", "deploy/redis-entrypoint.sh", *args], cwd=REPO, env=env)
+    try:
+        anonymous = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                anonymous.ping()
+            except redis.AuthenticationError:
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("redis-server did not start, or lets anonymous clients in")
+        worker = redis.Redis(port=port, username="worker", password="worker-pw")
+        assert worker.ping()
+        reader = redis.Redis(port=port, username="reader", password="reader-pw")
+        assert reader.get("mc:v1:quote:AAPL") is None
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reader.set("mc:v1:quote:AAPL", "{}")
+        for client in (anonymous, worker, reader):
+            client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

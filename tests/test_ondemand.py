@@ -8,23 +8,20 @@ The worker, the readers and the emulator share one fake clock, stopped on Tuesda
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from datetime import date
 from typing import Any
 
 import pytest
 import redis
-from arq import Worker
 from arq.connections import ArqRedis
 
 from emulator.state import EmulatorOptions, Fault
 from reader import NotCached, Quote, Reader, SyncReader, UnknownSymbol, keys
 from reader.ondemand import FetchRequest
+from tests.conftest import StartWorker
 from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
 from worker import jobs
 from worker.config import Config, Secrets
-from worker.settings import worker_options
 
 QUOTES = "/v1/markets/quotes"
 WAIT_S = 5.0  # generous for a loaded machine; a fetch here takes tens of milliseconds
@@ -33,33 +30,6 @@ WAIT_S = 5.0  # generous for a loaded machine; a fetch here takes tens of millis
 @pytest.fixture
 def emulator_options() -> EmulatorOptions:
     return EmulatorOptions(seed=11, rate_per_min=1000, latency_ms=20)
-
-
-StartWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]
-
-
-@pytest.fixture
-def start_worker(
-    redis_url: str, emulator: RunningEmulator, secrets: Secrets, clock: FakeClock
-) -> StartWorker:
-    """A real arq worker (no schedule) running in this event loop while the block runs."""
-
-    @contextlib.asynccontextmanager
-    async def start(watchlist: list[str] | None = None, **sections: Any) -> AsyncIterator[Worker]:
-        config = make_config(watchlist or ["SPY"], redis_url=redis_url, tradier_url=emulator.url, **sections)
-        options = worker_options(config, secrets, clock=clock, scheduled=False)
-        worker = Worker(**{**options, "handle_signals": False, "poll_delay": 0.005})
-        task = asyncio.get_running_loop().create_task(worker.async_run())
-        try:
-            yield worker
-        finally:
-            # Burst mode ends the loop between iterations once the queue is empty and its jobs
-            # have finished: cancelling it could cut a Redis pipeline in half.
-            worker.burst = True
-            await asyncio.wait_for(task, timeout=30)
-            await worker.close()
-
-    return start
 
 
 def _calls(emulator: RunningEmulator, path: str = QUOTES) -> int:

@@ -1,0 +1,120 @@
+"""The Redis users that docker-compose.yml ships (deploy/redis-users.acl), applied to a real
+redis-server: the reader works through its user (hits and misses) and cannot write data; the
+worker runs through its own."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from redis.exceptions import NoPermissionError, ResponseError
+
+from devtools.redis_server import RedisServer
+from reader import NotCached, Quote, Reader, keys
+from reader.ondemand import FetchRequest
+from tests.conftest import StartWorker
+from tests.support import FakeClock
+
+ACL_FILE = Path(__file__).resolve().parent.parent / "deploy" / "redis-users.acl"
+PASSWORDS = {"worker": "worker-test-password", "reader": "reader-test-password"}
+
+
+def _users() -> dict[str, list[str]]:
+    """The shipped rules of each user, as deploy/redis-entrypoint.sh reads them."""
+    users = {}
+    for line in ACL_FILE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, name, *rules = shlex.split(line)
+            assert word == "user", line
+            users[name] = rules
+    return users
+
+
+def _url(base: str, user: str) -> str:
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORDS[user]}@{parts.hostname}:{parts.port}"))
+
+
+@pytest.fixture
+def acl_urls(redis_server: RedisServer, redis_url: str) -> Iterator[dict[str, str]]:
+    """The worker and reader users, created on the session's server (whose default user stays on,
+    for the other tests) and removed after the test; their URLs by name."""
+    admin = redis.Redis.from_url(redis_url)
+    major = int(str(admin.info("server")["redis_version"]).split(".")[0])
+    if major < 7:
+        admin.close()
+        pytest.skip("read-only key permissions (%R~) need Redis 7; this redis-server is older")
+    users = _users()
+    for name in ("worker", "reader"):
+        admin.execute_command("ACL", "SETUSER", name, "reset", *users[name], f">{PASSWORDS[name]}")
+    yield {name: _url(redis_url, name) for name in ("worker", "reader")}
+    admin.execute_command("ACL", "DELUSER", "worker", "reader")
+    admin.close()
+
+
+def test_the_shipped_acl_turns_anonymous_access_off() -> None:
+    assert _users()["default"] == ["off"]
+    assert set(_users()) == {"default", "worker", "reader"}
+
+
+async def test_the_reader_user_reads_hits_and_gets_misses_fetched(
+    acl_urls: dict[str, str], redis_url: str, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """Hits (GET, MGET, the chains script) and a miss (enqueue script, subscription) all work
+    through the reader's user, against a worker running as the worker's user."""
+    cached = Quote(
+        source="tradier", fetched_at=clock(), fresh_until=clock() + timedelta(minutes=1), symbol="SPY"
+    )
+    admin = redis.Redis.from_url(redis_url)
+    admin.set(keys.quote("SPY"), cached.model_dump_json())
+    admin.close()
+    async with (
+        start_worker(url=acl_urls["worker"]),
+        Reader(acl_urls["reader"], clock=clock, wait_s=5) as reader,
+    ):
+        assert await reader.quote("SPY") == cached
+        assert (await reader.quotes(["SPY"]))["SPY"] == cached
+        with pytest.raises(NotCached, match="keeps no chains"):
+            await reader.chain("SPY", wait_s=0)  # the script runs under the reader's user
+        fetched = await reader.quote("AAPL")  # a miss: enqueued by the reader, run by the worker
+    assert fetched.symbol == "AAPL"
+    assert fetched.fetched_at == clock()
+
+
+def test_the_reader_user_cannot_write_data_or_run_other_jobs(acl_urls: dict[str, str]) -> None:
+    """Redis itself refuses every write outside an on-demand fetch's queue keys."""
+    client = redis.Redis.from_url(acl_urls["reader"])
+    assert client.get(keys.quote("AAPL")) is None  # it may read
+    with pytest.raises(NoPermissionError):
+        client.set(keys.quote("AAPL"), "{}")
+    with pytest.raises(NoPermissionError):
+        client.delete(keys.quote("AAPL"))
+    with pytest.raises(NoPermissionError):
+        client.set(keys.unknown("quotes", "AAPL"), "{}")  # nor forge the negative cache
+    with pytest.raises(NoPermissionError):
+        client.set("arq:job:" + keys.refresh_job_id("quotes", "1", "b"), "{}")  # nor a refresh job
+    with pytest.raises(NoPermissionError):
+        client.publish(keys.FETCHED, "{}")  # nor announce outcomes
+    with pytest.raises(NoPermissionError):
+        client.flushall()
+    sha = client.script_load("return redis.call('SET', ARGV[1], '{}')")
+    with pytest.raises(ResponseError, match="can't access"):  # nor write through a script
+        client.evalsha(sha, 0, keys.quote("AAPL"))
+    request = FetchRequest("quotes", "AAPL")
+    assert client.set("arq:job:" + request.job_id, "{}", px=1000)  # what an on-demand fetch needs
+    client.close()
+
+
+def test_the_worker_user_cannot_flush_or_touch_other_keys(acl_urls: dict[str, str]) -> None:
+    client = redis.Redis.from_url(acl_urls["worker"])
+    assert client.set(keys.quote("AAPL"), "{}")
+    with pytest.raises(NoPermissionError):
+        client.flushall()
+    with pytest.raises(NoPermissionError):
+        client.set("another-app:key", "1")
+    client.close()
