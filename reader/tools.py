@@ -1,0 +1,461 @@
+"""The tool set of the agent this cache serves, as plain async functions and as Agents SDK tools.
+
+Each tool returns compact JSON: the data, with its freshness (`as_of`: when it was fetched from
+upstream, `stale`: read after its freshness window), or `{"error": ...}` with a message the model
+can act on. Reader errors and an unreachable Redis never escape a tool.
+
+    from agents import Agent
+    from reader.tools import function_tools
+    agent = Agent(name="markets", tools=function_tools())
+
+The plain functions (`get_stock_quote`...) need no SDK. They read through the `Reader` set by
+`use_reader` for the current context, else through a default `Reader()` (from `REDIS_URL`), one
+per event loop, created at its first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions
+
+from reader.calendar import EXCHANGE_TZ
+from reader.client import Reader
+from reader.errors import InvalidRequest, ReaderError
+from reader.models import Bar, CachedItem, Indicators, MarketStatus, OptionChain, OptionContract, Side
+
+if TYPE_CHECKING:
+    from agents import FunctionTool
+
+__all__ = [
+    "TOOLS",
+    "TOOL_NAMES",
+    "function_tools",
+    "get_call_options_chain",
+    "get_market_status_and_date_time",
+    "get_multiple_stock_quotes",
+    "get_options_expiration_dates",
+    "get_put_options_chain",
+    "get_stock_data_bundle",
+    "get_stock_price_history",
+    "get_stock_quote",
+    "get_ta_indicators",
+    "use_reader",
+]
+
+logger = logging.getLogger(__name__)
+
+CHAIN_STRIKES = 30
+"""At most this many strikes per chain answer, those nearest the underlying's price."""
+
+BUNDLE_STRIKES = 3
+"""Strikes per expiration in a bundle (the call and the put of each): the ones nearest the money."""
+
+MAX_BARS = 500
+"""The largest `limit` of `get_stock_price_history`."""
+
+UNAVAILABLE = "the market data cache is unavailable right now; try again in a minute"
+
+# Envelope fields replaced by `as_of` and `stale`, and quote fields of no use to a model.
+_ENVELOPE = ("source", "fetched_at", "fresh_until", "age_s", "stale")
+_QUOTE_NOISE = ("exch", "bidexch", "askexch", "bid_date", "ask_date", "root_symbols")
+
+_current: ContextVar[Reader | None] = ContextVar("marketcache_tools_reader", default=None)
+_defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Reader] = weakref.WeakKeyDictionary()
+
+
+def use_reader(reader: Reader | None) -> None:
+    """Make the tools read through `reader` in the current context (and the tasks it starts from
+    now on); None goes back to the default `Reader()`. The caller keeps ownership: it closes it."""
+    _current.set(reader)
+
+
+def _reader() -> Reader:
+    """The context's reader, else this event loop's default (a Reader's connections belong to one loop)."""
+    reader = _current.get()
+    if reader is not None:
+        return reader
+    loop = asyncio.get_running_loop()
+    default = _defaults.get(loop)
+    if default is None:
+        default = _defaults[loop] = Reader()
+    return default
+
+
+# Answers.
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _error(error: ReaderError, symbol: object) -> dict[str, Any]:
+    named = getattr(error, "symbol", symbol)
+    return {"error": str(error), **({"symbol": named} if isinstance(named, str) else {})}
+
+
+async def _respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object = None) -> str:
+    """`answer` as compact JSON; a reader error, or Redis out of reach, as `{"error": ...}`."""
+    try:
+        return _dumps(await answer)
+    except ReaderError as e:
+        return _dumps(_error(e, symbol))
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+        # The message of a redis-py connection error names host and port, never a password.
+        logger.warning("tools.cache_unavailable tool=%s error=%s: %s", tool, type(e).__name__, e)
+        return _dumps({"error": UNAVAILABLE})
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _et(value: datetime) -> str:
+    return value.astimezone(EXCHANGE_TZ).isoformat(timespec="seconds")
+
+
+def _fields(item: CachedItem, drop: Sequence[str] = ()) -> dict[str, Any]:
+    """`item` for a model: its symbol, `as_of` and `stale`, then its data less the envelope and `drop`."""
+    data = item.as_json()
+    for name in (*_ENVELOPE, *drop):
+        data.pop(name, None)
+    head = {"symbol": data.pop("symbol")} if "symbol" in data else {}
+    return {**head, "as_of": _iso(item.fetched_at), "stale": item.stale, **data}
+
+
+def _quote_fields(item: CachedItem, *, with_symbol: bool = True) -> dict[str, Any]:
+    return _fields(item, _QUOTE_NOISE if with_symbol else (*_QUOTE_NOISE, "symbol"))
+
+
+def _part(part: CachedItem | ReaderError, render: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    return {"error": str(part)} if isinstance(part, ReaderError) else render(part)
+
+
+def _contract(contract: OptionContract) -> dict[str, Any]:
+    return {k: v for k, v in contract._asdict().items() if v is not None}
+
+
+def _nearest_strikes(contracts: Sequence[OptionContract], center: float | None, count: int) -> set[float]:
+    """The `count` distinct strikes nearest `center` (the middle strike when it is unknown)."""
+    strikes = sorted({c.strike for c in contracts})
+    if not strikes:
+        return set()
+    middle = strikes[len(strikes) // 2] if center is None else center
+    return set(sorted(strikes, key=lambda s: (abs(s - middle), s))[:count])
+
+
+def _chain_fields(
+    chain: OptionChain, contracts: Sequence[OptionContract], strikes: int, key: str = "contracts"
+) -> dict[str, Any]:
+    """`chain` with `contracts` cut to the `strikes` strikes nearest the money; `omitted` counts the rest."""
+    kept_strikes = _nearest_strikes(contracts, chain.underlying_price, strikes)
+    kept = [c for c in contracts if c.strike in kept_strikes]
+    drop_type = key != "contracts"  # a calls or puts list needs no option_type per row
+    rows = [{k: v for k, v in _contract(c).items() if not (drop_type and k == "option_type")} for c in kept]
+    data = _fields(chain, ("contracts",))
+    data[key] = rows
+    if len(kept) < len(contracts):
+        data["omitted"] = len(contracts) - len(kept)
+    return data
+
+
+def _bar(bar: Bar, *, daily: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"date": _et(bar.start)[:10]} if daily else {"start": _iso(bar.start)}
+    row |= {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close}
+    row["volume"] = int(bar.volume) if bar.volume.is_integer() else bar.volume
+    if bar.vwap is not None:
+        row["vwap"] = bar.vwap
+    return row
+
+
+def _status_fields(status: MarketStatus) -> dict[str, Any]:
+    now_et = status.at.astimezone(EXCHANGE_TZ)
+    session = None
+    if status.session is not None and status.open is not None and status.close is not None:
+        session = {
+            "date": status.session.isoformat(),
+            "open": _et(status.open),
+            "close": _et(status.close),
+            "early_close": status.early_close,
+        }
+    return {
+        "now_utc": _iso(status.at),
+        "now_new_york": now_et.isoformat(timespec="seconds"),
+        "weekday": now_et.strftime("%A"),
+        "exchange": status.exchange,
+        "phase": status.phase,
+        "session": session,
+        "next_open": _et(status.next_open),
+        "next_close": _et(status.next_close),
+    }
+
+
+# What each tool reads (raising reader errors), then the tools themselves.
+
+
+async def _quote(symbol: str) -> dict[str, Any]:
+    return _quote_fields(await _reader().quote(symbol))
+
+
+async def _quotes(symbols: list[str]) -> dict[str, Any]:
+    if not symbols:
+        raise InvalidRequest("symbols", symbols, "pass at least one ticker symbol, e.g. ['AAPL', 'MSFT']")
+    results = await _reader().quotes(symbols)
+    return {
+        "quotes": {
+            symbol: _part(result, functools.partial(_quote_fields, with_symbol=False))
+            for symbol, result in results.items()
+        }
+    }
+
+
+async def _expirations(symbol: str) -> dict[str, Any]:
+    return _fields(await _reader().expirations(symbol))
+
+
+async def _chain(
+    symbol: str, side: Side, expiration: str | None, min_strike: float | None, max_strike: float | None
+) -> dict[str, Any]:
+    if min_strike is not None and max_strike is not None and min_strike > max_strike:
+        raise InvalidRequest("min_strike", min_strike, f"it must not exceed max_strike={max_strike!r}")
+    chain = await _reader().chain(symbol, (expiration or "").strip() or None, side)
+    contracts = [
+        c
+        for c in chain.contracts
+        if (min_strike is None or c.strike >= min_strike) and (max_strike is None or c.strike <= max_strike)
+    ]
+    return _chain_fields(chain, contracts, CHAIN_STRIKES, key=side)
+
+
+async def _history(symbol: str, interval: str, limit: int) -> dict[str, Any]:
+    if not 1 <= limit <= MAX_BARS:
+        raise InvalidRequest("limit", limit, f"expected a number of bars from 1 to {MAX_BARS}")
+    history = await _reader().history(symbol, interval)  # type: ignore[arg-type]  # the reader checks it
+    daily = history.interval == "1d"
+    return {
+        **_fields(history, ("bars",)),
+        "bars": [_bar(b, daily=daily) for b in history.bars[-limit:]],
+        "total_bars": len(history.bars),
+    }
+
+
+def _indicator_fields(item: Indicators) -> dict[str, Any]:
+    data = _fields(item, ("as_of",))
+    data["last_bar"] = _et(item.as_of)[:10] if item.interval == "1d" else _iso(item.as_of)
+    return data
+
+
+async def _indicators(symbol: str) -> dict[str, Any]:
+    return _indicator_fields(await _reader().indicators(symbol))
+
+
+async def _market_status() -> dict[str, Any]:
+    # The first call loads the exchange calendar (pandas): off the event loop.
+    return _status_fields(await asyncio.to_thread(_reader().market_status))
+
+
+def _chains_part(chains: tuple[OptionChain, ...]) -> dict[str, Any]:
+    return {"chains": [_chain_fields(c, c.contracts, BUNDLE_STRIKES) for c in chains]}
+
+
+async def _bundle(symbol: str, options: bool, technical: bool) -> dict[str, Any]:
+    bundle = await _reader().bundle(symbol, options=options, technical=technical)
+    data: dict[str, Any] = {
+        "symbol": bundle.symbol,
+        "quote": _part(bundle.quote, functools.partial(_quote_fields, with_symbol=False)),
+    }
+    if bundle.chains is not None:
+        chains = bundle.chains
+        data["options"] = {"error": str(chains)} if isinstance(chains, ReaderError) else _chains_part(chains)
+    if bundle.indicators is not None:
+        data["technical"] = _part(bundle.indicators, _indicator_fields)
+    return data
+
+
+async def get_stock_quote(symbol: str) -> str:
+    """Get the latest quote of one stock or ETF from the market data cache.
+
+    The answer is a JSON object with `symbol`, `as_of` (when the quote was fetched, UTC) and
+    `stale` (true if it is older than the cache promises; mention it when it matters), then the
+    fields known: `last`, `change`, `change_percentage` (in percent), `open`, `high`, `low`,
+    `close`, `prevclose`, `volume`, `average_volume`, `last_volume`, `bid`, `ask`, `bidsize` and
+    `asksize` (hundreds of shares), `week_52_high`, `week_52_low`, `trade_date`, `description`,
+    `type`. On failure it is `{"error": ...}` saying what to do, e.g. ask again in a few seconds
+    when a fetch of the symbol was just queued.
+
+    Args:
+        symbol: Ticker symbol, e.g. "AAPL" or "BRK.B" (upper or lower case).
+    """
+    return await _respond("get_stock_quote", _quote(symbol), symbol)
+
+
+async def get_multiple_stock_quotes(symbols: list[str]) -> str:
+    """Get the latest quotes of several stocks or ETFs in one call.
+
+    The answer is `{"quotes": {SYMBOL: quote or {"error": ...}}}`, keyed by upper-case symbol
+    (a malformed symbol keyed as given). Each quote has the fields of `get_stock_quote` with its
+    own `as_of` and `stale`. One symbol that fails does not fail the others: retry only those
+    with an error, when the error says to.
+
+    Args:
+        symbols: Ticker symbols, e.g. ["AAPL", "MSFT", "SPY"].
+    """
+    return await _respond("get_multiple_stock_quotes", _quotes(symbols))
+
+
+async def get_options_expiration_dates(symbol: str) -> str:
+    """List the option expiration dates of an underlying, as listed by the exchange.
+
+    The answer is `{"symbol", "as_of", "stale", "dates": ["YYYY-MM-DD", ...]}`, ascending. Pass
+    one of the dates to `get_call_options_chain` or `get_put_options_chain`.
+
+    Args:
+        symbol: Ticker symbol of the underlying, e.g. "AAPL" or "SPY".
+    """
+    return await _respond("get_options_expiration_dates", _expirations(symbol), symbol)
+
+
+async def get_call_options_chain(
+    symbol: str,
+    expiration: str | None = None,
+    min_strike: float | None = None,
+    max_strike: float | None = None,
+) -> str:
+    """Get the call options of an underlying for one expiration, with prices, IVs and greeks.
+
+    The answer is `{"symbol", "as_of", "stale", "expiration", "underlying_price",
+    "greeks_updated_at", "calls": [...]}`, calls sorted by strike, each with `symbol` (OCC),
+    `strike`, `bid`, `ask`, `last`, `change`, `volume`, `open_interest`, `bid_iv`, `mid_iv`,
+    `ask_iv` (fractions: 0.25 is 25 %), `delta`, `gamma`, `theta` (per day), `vega`, `rho`
+    (fields the upstream lacks are left out). At most 30 strikes are returned, those nearest
+    the underlying price; `omitted` counts the others: narrow with min_strike/max_strike.
+
+    Args:
+        symbol: Ticker symbol of the underlying, e.g. "AAPL".
+        expiration: Expiration date "YYYY-MM-DD" (see get_options_expiration_dates), or null for
+            the nearest one cached.
+        min_strike: Lowest strike to include, or null for no lower bound.
+        max_strike: Highest strike to include, or null for no upper bound.
+    """
+    answer = _chain(symbol, "calls", expiration, min_strike, max_strike)
+    return await _respond("get_call_options_chain", answer, symbol)
+
+
+async def get_put_options_chain(
+    symbol: str,
+    expiration: str | None = None,
+    min_strike: float | None = None,
+    max_strike: float | None = None,
+) -> str:
+    """Get the put options of an underlying for one expiration, with prices, IVs and greeks.
+
+    The answer has the shape of `get_call_options_chain`, with `puts` instead of `calls`. At most
+    30 strikes are returned, those nearest the underlying price; `omitted` counts the others:
+    narrow with min_strike/max_strike.
+
+    Args:
+        symbol: Ticker symbol of the underlying, e.g. "AAPL".
+        expiration: Expiration date "YYYY-MM-DD" (see get_options_expiration_dates), or null for
+            the nearest one cached.
+        min_strike: Lowest strike to include, or null for no lower bound.
+        max_strike: Highest strike to include, or null for no upper bound.
+    """
+    answer = _chain(symbol, "puts", expiration, min_strike, max_strike)
+    return await _respond("get_put_options_chain", answer, symbol)
+
+
+async def get_stock_price_history(symbol: str, interval: str = "1d", limit: int = 30) -> str:
+    """Get the most recent price bars (OHLCV) of a stock or ETF, oldest first.
+
+    The answer is `{"symbol", "as_of", "stale", "interval", "bars": [...], "total_bars"}`. Daily
+    bars carry their session `date`, intraday bars their `start` (UTC); each has `open`, `high`,
+    `low`, `close`, `volume` and, when known, `vwap`. The last bar may still be forming.
+    `total_bars` is how many the cache holds.
+
+    Args:
+        symbol: Ticker symbol, e.g. "AAPL".
+        interval: Bar length: "1d" (daily), "1m", "5m" or "15m".
+        limit: How many of the most recent bars to return, 1 to 500.
+    """
+    return await _respond("get_stock_price_history", _history(symbol, interval, limit), symbol)
+
+
+async def get_ta_indicators(symbol: str) -> str:
+    """Get the latest technical indicators of a stock or ETF, computed on daily closes.
+
+    The answer is `{"symbol", "as_of", "stale", "interval", "last_bar", "close", "sma", "ema",
+    "rsi", "macd"}`: `sma`, `ema` and `rsi` map a window in bars ("20") to its value, `macd` has
+    `fast`, `slow`, `signal_window`, `macd`, `signal` and `histogram`; `last_bar` is the session
+    of the last bar used and `close` its close.
+
+    Args:
+        symbol: Ticker symbol, e.g. "AAPL".
+    """
+    return await _respond("get_ta_indicators", _indicators(symbol), symbol)
+
+
+async def get_market_status_and_date_time() -> str:
+    """Get the current date and time, and whether the US stock market is open.
+
+    The answer is `{"now_utc", "now_new_york", "weekday", "exchange", "phase", "session",
+    "next_open", "next_close"}`, computed now from the exchange calendar. `phase` is "pre"
+    (pre-market, from 04:00), "regular" (the session, usually 09:30-16:00), "post" (after hours,
+    to 20:00) or "closed". `session` is today's (`date`, `open`, `close`, `early_close`) or
+    null on a holiday or weekend. Times are New York local with their UTC offset.
+    """
+    return await _respond("get_market_status_and_date_time", _market_status())
+
+
+async def get_stock_data_bundle(
+    symbol: str, include_options: bool = False, include_technical: bool = False
+) -> str:
+    """Get a stock's quote and, optionally, its option chains and technical indicators, in one call.
+
+    The answer is `{"symbol", "quote", "options", "technical"}`; each part is what the single
+    tools return (with its own `as_of` and `stale`) or `{"error": ...}`, and parts not asked for
+    are left out. `options` is `{"chains": [...]}`: every cached expiration from today on,
+    nearest first, each with the 3 strikes nearest the money (calls and puts, `option_type`
+    says which). Use `get_call_options_chain`/`get_put_options_chain` for whole chains.
+
+    Args:
+        symbol: Ticker symbol, e.g. "AAPL".
+        include_options: Also return the option chains near the money.
+        include_technical: Also return the technical indicators (SMA, EMA, RSI, MACD).
+    """
+    answer = _bundle(symbol, include_options, include_technical)
+    return await _respond("get_stock_data_bundle", answer, symbol)
+
+
+TOOLS: tuple[Callable[..., Awaitable[str]], ...] = (
+    get_stock_quote,
+    get_multiple_stock_quotes,
+    get_options_expiration_dates,
+    get_call_options_chain,
+    get_put_options_chain,
+    get_stock_price_history,
+    get_ta_indicators,
+    get_market_status_and_date_time,
+    get_stock_data_bundle,
+)
+"""The plain tool functions, in the order an agent is given them."""
+
+TOOL_NAMES: tuple[str, ...] = tuple(tool.__name__ for tool in TOOLS)
+
+
+def function_tools() -> list[FunctionTool]:
+    """The tools as OpenAI Agents SDK `FunctionTool`s: `Agent(tools=function_tools())`."""
+    try:
+        from agents import function_tool
+    except ImportError as e:
+        raise ImportError(
+            "reader.tools.function_tools() needs the OpenAI Agents SDK: pip install 'marketcache[agents]'"
+        ) from e
+    return [function_tool(tool) for tool in TOOLS]

@@ -1,0 +1,477 @@
+"""The agent tools: each invoked through the OpenAI Agents SDK's own tool path, against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from agents import Agent, FunctionTool, RunConfig, Runner, ToolCallOutputItem
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+from agents.tool_context import ToolContext
+
+from reader import (
+    Bar,
+    Expirations,
+    Indicators,
+    Macd,
+    OptionChain,
+    OptionContract,
+    PriceHistory,
+    Quote,
+    Reader,
+    keys,
+)
+from reader import tools as tools_module
+from reader.calendar import MarketCalendar
+from reader.models import ChainIndex
+from reader.ondemand import Unknown
+from reader.tools import (
+    TOOL_NAMES,
+    UNAVAILABLE,
+    function_tools,
+    get_multiple_stock_quotes,
+    get_stock_quote,
+    use_reader,
+)
+from tests.support import TUESDAY_10_ET, FakeClock
+
+ET = ZoneInfo("America/New_York")
+NOW = TUESDAY_10_ET  # Tuesday 2026-11-24, 10:00 ET: the session is open
+FETCHED = NOW - timedelta(seconds=20)
+AS_OF = "2026-11-24T14:59:40Z"
+ENVELOPE = {"source": "tradier", "fetched_at": FETCHED, "fresh_until": NOW + timedelta(seconds=40)}
+STALE = {
+    "source": "tradier",
+    "fetched_at": NOW - timedelta(hours=1),
+    "fresh_until": NOW - timedelta(minutes=59),
+}
+EXPIRATIONS = (date(2026, 11, 20), date(2026, 11, 27), date(2026, 12, 4), date(2026, 12, 18))
+NEAREST, SECOND = EXPIRATIONS[1], EXPIRATIONS[2]
+
+
+def _chain(expiration: date, strikes: list[float]) -> OptionChain:
+    contracts = [
+        OptionContract(
+            symbol=f"AAPL{expiration:%y%m%d}{kind[0].upper()}{int(strike * 1000):08d}",
+            option_type=kind,
+            strike=strike,
+            bid=1.0,
+            ask=1.2,
+            open_interest=10,
+            mid_iv=0.25,
+            delta=0.5 if kind == "call" else -0.5,
+        )
+        for strike in strikes
+        for kind in ("call", "put")
+    ]
+    return OptionChain(
+        **ENVELOPE, symbol="AAPL", expiration=expiration, underlying_price=100.0, contracts=contracts
+    )
+
+
+def _history() -> PriceHistory:
+    """40 daily bars, one per calendar day up to today (closes 100..139)."""
+    first = date(2026, 11, 24) - timedelta(days=39)
+    bars = [
+        Bar(
+            start=datetime.combine(first + timedelta(days=i), datetime.min.time(), tzinfo=ET),
+            open=100 + i,
+            high=101 + i,
+            low=99 + i,
+            close=100 + i,
+            volume=1e6,
+            vwap=100.5 + i if i == 39 else None,
+        )
+        for i in range(40)
+    ]
+    return PriceHistory(**ENVELOPE, symbol="AAPL", interval="1d", bars=bars)
+
+
+def _indicators() -> Indicators:
+    macd = Macd(fast=12, slow=26, signal_window=9, macd=1.5, signal=1.2, histogram=0.3)
+    return Indicators(
+        **ENVELOPE, symbol="AAPL", interval="1d", as_of=datetime(2026, 11, 24, 5, tzinfo=UTC),
+        close=139.0, sma={20: 129.5}, ema={12: 133.0}, rsi={14: 61.25}, macd=macd,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def stored(redis_url: str) -> None:
+    """AAPL with every dataset (a 40-strike nearest chain, a 3-strike second one), MSFT's quote stale."""
+    quote = Quote(
+        **ENVELOPE, symbol="AAPL", description="Apple Inc", exch="Q", type="stock", last=105.2, change=1.2,
+        change_percentage=1.15, volume=1234567, bid=105.1, bidexch="Q", ask=105.3, askexch="P",
+        root_symbols="AAPL",
+    )  # fmt: skip
+    items: dict[str, Any] = {
+        keys.quote("AAPL"): quote,
+        keys.quote("MSFT"): Quote(**STALE, symbol="MSFT", last=410.0),
+        keys.expirations("AAPL"): Expirations(**ENVELOPE, symbol="AAPL", dates=EXPIRATIONS),
+        keys.chain_index("AAPL"): ChainIndex(**ENVELOPE, symbol="AAPL", expirations=EXPIRATIONS[:3]),
+        keys.chain("AAPL", EXPIRATIONS[0]): _chain(EXPIRATIONS[0], [100.0]),  # expired: never served
+        keys.chain("AAPL", NEAREST): _chain(NEAREST, [50.0 + 5 * i for i in range(40)]),
+        keys.chain("AAPL", SECOND): _chain(SECOND, [95.0, 100.0, 105.0]),
+        keys.history("AAPL", "1d"): _history(),
+        keys.indicators("AAPL"): _indicators(),
+    }
+    client = redis.Redis.from_url(redis_url)
+    for key, item in items.items():
+        client.set(key, item.model_dump_json(exclude_none=True))
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def calendar() -> MarketCalendar:
+    return MarketCalendar()
+
+
+@pytest.fixture
+async def reader(redis_url: str, calendar: MarketCalendar) -> AsyncIterator[Reader]:
+    """The tools' reader: on the session's Redis, at NOW, enqueueing a fetch on a miss without waiting."""
+    async with Reader(redis_url, clock=FakeClock(NOW), calendar=calendar, wait_s=0) as reader:
+        use_reader(reader)
+        yield reader
+        use_reader(None)
+
+
+@pytest.fixture(scope="module")
+def tools() -> dict[str, FunctionTool]:
+    return {tool.name: tool for tool in function_tools()}
+
+
+async def invoke(tool: FunctionTool, **arguments: Any) -> Any:
+    """Call `tool` the way the SDK does for a model's tool call; the parsed JSON it answered."""
+    raw_arguments = json.dumps(arguments)
+    context = ToolContext(None, tool_name=tool.name, tool_call_id="call_1", tool_arguments=raw_arguments)
+    output = await tool.on_invoke_tool(context, raw_arguments)
+    assert isinstance(output, str)
+    answer = json.loads(output)  # the SDK's generic failure text is not JSON: this fails loudly on it
+    assert output == json.dumps(answer, separators=(",", ":"), ensure_ascii=False)  # compact
+    return answer
+
+
+def queued_jobs(redis_url: str) -> list[str]:
+    client = redis.Redis.from_url(redis_url)
+    jobs = [job.decode() for job in client.zrange(keys.QUEUE, 0, -1)]
+    client.close()
+    return jobs
+
+
+def test_every_tool_is_built_with_a_description_for_each_parameter(tools: dict[str, FunctionTool]) -> None:
+    """function_tools() gives the nine tools, each described, with a description on every parameter."""
+    assert tuple(tools) == TOOL_NAMES
+    assert len(TOOL_NAMES) == 9
+    for tool in tools.values():
+        assert tool.description.strip(), tool.name
+        properties = tool.params_json_schema["properties"]
+        for name, schema in properties.items():
+            assert schema.get("description", "").strip(), f"{tool.name}.{name} has no description"
+        if tool.name != "get_market_status_and_date_time":
+            assert properties, tool.name
+    assert set(tools["get_stock_data_bundle"].params_json_schema["properties"]) == {
+        "symbol", "include_options", "include_technical",
+    }  # fmt: skip
+
+
+async def test_get_stock_quote_returns_the_quote_with_its_freshness(
+    reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """The quote's fields, `as_of` (fetched_at) and `stale`, without envelope and exchange-code noise."""
+    assert await invoke(tools["get_stock_quote"], symbol="aapl") == {
+        "symbol": "AAPL", "as_of": AS_OF, "stale": False, "description": "Apple Inc", "type": "stock",
+        "last": 105.2, "change": 1.2, "change_percentage": 1.15, "volume": 1234567,
+        "bid": 105.1, "ask": 105.3,
+    }  # fmt: skip
+    stale = await invoke(tools["get_stock_quote"], symbol="MSFT")
+    assert (stale["as_of"], stale["stale"], stale["last"]) == ("2026-11-24T14:00:00Z", True, 410.0)
+
+
+async def test_get_multiple_stock_quotes_answers_each_symbol_without_failing(
+    redis_url: str, reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """A hit, a miss (a fetch gets queued) and a malformed symbol: three entries, one call."""
+    answer = await invoke(tools["get_multiple_stock_quotes"], symbols=["aapl", "NVDA", "AAPL*"])
+    quotes = answer["quotes"]
+    assert set(quotes) == {"AAPL", "NVDA", "AAPL*"}
+    assert quotes["AAPL"]["last"] == 105.2
+    assert (quotes["AAPL"]["as_of"], quotes["AAPL"]["stale"]) == (AS_OF, False)
+    assert "symbol" not in quotes["AAPL"]  # the key says it
+    assert "queued" in quotes["NVDA"]["error"]
+    assert "not a ticker symbol" in quotes["AAPL*"]["error"]
+    assert keys.fetch_job_id("quotes", "NVDA", "") in queued_jobs(redis_url)
+    assert "error" in await invoke(tools["get_multiple_stock_quotes"], symbols=[])
+
+
+async def test_options_tools_return_dates_and_chains_near_the_money(
+    reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """Expirations; the nearest unexpired chain cut to 30 strikes around the price; strike filters."""
+    expirations = await invoke(tools["get_options_expiration_dates"], symbol="AAPL")
+    assert expirations == {
+        "symbol": "AAPL", "as_of": AS_OF, "stale": False, "dates": [d.isoformat() for d in EXPIRATIONS],
+    }  # fmt: skip
+
+    calls = await invoke(
+        tools["get_call_options_chain"], symbol="AAPL", expiration=None, min_strike=None, max_strike=None
+    )
+    assert (calls["expiration"], calls["as_of"], calls["stale"]) == (NEAREST.isoformat(), AS_OF, False)
+    assert calls["underlying_price"] == 100.0
+    strikes = [c["strike"] for c in calls["calls"]]
+    assert strikes == [50.0 + 5 * i for i in range(30)]  # the 30 nearest 100; 200-245 left out
+    assert calls["omitted"] == 10
+    assert calls["calls"][10] == {
+        "symbol": "AAPL261127C00100000", "strike": 100.0, "bid": 1.0, "ask": 1.2, "open_interest": 10,
+        "mid_iv": 0.25, "delta": 0.5,
+    }  # fmt: skip
+
+    puts = await invoke(
+        tools["get_put_options_chain"], symbol="AAPL", expiration="2026-11-27", min_strike=95, max_strike=110
+    )
+    assert [(p["strike"], p["delta"]) for p in puts["puts"]] == [(s, -0.5) for s in (95, 100, 105, 110)]
+    assert "omitted" not in puts
+
+    second = await invoke(tools["get_put_options_chain"], symbol="AAPL", expiration=SECOND.isoformat())
+    assert [p["symbol"] for p in second["puts"]] == [f"AAPL261204P00{s}000" for s in ("095", "100", "105")]
+
+    beyond = await invoke(tools["get_call_options_chain"], symbol="AAPL", min_strike=300, max_strike=None)
+    assert (beyond["calls"], beyond["expiration"]) == ([], NEAREST.isoformat())
+    crossed = await invoke(tools["get_put_options_chain"], symbol="AAPL", min_strike=110, max_strike=100)
+    assert "min_strike=110" in crossed["error"]
+
+    missing = await invoke(tools["get_call_options_chain"], symbol="AAPL", expiration="12/18/2026")
+    assert "expiration='12/18/2026'" in missing["error"]
+    assert missing["symbol"] == "AAPL"
+
+
+async def test_get_stock_price_history_returns_the_latest_bars(
+    reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """30 most recent bars by default, `limit` of them when asked; daily bars by session date."""
+    history = await invoke(tools["get_stock_price_history"], symbol="AAPL")
+    assert (history["as_of"], history["stale"], history["interval"]) == (AS_OF, False, "1d")
+    assert history["total_bars"] == 40
+    assert len(history["bars"]) == 30
+    assert history["bars"][0] == {"date": "2026-10-26", "open": 110, "high": 111, "low": 109, "close": 110,
+                                  "volume": 1000000}  # fmt: skip
+    assert history["bars"][-1]["date"] == "2026-11-24"
+    assert history["bars"][-1]["vwap"] == 139.5
+
+    last_two = await invoke(tools["get_stock_price_history"], symbol="AAPL", interval="1d", limit=2)
+    assert [b["close"] for b in last_two["bars"]] == [138, 139]
+
+    too_many = await invoke(tools["get_stock_price_history"], symbol="AAPL", interval="1d", limit=0)
+    assert "limit=0" in too_many["error"]
+
+
+async def test_get_ta_indicators_returns_the_latest_values(
+    reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """SMA/EMA/RSI keyed by window, MACD, the last bar's session, and freshness."""
+    assert await invoke(tools["get_ta_indicators"], symbol="AAPL") == {
+        "symbol": "AAPL", "as_of": AS_OF, "stale": False, "interval": "1d", "close": 139.0,
+        "sma": {"20": 129.5}, "ema": {"12": 133.0}, "rsi": {"14": 61.25},
+        "macd": {"fast": 12, "slow": 26, "signal_window": 9, "macd": 1.5, "signal": 1.2, "histogram": 0.3},
+        "last_bar": "2026-11-24",
+    }  # fmt: skip
+
+
+async def test_get_market_status_and_date_time_tells_the_phase_and_the_time(
+    reader: Reader, calendar: MarketCalendar, tools: dict[str, FunctionTool]
+) -> None:
+    """At the reader's clock (Tuesday 10:00 ET): regular session, its hours, the next open and close;
+    on Thanksgiving, no session."""
+    assert await invoke(tools["get_market_status_and_date_time"]) == {
+        "now_utc": "2026-11-24T15:00:00Z",
+        "now_new_york": "2026-11-24T10:00:00-05:00",
+        "weekday": "Tuesday",
+        "exchange": "XNYS",
+        "phase": "regular",
+        "session": {
+            "date": "2026-11-24",
+            "open": "2026-11-24T09:30:00-05:00",
+            "close": "2026-11-24T16:00:00-05:00",
+            "early_close": False,
+        },
+        "next_open": "2026-11-25T09:30:00-05:00",
+        "next_close": "2026-11-24T16:00:00-05:00",
+    }
+    thanksgiving = FakeClock(datetime(2026, 11, 26, 17, tzinfo=UTC))
+    async with Reader("redis://127.0.0.1:1/0", clock=thanksgiving, calendar=calendar) as holiday:
+        use_reader(holiday)  # market status asks no Redis
+        closed = await invoke(tools["get_market_status_and_date_time"])
+        use_reader(reader)
+    assert (closed["weekday"], closed["phase"], closed["session"]) == ("Thursday", "closed", None)
+    assert closed["next_open"] == "2026-11-27T09:30:00-05:00"
+    assert closed["next_close"] == "2026-11-27T13:00:00-05:00"  # the half day after Thanksgiving
+
+
+async def test_get_stock_data_bundle_returns_each_part_or_its_error(
+    reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """Quote, unexpired chains near the money and indicators; a symbol with nothing cached errs per part."""
+    bundle = await invoke(
+        tools["get_stock_data_bundle"], symbol="AAPL", include_options=True, include_technical=True
+    )
+    assert set(bundle) == {"symbol", "quote", "options", "technical"}
+    assert (bundle["quote"]["last"], bundle["quote"]["as_of"], bundle["quote"]["stale"]) == (
+        105.2,
+        AS_OF,
+        False,
+    )
+    chains = bundle["options"]["chains"]
+    assert [c["expiration"] for c in chains] == [NEAREST.isoformat(), SECOND.isoformat()]
+    assert [(c["strike"], c["option_type"]) for c in chains[0]["contracts"]] == [
+        (s, kind) for s in (95.0, 100.0, 105.0) for kind in ("call", "put")
+    ]
+    assert chains[0]["omitted"] == 80 - 6
+    assert "omitted" not in chains[1]
+    assert bundle["technical"]["rsi"] == {"14": 61.25}
+
+    quote_only = await invoke(tools["get_stock_data_bundle"], symbol="AAPL")
+    assert set(quote_only) == {"symbol", "quote"}
+
+    nothing = await invoke(
+        tools["get_stock_data_bundle"], symbol="AMD", include_options=True, include_technical=True
+    )
+    assert nothing["symbol"] == "AMD"
+    assert {part: "error" in nothing[part] for part in ("quote", "options", "technical")} == dict.fromkeys(
+        ("quote", "options", "technical"), True
+    )
+
+
+async def test_an_agent_run_calls_every_tool_and_reads_its_json(reader: Reader, stored: None) -> None:
+    """A whole `Runner.run` with a scripted model (no network) calling the nine tools in one turn."""
+    arguments: dict[str, dict[str, Any]] = {
+        "get_stock_quote": {"symbol": "AAPL"},
+        "get_multiple_stock_quotes": {"symbols": ["AAPL", "MSFT"]},
+        "get_options_expiration_dates": {"symbol": "AAPL"},
+        "get_call_options_chain": {"symbol": "AAPL", "expiration": None, "min_strike": 95, "max_strike": 105},
+        "get_put_options_chain": {"symbol": "AAPL", "expiration": "2026-12-04", "min_strike": None,
+                                  "max_strike": None},
+        "get_stock_price_history": {"symbol": "AAPL", "interval": "1d", "limit": 5},
+        "get_ta_indicators": {"symbol": "AAPL"},
+        "get_market_status_and_date_time": {},
+        "get_stock_data_bundle": {"symbol": "AAPL", "include_options": False, "include_technical": True},
+    }  # fmt: skip
+    assert tuple(arguments) == TOOL_NAMES
+    model = ScriptedModel(
+        [
+            ModelStep(output=[function_call(name, args, call_id=name) for name, args in arguments.items()]),
+            ModelStep(output=[assistant_message("AAPL is at 105.2.")]),
+        ]
+    )
+    agent = Agent(name="markets", model=model, tools=function_tools())
+    result = await Runner.run(agent, "How is AAPL doing?", run_config=RunConfig(tracing_disabled=True))
+    assert result.final_output == "AAPL is at 105.2."
+    outputs = {
+        item.raw_item["call_id"]: json.loads(item.output)  # type: ignore[index]
+        for item in result.new_items
+        if isinstance(item, ToolCallOutputItem)
+    }
+    assert set(outputs) == set(TOOL_NAMES)
+    assert not [name for name, output in outputs.items() if "error" in output]
+    assert outputs["get_stock_quote"]["last"] == 105.2
+    assert outputs["get_multiple_stock_quotes"]["quotes"]["MSFT"]["stale"] is True
+    assert outputs["get_options_expiration_dates"]["dates"][-1] == "2026-12-18"
+    assert [c["strike"] for c in outputs["get_call_options_chain"]["calls"]] == [95, 100, 105]
+    assert outputs["get_put_options_chain"]["expiration"] == "2026-12-04"
+    assert [b["close"] for b in outputs["get_stock_price_history"]["bars"]] == [135, 136, 137, 138, 139]
+    assert outputs["get_ta_indicators"]["macd"]["histogram"] == 0.3
+    assert outputs["get_market_status_and_date_time"]["phase"] == "regular"
+    assert outputs["get_stock_data_bundle"]["technical"]["as_of"] == AS_OF
+
+
+async def test_a_missing_symbol_says_a_fetch_was_queued(
+    redis_url: str, reader: Reader, tools: dict[str, FunctionTool]
+) -> None:
+    """A miss answers at once (wait_s=0) with an error telling the model to ask again; the fetch is queued."""
+    answer = await invoke(tools["get_stock_quote"], symbol="nvda")
+    assert set(answer) == {"error", "symbol"}
+    assert answer["symbol"] == "NVDA"
+    assert "queued" in answer["error"]
+    assert "again" in answer["error"]
+    assert queued_jobs(redis_url) == [keys.fetch_job_id("quotes", "NVDA", "")]
+
+
+async def test_an_unknown_symbol_says_the_upstream_does_not_know_it(
+    redis_url: str, reader: Reader, tools: dict[str, FunctionTool]
+) -> None:
+    """A negative-cached symbol errs with the upstream's word and queues nothing."""
+    unknown = Unknown(source="tradier", checked_at=NOW, detail="tradier does not know this symbol")
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.unknown("quotes", "ZZZZ"), unknown.model_dump_json())
+    client.close()
+    answer = await invoke(tools["get_stock_quote"], symbol="ZZZZ")
+    assert answer["symbol"] == "ZZZZ"
+    assert "tradier does not know this symbol" in answer["error"]
+    assert queued_jobs(redis_url) == []
+
+
+async def test_invalid_symbol_and_interval_name_the_value_and_the_fix(
+    redis_url: str, reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """A malformed symbol or an unknown interval errs naming the value and what is accepted; no fetch."""
+    bad_symbol = await invoke(tools["get_stock_quote"], symbol="AAPL*")
+    assert bad_symbol == {"error": bad_symbol["error"], "symbol": "AAPL*"}
+    assert "'AAPL*' is not a ticker symbol" in bad_symbol["error"]
+    bad_interval = await invoke(tools["get_stock_price_history"], symbol="AAPL", interval="1w", limit=30)
+    assert "interval='1w'" in bad_interval["error"]
+    assert "'5m'" in bad_interval["error"]
+    assert queued_jobs(redis_url) == []
+
+
+async def test_an_unreachable_cache_is_a_short_error_without_the_url(
+    tools: dict[str, FunctionTool], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis out of reach: the model reads 'unavailable'; neither it nor the log sees the password."""
+    async with Reader("redis://:s3cret@127.0.0.1:1/0", clock=FakeClock(NOW), wait_s=0) as down:
+        use_reader(down)
+        with caplog.at_level(logging.WARNING, logger="reader.tools"):
+            answer = await invoke(tools["get_multiple_stock_quotes"], symbols=["AAPL"])
+        use_reader(None)
+    assert answer == {"error": UNAVAILABLE}
+    assert "tools.cache_unavailable tool=get_multiple_stock_quotes" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+async def test_without_use_reader_the_tools_read_redis_url(
+    redis_url: str, stored: None, monkeypatch_env: pytest.MonkeyPatch
+) -> None:
+    """No reader set: the tools create a default Reader from REDIS_URL, one per event loop."""
+    monkeypatch_env.setenv("REDIS_URL", redis_url)
+    try:
+        answer = json.loads(await get_stock_quote("AAPL"))
+        assert json.loads(await get_stock_quote("AAPL")) == answer
+        defaults = list(tools_module._defaults.values())
+    finally:
+        for default in tools_module._defaults.values():
+            await default.aclose()
+        tools_module._defaults.clear()
+    assert answer["last"] == 105.2
+    assert [d.url for d in defaults] == [redis_url]
+
+
+async def test_plain_functions_work_without_the_sdk(
+    reader: Reader, stored: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tool functions are plain coroutines returning JSON; function_tools() alone needs the SDK."""
+    assert json.loads(await get_stock_quote("AAPL"))["last"] == 105.2
+    assert set(json.loads(await get_multiple_stock_quotes(["AAPL", "MSFT"]))["quotes"]) == {"AAPL", "MSFT"}
+    monkeypatch.setitem(sys.modules, "agents", None)  # what a missing package looks like to import
+    with pytest.raises(ImportError, match=r"pip install 'marketcache\[agents\]'"):
+        function_tools()
+
+
+def test_reader_tools_imports_without_the_sdk() -> None:
+    """`import reader.tools` in a process where the SDK cannot be imported."""
+    code = "import sys; sys.modules['agents'] = None; import reader.tools as t; print(len(t.TOOL_NAMES))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "9"), done.stderr
