@@ -16,6 +16,7 @@ import yaml
 
 from devtools.redis_server import find_redis_server, free_port
 from reader import Quote, keys
+from reader.tools import TOOL_NAMES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,7 @@ def _readme_python_blocks() -> list[str]:
 
 def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) -> None:
     """The README's example prints the cached quotes and reports the miss, as it claims."""
-    (example,) = _readme_python_blocks()
+    example, _tools = _readme_python_blocks()
     assert len([line for line in example.splitlines() if line.strip()]) <= 8
     now = datetime.now(UTC)
     client = redis.Redis.from_url(redis_url)
@@ -60,6 +61,15 @@ def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) ->
     assert "last=421.25" in second
     assert "'NVDA': Quote(" in second
     assert "'ZZZZ': NotCached(\"no quote cached for 'ZZZZ'" in second
+
+
+def test_readme_tools_example_builds_the_agent() -> None:
+    """The README's agent example runs as written: the SDK's Agent takes the nine tools."""
+    _example, tools = _readme_python_blocks()
+    namespace: dict[str, object] = {}
+    exec(compile(tools, "README.md", "exec"), namespace)  # noqa: S102  # our own README's example
+    agent = namespace["agent"]
+    assert [tool.name for tool in agent.tools] == list(TOOL_NAMES)  # type: ignore[attr-defined]
 
 
 def test_compose_runs_redis_with_aof_and_a_worker_that_waits_for_it() -> None:
