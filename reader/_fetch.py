@@ -4,15 +4,18 @@
 subscribe to `keys.FETCHED` first, then run `ENQUEUE_SCRIPT` (which may answer at once: the data
 landed meanwhile, or the symbol is negative-cached), then wait for the `Outcome` of the job id,
 reading the key every `FALLBACK_READ_S` in case a message was lost. Within one async reader,
-concurrent misses of the same request share one enqueue and one wait.
+concurrent misses of the same request share one enqueue and one wait; if the subscription drops,
+waiters subscribe again and re-run the script, which tells them what they missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
@@ -26,6 +29,8 @@ from reader.ondemand import ENQUEUE_SCRIPT, FetchRequest, Mode, Outcome, Unknown
 
 FALLBACK_READ_S = 0.25
 """How often a waiting reader reads the key itself, in case the worker's message was lost."""
+
+log = logging.getLogger("reader")
 
 REVALIDATE_EVERY_S = 5.0
 """A reader enqueues the refresh of one stale item at most this often (arq dedups across readers)."""
@@ -45,7 +50,8 @@ _Item = TypeVar("_Item", bound=Fresh)
 
 
 def _decode_answer(request: FetchRequest, answer: list[Any]) -> Outcome | None:
-    """The outcome `ENQUEUE_SCRIPT`'s answer settles at once (data landed, or negative-cached)."""
+    """The outcome `ENQUEUE_SCRIPT`'s answer settles at once (the data landed, or the symbol is
+    negative-cached); None while a job is queued or running."""
     status = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
     if status == "data":
         return Outcome(job=request.job_id, status="stored")
@@ -75,6 +81,8 @@ def _settle(outcome: Outcome, miss: NotCached) -> None:
             miss.symbol,
             f"{outcome.detail}; check the ticker (this answer is remembered for a few minutes)",
         )
+    if outcome.status == "unlisted":
+        raise NotCached(miss.dataset, miss.symbol, outcome.detail)
     if outcome.status == "failed":
         raise NotCached(
             miss.dataset, miss.symbol, f"an on-demand fetch failed: {outcome.detail}; ask again later"
@@ -95,6 +103,39 @@ def _usable(item: _Item, fresh: bool) -> bool:
     return not (fresh and item.stale)
 
 
+def _already_stale(miss: NotCached) -> NotCached:
+    return NotCached(miss.dataset, miss.symbol, "the fetch ran but the upstream's answer is already stale")
+
+
+class _Revalidations:
+    """When each stale item's refresh was last enqueued by this reader (pruned as it grows)."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+
+    def due(self, job_id: str) -> bool:
+        now = time.monotonic()
+        if now - self._at.get(job_id, -REVALIDATE_EVERY_S) < REVALIDATE_EVERY_S:
+            return False
+        self._at[job_id] = now
+        if len(self._at) > 4096:
+            self._at = {k: t for k, t in self._at.items() if now - t < REVALIDATE_EVERY_S}
+        return True
+
+
+def _revalidation_failed(request: FetchRequest, error: Exception) -> None:
+    # A stale answer is still an answer: the refresh is retried on a later read.
+    log.warning("reader.revalidate_failed job=%s error=%s: %s", request.job_id, type(error).__name__, error)
+
+
+@dataclass
+class _Flight:
+    """One request's wait, shared by this reader's concurrent callers until the last one leaves."""
+
+    future: asyncio.Future[Outcome]
+    waiters: int = 0
+
+
 class AsyncFetches:
     """On-demand fetches for one async reader (one pub/sub connection, opened at the first miss)."""
 
@@ -104,24 +145,21 @@ class AsyncFetches:
         self._pubsub: redis.asyncio.client.PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._subscribing: asyncio.Lock | None = None
-        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
-        self._revalidated: dict[str, float] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._revalidations = _Revalidations()
 
     async def enqueue(self, request: FetchRequest, mode: Mode) -> Outcome | None:
         """Run the enqueue script; the outcome if it settles the request at once."""
-        keys_, args = request.script_call(mode)
-        answer = await self._script(keys=keys_, args=args)
+        answer = await self._script(args=request.script_args(mode))
         return _decode_answer(request, answer)
 
     async def revalidate(self, request: FetchRequest) -> None:
         """Enqueue a refresh of a stale item without waiting for it (at most every few seconds)."""
-        now = time.monotonic()
-        if now - self._revalidated.get(request.job_id, -REVALIDATE_EVERY_S) < REVALIDATE_EVERY_S:
-            return
-        self._revalidated[request.job_id] = now
-        if len(self._revalidated) > 4096:
-            self._revalidated = {k: t for k, t in self._revalidated.items() if now - t < REVALIDATE_EVERY_S}
-        await self.enqueue(request, "refresh")
+        if self._revalidations.due(request.job_id):
+            try:
+                await self.enqueue(request, "refresh")
+            except redis.RedisError as e:
+                _revalidation_failed(request, e)
 
     async def wait(
         self,
@@ -135,21 +173,23 @@ class AsyncFetches:
     ) -> _Item:
         """Get `request` fetched and return `read()` once it lands; raises `NotCached` after `wait_s`,
         `UnknownSymbol` if the upstream has no such symbol."""
+        if wait_s == 0:  # enqueue, and answer with what the script knows now
+            settled = await self.enqueue(request, mode)
+            if settled is None:
+                raise _timeout(miss, wait_s, fresh)
+            return await self._finish(settled, read, miss, fresh)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         await self._subscribe()
-        future = self._waiting.get(request.job_id)
-        if future is None or future.done():
-            future = loop.create_future()
-            self._waiting[request.job_id] = future
-            try:
-                settled = await self.enqueue(request, mode)
-            except BaseException:
-                self._forget(request.job_id, future)
-                raise
-            if settled is not None:
-                future.set_result(settled)
+        flight = self._flights.get(request.job_id)
+        owner = flight is None or flight.future.done()
+        if flight is None or owner:
+            flight = self._flights[request.job_id] = _Flight(loop.create_future())
+        flight.waiters += 1
         try:
+            if owner:
+                await self._enqueue_for(flight, request, mode)
+            future = flight.future
             while not future.done() and (remaining := deadline - loop.time()) > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(future), min(remaining, FALLBACK_READ_S))
@@ -158,27 +198,44 @@ class AsyncFetches:
                     item = await read()
                     if _usable(item, fresh):
                         return item
+                if not self._listening():  # the subscription dropped: messages may have been lost
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        await self._subscribe()
+                        await self._enqueue_for(flight, request, mode)
         finally:
-            self._forget(request.job_id, future)
+            flight.waiters -= 1
+            if (flight.waiters == 0 or flight.future.done()) and self._flights.get(request.job_id) is flight:
+                del self._flights[request.job_id]
         if not future.done():
             raise _timeout(miss, wait_s, fresh)
-        _settle(future.result(), miss)
+        return await self._finish(future.result(), read, miss, fresh)
+
+    async def _enqueue_for(self, flight: _Flight, request: FetchRequest, mode: Mode) -> None:
+        try:
+            settled = await self.enqueue(request, mode)
+        except BaseException as e:
+            if not flight.future.done():  # the callers sharing the flight learn it too
+                flight.future.set_exception(e if isinstance(e, Exception) else asyncio.CancelledError())
+                flight.future.exception()  # retrieved: whoever waits re-raises it
+            raise
+        if settled is not None and not flight.future.done():
+            flight.future.set_result(settled)
+
+    async def _finish(
+        self, outcome: Outcome, read: Callable[[], Awaitable[_Item]], miss: NotCached, fresh: bool
+    ) -> _Item:
+        _settle(outcome, miss)
         item = await read()
         if _usable(item, fresh):
             return item
-        raise NotCached(miss.dataset, miss.symbol, "the fetch ran but the upstream's answer is already stale")
-
-    def _forget(self, job_id: str, future: asyncio.Future[Outcome]) -> None:
-        """Stop sharing `future`: the next miss runs the enqueue script again (cheap, deduplicated),
-        so a lost message or an expired job cannot strand later callers."""
-        if self._waiting.get(job_id) is future:
-            del self._waiting[job_id]
+        raise _already_stale(miss)
 
     def _listening(self) -> bool:
         return self._listener is not None and not self._listener.done()
 
     async def _subscribe(self) -> None:
-        """Subscribe once (confirmed by Redis before any enqueue), and dispatch what arrives."""
+        """Subscribe (confirmed by Redis before any enqueue), and dispatch what arrives; again after
+        a dropped connection."""
         if self._listening():
             return
         if self._subscribing is None:
@@ -186,6 +243,9 @@ class AsyncFetches:
         async with self._subscribing:
             if self._listening():
                 return
+            if self._pubsub is not None:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
             pubsub = self._redis.pubsub()
             await pubsub.subscribe(keys.FETCHED)
             while (await pubsub.get_message(timeout=1.0)) is None:
@@ -199,11 +259,12 @@ class AsyncFetches:
                 outcome = _parse_message(await pubsub.get_message(timeout=None))
                 if outcome is None:
                     continue
-                future = self._waiting.pop(outcome.job, None)
-                if future is not None and not future.done():
-                    future.set_result(outcome)
-        except (redis.RedisError, OSError):
-            return  # waiters fall back to reading the key; the next miss subscribes again
+                flight = self._flights.get(outcome.job)
+                if flight is not None and not flight.future.done():
+                    flight.future.set_result(outcome)
+        except (redis.RedisError, OSError) as e:
+            # Waiters notice (`_listening`), subscribe again and re-run the script.
+            log.warning("reader.subscription_lost error=%s: %s", type(e).__name__, e)
 
     async def aclose(self) -> None:
         if self._listener is not None:
@@ -220,19 +281,18 @@ class SyncFetches:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._script = client.register_script(ENQUEUE_SCRIPT)
-        self._revalidated: dict[str, float] = {}
+        self._revalidations = _Revalidations()
 
     def enqueue(self, request: FetchRequest, mode: Mode) -> Outcome | None:
-        keys_, args = request.script_call(mode)
-        return _decode_answer(request, cast("list[Any]", self._script(keys=keys_, args=args)))
+        return _decode_answer(request, cast("list[Any]", self._script(args=request.script_args(mode))))
 
     def revalidate(self, request: FetchRequest) -> None:
         """See `AsyncFetches.revalidate`."""
-        now = time.monotonic()
-        if now - self._revalidated.get(request.job_id, -REVALIDATE_EVERY_S) < REVALIDATE_EVERY_S:
-            return
-        self._revalidated[request.job_id] = now
-        self.enqueue(request, "refresh")
+        if self._revalidations.due(request.job_id):
+            try:
+                self.enqueue(request, "refresh")
+            except redis.RedisError as e:
+                _revalidation_failed(request, e)
 
     def wait(
         self,
@@ -245,6 +305,11 @@ class SyncFetches:
         fresh: bool,
     ) -> _Item:
         """See `AsyncFetches.wait`."""
+        if wait_s == 0:
+            outcome = self.enqueue(request, mode)
+            if outcome is None:
+                raise _timeout(miss, wait_s, fresh)
+            return self._finish(outcome, read, miss, fresh)
         deadline = time.monotonic() + wait_s
         pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
         try:
@@ -268,8 +333,11 @@ class SyncFetches:
             pubsub.close()
         if outcome is None:
             raise _timeout(miss, wait_s, fresh)
+        return self._finish(outcome, read, miss, fresh)
+
+    def _finish(self, outcome: Outcome, read: Callable[[], _Item], miss: NotCached, fresh: bool) -> _Item:
         _settle(outcome, miss)
         item = read()
         if _usable(item, fresh):
             return item
-        raise NotCached(miss.dataset, miss.symbol, "the fetch ran but the upstream's answer is already stale")
+        raise _already_stale(miss)

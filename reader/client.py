@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -187,7 +188,10 @@ class Reader(_Base):
         wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
         super().__init__(url, clock, calendar, wait_s)
-        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(self.url)
+        # lib_name=None: no CLIENT SETINFO, which the reader's ACL user may not run.
+        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            self.url, lib_name=None, lib_version=None
+        )
         self._chains_script = self._redis.register_script(CHAINS_SCRIPT)
         self._fetches = AsyncFetches(self._redis)
 
@@ -396,7 +400,7 @@ class SyncReader(_Base):
         wait_s: float = DEFAULT_WAIT_S,
     ) -> None:
         super().__init__(url, clock, calendar, wait_s)
-        self._redis: redis.Redis = redis.Redis.from_url(self.url)
+        self._redis: redis.Redis = redis.Redis.from_url(self.url, lib_name=None, lib_version=None)
         self._chains_script = self._redis.register_script(CHAINS_SCRIPT)
         self._fetches = SyncFetches(self._redis)
 
@@ -451,15 +455,20 @@ class SyncReader(_Base):
     def quotes(
         self, symbols: Iterable[str], *, wait_s: float | None = None, fresh: bool = False
     ) -> dict[str, QuoteResult]:
-        """Quotes of many symbols; see `Reader.quotes` (here the misses are fetched one after another,
-        each waiting up to `wait_s`)."""
+        """Quotes of many symbols; see `Reader.quotes` (here every miss is enqueued first, then each
+        is waited for in turn, all within one `wait_s`)."""
         wanted, errors = symbol_list(symbols)
         results = quote_results(wanted, self._mget([keys.quote(s) for s in wanted]), errors, self._clock)
+        missing = [s for s in wanted if _needs_fetch(results[s], fresh)]
         for symbol in wanted:
-            if _needs_fetch(results[symbol], fresh):
-                results[symbol] = self._or_error(partial(self.quote, symbol, wait_s=wait_s, fresh=fresh))
+            if symbol in missing:
+                results[symbol] = self._or_error(partial(self.quote, symbol, wait_s=0, fresh=fresh))
             elif _stale(results[symbol]):
                 self._fetches.revalidate(FetchRequest("quotes", symbol))
+        deadline = time.monotonic() + self._wait_s(wait_s)
+        for symbol in missing:
+            if isinstance(results[symbol], NotCached) and (left := deadline - time.monotonic()) > 0:
+                results[symbol] = self._or_error(partial(self.quote, symbol, wait_s=left, fresh=fresh))
         return results
 
     def expirations(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Expirations:
