@@ -79,15 +79,20 @@ def skipped(dataset: str) -> str:
     return f"{PREFIX}stats:skipped:{dataset}"
 
 
+FETCH_JOBS = PREFIX + "fetch:"
+"""Every on-demand job id starts with this (the only job ids a reader's Redis user may write)."""
+
+
 def fetch_job_id(dataset: str, symbol: str, option: str) -> str:
     """arq job id of an on-demand fetch: the same in every process, so concurrent misses for the
     same (dataset, symbol, option) make one job."""
-    return f"{PREFIX}fetch:{dataset}:{symbol}:{option}"
+    return f"{FETCH_JOBS}{dataset}:{symbol}:{option}"
 
 
-def unknown(dataset: str, symbol: str) -> str:
-    """Negative cache: the upstream has no `dataset` for `symbol` (a JSON `reader.ondemand.Unknown`)."""
-    return f"{PREFIX}unknown:{dataset}:{symbol}"
+def unknown(dataset: str, symbol: str, option: str = "") -> str:
+    """Negative cache: the upstream has no `dataset` for `symbol` (a JSON `reader.ondemand.Unknown`);
+    `option` tells apart what can be absent separately (an intraday bar length)."""
+    return f"{PREFIX}unknown:{dataset}:{symbol}:{option}"
 
 
 def demand(dataset: str, day: date) -> str:

@@ -10,8 +10,7 @@ reader waits on that message, reading the key as a fallback.
 The script writes the arq job format itself (so the blocking reader can enqueue too, and so the
 reader's Redis user needs write access to two key patterns only): a JSON payload
 `{"t", "f", "a", "k", "et"}` under `arq:job:<id>` and the id in the queue's sorted set. Read-only
-keys travel in ARGV, not KEYS: Redis checks a script's declared keys for write access, and the
-reader's ACL user may only read data keys.
+keys travel in ARGV, not KEYS (see the script).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import job_key_prefix
 from pydantic import BaseModel, ConfigDict
 
 from reader import keys
@@ -44,12 +43,17 @@ Mode = Literal["miss", "refresh"]
 """`miss`: enqueue unless the data key now holds something (it landed meanwhile). `refresh`:
 enqueue even so (the item is stale, or present but not what was asked)."""
 
-Status = Literal["stored", "fresh", "unknown", "failed"]
+Status = Literal["stored", "fresh", "unknown", "unlisted", "failed"]
 """How a fetch ended: stored new data; found it already fresh (no upstream call); the upstream
-has no such symbol (negative-cached); failed (the detail says why)."""
+has no such symbol (negative-cached); the expiration asked for is not listed; failed (the detail
+says why)."""
 
-# KEYS: arq job key, queue. ARGV: job id, payload, expires ms, score, mode, data key, unknown key,
-# arq result key. Returns {'data', value} | {'unknown', value} | {'pending'} | {'queued'}.
+# Every key travels in ARGV (none in KEYS): Redis checks a script's declared keys against one ACL
+# selector for the script command itself, while the reader's user may write the job key and the
+# queue under two different selectors; commands inside the script are checked one by one. ARGV:
+# job id, payload, expires ms, score, mode, data key, unknown key, arq job key, queue.
+# Returns {'data', value} | {'unknown', value} | {'pending'} | {'queued'}. arq's result key is
+# not consulted: the fetch job keeps none.
 ENQUEUE_SCRIPT = """
 if ARGV[5] == 'miss' then
   local data = redis.call('GET', ARGV[6])
@@ -57,9 +61,9 @@ if ARGV[5] == 'miss' then
 end
 local unknown = redis.call('GET', ARGV[7])
 if unknown then return {'unknown', unknown} end
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', ARGV[8]) == 1 then return {'pending'} end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if redis.call('EXISTS', ARGV[8]) == 1 then return {'pending'} end
+redis.call('SET', ARGV[8], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', ARGV[9], ARGV[4], ARGV[1])
 return {'queued'}
 """
 
@@ -112,31 +116,29 @@ class FetchRequest:
 
     @property
     def unknown_key(self) -> str:
-        return keys.unknown(self.dataset, self.symbol)
+        """Where an upstream's "no such data" is remembered: per symbol, and per bar for intraday."""
+        return keys.unknown(self.dataset, self.symbol, self.option if self.dataset == "intraday" else "")
 
     def args(self) -> list[str]:
         """The job's positional arguments."""
         return [self.dataset, self.symbol, self.option]
 
-    def script_call(self, mode: Mode, now_ms: int | None = None) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV of `ENQUEUE_SCRIPT` for this request; `now_ms` is the enqueue time
-        (wall clock: arq's queue is ordered by it)."""
+    def script_args(self, mode: Mode, now_ms: int | None = None) -> list[str]:
+        """ARGV of `ENQUEUE_SCRIPT` for this request; `now_ms` is the enqueue time (wall clock:
+        arq orders its queue by it)."""
         enqueued_ms = int(time.time() * 1000) if now_ms is None else now_ms
         payload = dumps({"t": None, "f": FETCH_JOB, "a": self.args(), "k": {}, "et": enqueued_ms})
-        job_id = self.job_id
-        return (
-            [job_key_prefix + job_id, keys.QUEUE],
-            [
-                job_id,
-                payload.decode(),
-                str(FETCH_EXPIRES_MS),
-                str(enqueued_ms - PRIORITY_MS),
-                mode,
-                self.data_key,
-                self.unknown_key,
-                result_key_prefix + job_id,
-            ],
-        )
+        return [
+            self.job_id,
+            payload.decode(),
+            str(FETCH_EXPIRES_MS),
+            str(enqueued_ms - PRIORITY_MS),
+            mode,
+            self.data_key,
+            self.unknown_key,
+            job_key_prefix + self.job_id,
+            keys.QUEUE,
+        ]
 
 
 class Outcome(BaseModel):

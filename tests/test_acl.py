@@ -101,6 +101,8 @@ def test_the_reader_user_cannot_write_data_or_run_other_jobs(acl_urls: dict[str,
     with pytest.raises(NoPermissionError):
         client.publish(keys.FETCHED, "{}")  # nor announce outcomes
     with pytest.raises(NoPermissionError):
+        client.set(keys.QUEUE, "junk")  # nor overwrite the queue (ZADD is all it may do there)
+    with pytest.raises(NoPermissionError):
         client.flushall()
     sha = client.script_load("return redis.call('SET', ARGV[1], '{}')")
     with pytest.raises(ResponseError, match="can't access"):  # nor write through a script
