@@ -160,7 +160,9 @@ async def test_chains_history_and_indicators_are_fetched_on_demand(
         listed = (await reader.expirations("QQQ")).dates
         later = listed[3]
         chosen = await reader.chain("QQQ", later)
-        with pytest.raises(NotCached, match=r"no chain cached for expiration 2026-11-25 \(cached: "):
+        with pytest.raises(
+            NotCached, match=r"QQQ lists no option expiration on 2026-11-25 \(listed: 2026-11-27, "
+        ):
             await reader.chain("QQQ", date(2026, 11, 25))  # a Wednesday: QQQ lists no such expiration
         bars = await reader.history("QQQ", "15m")
         daily = await reader.history("QQQ")
@@ -247,4 +249,79 @@ async def test_a_malformed_job_is_answered_not_crashed(
     assert message["type"] == "message"
     assert b'"status":"failed"' in message["data"]
     assert b"bad request" in message["data"]
+    assert _calls(emulator) == 0
+
+
+async def test_callers_sharing_a_wait_all_get_the_outcome_whoever_leaves_first(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """A caller that does not wait (wait_s=0) leaves at once; one that waits still gets the answer."""
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        hasty, patient = await asyncio.gather(
+            reader.quote("ZZZZ", wait_s=0), reader.quote("ZZZZ"), return_exceptions=True
+        )
+    assert isinstance(hasty, NotCached)
+    assert isinstance(patient, UnknownSymbol)
+    assert _calls(emulator) == 1
+
+
+async def test_a_dropped_subscription_is_restored_and_no_outcome_is_missed(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """Redis closes the reader's pub/sub connection; the next miss subscribes again and hears its
+    failed fetch at once instead of waiting out wait_s."""
+    admin = redis.Redis.from_url(redis_url)
+    loop = asyncio.get_running_loop()
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=30) as reader:
+        await reader.quote("AAPL")
+        assert admin.client_kill_filter(_type="pubsub") == 1
+        await asyncio.sleep(0.2)  # the reader notices the closed connection
+        emulator.state.arm(Fault(path=QUOTES, status=500))
+        started = loop.time()
+        with pytest.raises(NotCached, match="an on-demand fetch failed"):
+            await reader.quote("MSFT")
+        assert loop.time() - started < 10
+    admin.close()
+
+
+async def test_an_expiration_that_is_not_listed_costs_no_chain_call(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """The first ask fetches the expirations; every ask says which are listed; no chain is fetched."""
+    async with start_worker(datasets={"chains": {}}), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        for _ in range(3):
+            with pytest.raises(NotCached, match=r"QQQ lists no option expiration on 2026-11-25"):
+                await reader.chain("QQQ", "2026-11-25")
+    assert _calls(emulator, "/v1/markets/options/expirations") == 1
+    assert _calls(emulator, "/v1/markets/options/chains") == 0
+
+
+async def test_the_nearest_chain_is_fetched_when_the_cached_ones_have_expired(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """A chain index still fresh (no session since) but listing only past expirations is no hit."""
+    datasets = {"chains": {"expirations": 1, "max_days": 30}}
+    async with start_worker(datasets=datasets), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        friday = await reader.chain("QQQ")
+        clock.advance(4 * 86_400)  # Saturday 2026-11-28: that expiration is past, the index is fresh
+        later = await reader.chain("QQQ")
+    assert friday.expiration == date(2026, 11, 27)
+    assert later.expiration == date(2026, 12, 4)
+    assert _calls(emulator, "/v1/markets/options/chains") == 2
+
+
+async def test_only_fetch_runs_under_an_on_demand_job_id(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """A reader's Redis user can write on-demand job ids only, but names the function in the
+    payload: a refresh under such an id is refused, not run."""
+    async with start_worker():
+        pool = await create_job_pool(redis_url)
+        job = await pool.enqueue_job(
+            "refresh_quotes", ["AAPL", "MSFT"], _job_id=keys.FETCH_JOBS + "forged", _queue_name=keys.QUEUE
+        )
+        assert job is not None
+        result = await job.result(timeout=10, poll_delay=0.05)
+        await pool.aclose()
+    assert result == {"refused": "a reader may enqueue on-demand fetches only"}
     assert _calls(emulator) == 0

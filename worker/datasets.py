@@ -78,7 +78,8 @@ class DatasetFetcher:
         return None if found is None else [(keys.expirations(symbol), found)]
 
     async def chains(self, symbol: str, extra: date | None = None) -> list[Entry] | None:
-        """`extra`: one more expiration to fetch besides the configured ones (an on-demand ask), if listed."""
+        """`extra`: fetch that one expiration instead of the configured ones (an on-demand ask), added
+        to the index; nothing if it is not listed."""
         chains = _enabled(self.providers.chains, "chains")
         selection = self.config.datasets.chains.selection_for(symbol)
         entries: list[Entry] = []
@@ -91,9 +92,12 @@ class DatasetFetcher:
                 return None
             entries.append((keys.expirations(symbol), listed))
         today = self.today()
-        chosen = select_expirations(listed.dates, today, selection)
-        if extra is not None and extra in listed.dates and extra not in chosen:
-            chosen = tuple(sorted([*chosen, extra]))
+        if extra is None:
+            chosen = select_expirations(listed.dates, today, selection)
+        elif extra in listed.dates:
+            chosen = (extra,)
+        else:
+            return entries  # not listed: nothing to fetch (the caller tells the asker which are)
         price, quote_entries = await self._last_price(symbol, selection.strike_window_pct)
         strikes = strike_range(price, selection)
         freshness = self.freshness["chains"]
@@ -103,11 +107,13 @@ class DatasetFetcher:
         found = {chain.expiration: chain for chain in fetched if chain is not None}
         if not found:
             # No chain to store: the chains stored before stay, and so does their index; expirations
-            # fetched on the way are still worth keeping.
-            return entries or None
-        # A date the upstream had nothing for this time keeps its previous chain, if one is indexed.
+            # fetched on the way are still worth keeping. (Not "unmatched": the symbol has options.)
+            return entries
+        # A date the upstream had nothing for this time keeps its previous chain, if one is indexed;
+        # one extra expiration joins the ones kept.
         previous = await self.store.get(ChainIndex, keys.chain_index(symbol))
-        still_kept = {d for d in previous.expirations if d in chosen} if previous is not None else set()
+        kept = previous.expirations if previous is not None else ()
+        still_kept = {d for d in kept if (d in chosen if extra is None else d >= today)}
         now = self.clock()
         index = ChainIndex(
             source=chains.name,

@@ -66,6 +66,8 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
     (the next slot retries)."""
 
     async def refresh(ctx: Ctx, symbols: list[str]) -> dict[str, Any]:
+        if _enqueued_by_a_reader(ctx):
+            return {"refused": "a reader may enqueue on-demand fetches only"}
         await _apply_config_edits(ctx)  # every process, not only the one that ticks
         runtime: Runtime = ctx["runtime"]
         report = await runtime.refresh(dataset, symbols)
@@ -95,10 +97,22 @@ async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
 
 async def tick(ctx: Ctx) -> int:
     """Apply an edited config file, then enqueue what is due; returns how many jobs were enqueued."""
+    if _enqueued_by_a_reader(ctx):
+        return 0
     scheduler: Scheduler = ctx["scheduler"]
     await _apply_config_edits(ctx)
     report = await scheduler.tick()
     return report.enqueued.total() + report.catch_up.total()
+
+
+def _enqueued_by_a_reader(ctx: Ctx) -> bool:
+    """A reader's Redis user may write only on-demand job ids: under one, only `fetch` may run (the
+    payload names any function; JSON payloads cannot run code, but a refresh costs upstream calls)."""
+    job_id: str = ctx.get("job_id", "")
+    if not job_id.startswith(keys.FETCH_JOBS):
+        return False
+    log.warning("job.refused job=%s reason=%s", job_id, "only fetch runs under an on-demand job id")
+    return True
 
 
 async def _apply_config_edits(ctx: Ctx) -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 import redis.asyncio
 
 from reader import keys
 from reader.calendar import exchange_date
-from reader.models import CachedItem
+from reader.models import CachedItem, ChainIndex, Expirations
 from reader.ondemand import FetchRequest, Outcome, Unknown
 from worker.logs import fields
 from worker.runtime import Runtime
@@ -72,12 +73,20 @@ async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRe
             job=job, status="failed", detail="datasets.indicators is disabled in config.yaml; enable it"
         )
     now = runtime.clock()
-    current = await runtime.store.get(CachedItem, request.data_key)
-    if current is not None and current.fresh_until > now:
+    if await _fresh(runtime, request, now):
         return Outcome(job=job, status="fresh")
     report = await runtime.fetch(request)
     if report.stored:
-        await _count_demand(runtime, client, request)
+        if (
+            request.dataset == "chains"
+            and request.option
+            and not await runtime.store.exists(request.data_key)
+        ):
+            return Outcome(job=job, status="unlisted", detail=await _listed(runtime, request))
+        try:
+            await _count_demand(runtime, client, request)
+        except redis.RedisError as e:  # the data is stored: the count can miss one
+            log.warning("on_demand.count_failed symbol=%s error=%s", request.symbol, e)
         return Outcome(job=job, status="stored")
     if report.unmatched:
         dataset = runtime.on_demand_dataset(request)
@@ -90,6 +99,31 @@ async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRe
         return Outcome(job=job, status="unknown", detail=detail)
     return Outcome(
         job=job, status="failed", detail=report.errors[0] if report.errors else "nothing was stored"
+    )
+
+
+async def _fresh(runtime: Runtime, request: FetchRequest, now: datetime) -> bool:
+    """Whether what `request` asks for is stored and fresh, so the upstream need not be called. For
+    the nearest chain, a fresh index is not enough: it must list a chain from today on that exists."""
+    if request.dataset != "chains" or request.option:
+        current = await runtime.store.get(CachedItem, request.data_key)
+        return current is not None and current.fresh_until > now
+    index = await runtime.store.get(ChainIndex, request.data_key)
+    if index is None or index.fresh_until <= now:
+        return False
+    today = exchange_date(now)
+    upcoming = [d for d in index.expirations if d >= today]
+    return bool(upcoming) and await runtime.store.exists(keys.chain(request.symbol, upcoming[0]))
+
+
+async def _listed(runtime: Runtime, request: FetchRequest) -> str:
+    """What to tell an asker whose expiration is not listed."""
+    listed = await runtime.store.get(Expirations, keys.expirations(request.symbol))
+    dates = [d.isoformat() for d in listed.dates] if listed is not None else []
+    shown = ", ".join(dates[:8]) + (f" and {len(dates) - 8} more" if len(dates) > 8 else "")
+    return (
+        f"{request.symbol} lists no option expiration on {request.option} (listed: {shown or 'none'}); "
+        "ask for one of those, or for the nearest chain"
     )
 
 

@@ -20,6 +20,7 @@ from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
 
 REFRESH_RESULT_KEEP_S = 300
+FETCH_TIMEOUT_S = 30.0
 
 
 def worker_options(
@@ -64,8 +65,10 @@ def worker_options(
                 jobs.fetch,
                 name=FETCH_JOB,
                 keep_result=0,
-                timeout=config.worker.job_timeout_s,
-                max_tries=1,
+                # Short: after a crash, arq blocks the job id for its timeout (+10 s).
+                timeout=min(config.worker.job_timeout_s, FETCH_TIMEOUT_S),
+                # A second try: a job cancelled by a shutdown, or left behind by a crash, runs again.
+                max_tries=2,
             )
         ],
         "cron_jobs": cron_jobs if scheduled else [],

@@ -90,5 +90,9 @@ class Store:
         except ValidationError:
             return None
 
+    async def exists(self, key: str) -> bool:
+        """Whether anything is stored under `key`."""
+        return bool(await self._redis.exists(key))
+
     def __repr__(self) -> str:
         return f"<Store keep_stale_s={self.keep_stale_s}>"
