@@ -19,7 +19,6 @@ import asyncio
 import functools
 import json
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -68,8 +67,13 @@ UNAVAILABLE = "the market data cache is unavailable right now; try again in a mi
 _ENVELOPE = ("source", "fetched_at", "fresh_until", "age_s", "stale")
 _QUOTE_NOISE = ("exch", "bidexch", "askexch", "bid_date", "ask_date", "root_symbols")
 
+MAX_SYMBOLS = 50
+"""The most symbols `get_multiple_stock_quotes` takes (each miss may cost an upstream call)."""
+
 _current: ContextVar[Reader | None] = ContextVar("marketcache_tools_reader", default=None)
-_defaults: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Reader] = weakref.WeakKeyDictionary()
+# One default reader per running event loop; those of closed loops are dropped (a reader's
+# listener task holds its loop, so weak references would never let go).
+_defaults: dict[asyncio.AbstractEventLoop, Reader] = {}
 
 
 def use_reader(reader: Reader | None) -> None:
@@ -86,6 +90,8 @@ def _reader() -> Reader:
     loop = asyncio.get_running_loop()
     default = _defaults.get(loop)
     if default is None:
+        for closed in [other for other in _defaults if other.is_closed()]:
+            del _defaults[closed]
         default = _defaults[loop] = Reader()
     return default
 
@@ -108,8 +114,9 @@ async def _respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object 
         return _dumps(await answer)
     except ReaderError as e:
         return _dumps(_error(e, symbol))
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
-        # The message of a redis-py connection error names host and port, never a password.
+    except redis.exceptions.RedisError as e:
+        # Out of reach, or refusing (a permission, memory): the model can only try later. The
+        # message of a redis-py error names host and port at most, never a password.
         logger.warning("tools.cache_unavailable tool=%s error=%s: %s", tool, type(e).__name__, e)
         return _dumps({"error": UNAVAILABLE})
 
@@ -208,6 +215,8 @@ async def _quote(symbol: str) -> dict[str, Any]:
 async def _quotes(symbols: list[str]) -> dict[str, Any]:
     if not symbols:
         raise InvalidRequest("symbols", symbols, "pass at least one ticker symbol, e.g. ['AAPL', 'MSFT']")
+    if len(symbols) > MAX_SYMBOLS:
+        raise InvalidRequest("symbols", f"{len(symbols)} symbols", f"ask for at most {MAX_SYMBOLS} at a time")
     results = await _reader().quotes(symbols)
     return {
         "quotes": {
@@ -306,7 +315,7 @@ async def get_multiple_stock_quotes(symbols: list[str]) -> str:
     with an error, when the error says to.
 
     Args:
-        symbols: Ticker symbols, e.g. ["AAPL", "MSFT", "SPY"].
+        symbols: Ticker symbols, e.g. ["AAPL", "MSFT", "SPY"]; at most 50.
     """
     return await _respond("get_multiple_stock_quotes", _quotes(symbols))
 

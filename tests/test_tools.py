@@ -475,3 +475,9 @@ def test_reader_tools_imports_without_the_sdk() -> None:
     code = "import sys; sys.modules['agents'] = None; import reader.tools as t; print(len(t.TOOL_NAMES))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "9"), done.stderr
+
+
+async def test_multiple_quotes_takes_at_most_50_symbols() -> None:
+    """Each miss may cost an upstream call: a longer list is refused with the limit, before any read."""
+    answer = json.loads(await tools_module.get_multiple_stock_quotes([f"S{i}" for i in range(51)]))
+    assert "at most 50" in answer["error"]
