@@ -325,3 +325,17 @@ async def test_only_fetch_runs_under_an_on_demand_job_id(
         await pool.aclose()
     assert result == {"refused": "a reader may enqueue on-demand fetches only"}
     assert _calls(emulator) == 0
+
+
+async def test_no_chain_this_time_does_not_mark_a_symbol_with_options_unknown(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """Chains answered null for every date, expirations listed: a failed fetch, not UnknownSymbol."""
+    async with start_worker(datasets={"chains": {}}), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        await reader.chain("QQQ")
+        clock.advance(120)
+        null = Fault(path="/v1/markets/options/chains", status=200, body='{"options": null}', times=3)
+        emulator.state.arm(null)
+        with pytest.raises(NotCached, match="no chain for the selected expirations"):
+            await reader.chain("QQQ", fresh=True)
+    assert not redis.Redis.from_url(redis_url).exists(keys.unknown("chains", "QQQ"))

@@ -107,8 +107,8 @@ class DatasetFetcher:
         found = {chain.expiration: chain for chain in fetched if chain is not None}
         if not found:
             # No chain to store: the chains stored before stay, and so does their index; expirations
-            # fetched on the way are still worth keeping. (Not "unmatched": the symbol has options.)
-            return entries
+            # fetched on the way are still worth keeping.
+            return entries or None
         # A date the upstream had nothing for this time keeps its previous chain, if one is indexed;
         # one extra expiration joins the ones kept.
         previous = await self.store.get(ChainIndex, keys.chain_index(symbol))

@@ -88,6 +88,10 @@ async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRe
         except redis.RedisError as e:  # the data is stored: the count can miss one
             log.warning("on_demand.count_failed symbol=%s error=%s", request.symbol, e)
         return Outcome(job=job, status="stored")
+    if report.unmatched and request.dataset == "chains" and await _has_expirations(runtime, request):
+        # It has options: no chain for the chosen dates this time is no reason to call it unknown.
+        detail = "the upstream returned no chain for the selected expirations"
+        return Outcome(job=job, status="failed", detail=detail)
     if report.unmatched:
         dataset = runtime.on_demand_dataset(request)
         source = runtime.plans[dataset].source
@@ -114,6 +118,11 @@ async def _fresh(runtime: Runtime, request: FetchRequest, now: datetime) -> bool
     today = exchange_date(now)
     upcoming = [d for d in index.expirations if d >= today]
     return bool(upcoming) and await runtime.store.exists(keys.chain(request.symbol, upcoming[0]))
+
+
+async def _has_expirations(runtime: Runtime, request: FetchRequest) -> bool:
+    listed = await runtime.store.get(Expirations, keys.expirations(request.symbol))
+    return listed is not None and bool(listed.dates)
 
 
 async def _listed(runtime: Runtime, request: FetchRequest) -> str:
