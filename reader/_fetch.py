@@ -103,6 +103,10 @@ def _usable(item: _Item, fresh: bool) -> bool:
     return not (fresh and item.stale)
 
 
+class _StaleAnswer(Exception):
+    """An outcome said the data is stored, but what is stored is stale for a fresh-only ask."""
+
+
 def _already_stale(miss: NotCached) -> NotCached:
     return NotCached(miss.dataset, miss.symbol, "the fetch ran but the upstream's answer is already stale")
 
@@ -177,10 +181,37 @@ class AsyncFetches:
             settled = await self.enqueue(request, mode)
             if settled is None:
                 raise _timeout(miss, wait_s, fresh)
-            return await self._finish(settled, read, miss, fresh)
+            try:
+                return await self._finish(settled, read, miss, fresh)
+            except _StaleAnswer:
+                raise _already_stale(miss) from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         await self._subscribe()
+        while True:
+            got = await self._attempt(request, read, mode, fresh, deadline)
+            if got is None:
+                raise _timeout(miss, wait_s, fresh)
+            if not isinstance(got, Outcome):
+                return got
+            try:
+                return await self._finish(got, read, miss, fresh)
+            except _StaleAnswer:
+                # The announcement of an earlier job of this id, or data already stale: try again.
+                if loop.time() >= deadline:
+                    raise _already_stale(miss) from None
+
+    async def _attempt(
+        self,
+        request: FetchRequest,
+        read: Callable[[], Awaitable[_Item]],
+        mode: Mode,
+        fresh: bool,
+        deadline: float,
+    ) -> _Item | Outcome | None:
+        """One wait for a job of `request`, shared with this reader's concurrent callers: the item
+        (read while waiting), the job's outcome, or None at the deadline."""
+        loop = asyncio.get_running_loop()
         flight = self._flights.get(request.job_id)
         owner = flight is None or flight.future.done()
         if flight is None or owner:
@@ -189,26 +220,26 @@ class AsyncFetches:
         try:
             if owner:
                 await self._enqueue_for(flight, request, mode)
-            future = flight.future
-            while not future.done() and (remaining := deadline - loop.time()) > 0:
+            while not flight.future.done() and (remaining := deadline - loop.time()) > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(future), min(remaining, FALLBACK_READ_S))
+                    await asyncio.wait_for(asyncio.shield(flight.future), min(remaining, FALLBACK_READ_S))
                     break
                 with contextlib.suppress(NotCached):
                     item = await read()
                     if _usable(item, fresh):
                         return item
-                if not self._listening():  # the subscription dropped: messages may have been lost
-                    with contextlib.suppress(redis.RedisError, OSError):
-                        await self._subscribe()
-                        await self._enqueue_for(flight, request, mode)
+                # A lost message, a dropped subscription, a job that vanished: subscribe again if
+                # needed, and run the script again (it enqueues only if no job is queued or running).
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await self._subscribe()
+                    settled = await self.enqueue(request, mode)
+                    if settled is not None and not flight.future.done():
+                        flight.future.set_result(settled)
         finally:
             flight.waiters -= 1
             if (flight.waiters == 0 or flight.future.done()) and self._flights.get(request.job_id) is flight:
                 del self._flights[request.job_id]
-        if not future.done():
-            raise _timeout(miss, wait_s, fresh)
-        return await self._finish(future.result(), read, miss, fresh)
+        return flight.future.result() if flight.future.done() else None
 
     async def _enqueue_for(self, flight: _Flight, request: FetchRequest, mode: Mode) -> None:
         try:
@@ -228,7 +259,7 @@ class AsyncFetches:
         item = await read()
         if _usable(item, fresh):
             return item
-        raise _already_stale(miss)
+        raise _StaleAnswer
 
     def _listening(self) -> bool:
         return self._listener is not None and not self._listener.done()
@@ -309,35 +340,59 @@ class SyncFetches:
             outcome = self.enqueue(request, mode)
             if outcome is None:
                 raise _timeout(miss, wait_s, fresh)
-            return self._finish(outcome, read, miss, fresh)
+            try:
+                return self._finish(outcome, read, miss, fresh)
+            except _StaleAnswer:
+                raise _already_stale(miss) from None
         deadline = time.monotonic() + wait_s
         pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
         try:
             pubsub.subscribe(keys.FETCHED)
             while pubsub.get_message(timeout=1.0) is None:
                 pass  # the subscription's confirmation
-            outcome = self.enqueue(request, mode)
-            next_read = time.monotonic() + FALLBACK_READ_S
-            while outcome is None and (remaining := deadline - time.monotonic()) > 0:
-                message = pubsub.get_message(timeout=min(remaining, max(next_read - time.monotonic(), 0.0)))
-                got = _parse_message(message)
-                if got is not None and got.job == request.job_id:
-                    outcome = got
-                elif time.monotonic() >= next_read:
-                    next_read = time.monotonic() + FALLBACK_READ_S
-                    with contextlib.suppress(NotCached):
-                        item = read()
-                        if _usable(item, fresh):
-                            return item
+            while True:
+                got = self._attempt(pubsub, request, read, mode, fresh, deadline)
+                if got is None:
+                    raise _timeout(miss, wait_s, fresh)
+                if not isinstance(got, Outcome):
+                    return got
+                try:
+                    return self._finish(got, read, miss, fresh)
+                except _StaleAnswer:
+                    if time.monotonic() >= deadline:
+                        raise _already_stale(miss) from None
         finally:
             pubsub.close()
-        if outcome is None:
-            raise _timeout(miss, wait_s, fresh)
-        return self._finish(outcome, read, miss, fresh)
+
+    def _attempt(
+        self,
+        pubsub: redis.client.PubSub,
+        request: FetchRequest,
+        read: Callable[[], _Item],
+        mode: Mode,
+        fresh: bool,
+        deadline: float,
+    ) -> _Item | Outcome | None:
+        """See `AsyncFetches._attempt`."""
+        outcome = self.enqueue(request, mode)
+        next_read = time.monotonic() + FALLBACK_READ_S
+        while outcome is None and (remaining := deadline - time.monotonic()) > 0:
+            message = pubsub.get_message(timeout=min(remaining, max(next_read - time.monotonic(), 0.0)))
+            got = _parse_message(message)
+            if got is not None and got.job == request.job_id:
+                return got
+            if time.monotonic() >= next_read:
+                next_read = time.monotonic() + FALLBACK_READ_S
+                with contextlib.suppress(NotCached):
+                    item = read()
+                    if _usable(item, fresh):
+                        return item
+                outcome = self.enqueue(request, mode)  # a lost message, or a job that vanished
+        return outcome
 
     def _finish(self, outcome: Outcome, read: Callable[[], _Item], miss: NotCached, fresh: bool) -> _Item:
         _settle(outcome, miss)
         item = read()
         if _usable(item, fresh):
             return item
-        raise _already_stale(miss)
+        raise _StaleAnswer

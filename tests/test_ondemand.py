@@ -8,7 +8,7 @@ The worker, the readers and the emulator share one fake clock, stopped on Tuesda
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from arq.connections import ArqRedis
 
 from emulator.state import EmulatorOptions, Fault
 from reader import NotCached, Quote, Reader, SyncReader, UnknownSymbol, keys
-from reader.ondemand import FetchRequest
+from reader.ondemand import FetchRequest, Outcome
 from tests.conftest import StartWorker
 from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
 from worker import jobs
@@ -339,3 +339,28 @@ async def test_no_chain_this_time_does_not_mark_a_symbol_with_options_unknown(
         with pytest.raises(NotCached, match="no chain for the selected expirations"):
             await reader.chain("QQQ", fresh=True)
     assert not redis.Redis.from_url(redis_url).exists(keys.unknown("chains", "QQQ"))
+
+
+async def test_a_late_announcement_of_an_earlier_job_does_not_end_a_fresh_only_wait(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """An outcome message of the same job id that still finds stale data is not the answer to a
+    fresh-only ask: the reader keeps waiting for the job it queued."""
+    admin = redis.Redis.from_url(redis_url)
+    fetched = clock() - timedelta(minutes=5)
+    old = Quote(
+        source="tradier", fetched_at=fetched, fresh_until=fetched + timedelta(seconds=20), symbol="AAPL"
+    )
+    admin.set(keys.quote("AAPL"), old.model_dump_json())
+    async with Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        asking = asyncio.create_task(reader.quote("AAPL", fresh=True))
+        await asyncio.sleep(0.2)  # subscribed, job queued, no worker yet
+        late = Outcome(job=FetchRequest("quotes", "AAPL").job_id, status="stored")
+        admin.publish(keys.FETCHED, late.model_dump_json())
+        await asyncio.sleep(0.2)
+        assert not asking.done()
+        async with start_worker():
+            fresh = await asking
+    admin.close()
+    assert not fresh.stale
+    assert fresh.fetched_at == clock()
