@@ -197,9 +197,11 @@ class AsyncFetches:
             try:
                 return await self._finish(got, read, miss, fresh)
             except _StaleAnswer:
-                # The announcement of an earlier job of this id, or data already stale: try again.
+                # The announcement of an earlier job of this id, or data already stale: try again,
+                # enqueueing whether or not something is stored (else the script answers "data").
                 if loop.time() >= deadline:
                     raise _already_stale(miss) from None
+                mode = "refresh"
 
     async def _attempt(
         self,
@@ -361,6 +363,7 @@ class SyncFetches:
                 except _StaleAnswer:
                     if time.monotonic() >= deadline:
                         raise _already_stale(miss) from None
+                    mode = "refresh"  # see AsyncFetches.wait
         finally:
             pubsub.close()
 

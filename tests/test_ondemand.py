@@ -19,7 +19,14 @@ from emulator.state import EmulatorOptions, Fault
 from reader import NotCached, Quote, Reader, SyncReader, UnknownSymbol, keys
 from reader.ondemand import FetchRequest, Outcome
 from tests.conftest import StartWorker
-from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
+from tests.support import (
+    FakeClock,
+    RunningEmulator,
+    command_calls,
+    create_job_pool,
+    make_config,
+    reset_command_calls,
+)
 from worker import jobs
 from worker.config import Config, Secrets
 
@@ -364,3 +371,27 @@ async def test_a_late_announcement_of_an_earlier_job_does_not_end_a_fresh_only_w
     admin.close()
     assert not fresh.stale
     assert fresh.fetched_at == clock()
+
+
+async def test_stale_data_landing_during_a_fresh_only_wait_does_not_spin(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """A miss asked fresh-only; stale data lands meanwhile (say, another writer's): the reader keeps
+    waiting for its job at the fallback pace, not in a loop of scripts, and gets fresh data."""
+    admin = redis.Redis.from_url(redis_url)
+    async with Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        asking = asyncio.create_task(reader.quote("AAPL", fresh=True))
+        await asyncio.sleep(0.1)
+        fetched = clock() - timedelta(minutes=5)
+        old = Quote(
+            source="tradier", fetched_at=fetched, fresh_until=fetched + timedelta(seconds=20), symbol="AAPL"
+        )
+        admin.set(keys.quote("AAPL"), old.model_dump_json())
+        reset_command_calls(redis_url)
+        await asyncio.sleep(1.0)
+        scripts = command_calls(redis_url).get("evalsha", 0)
+        async with start_worker():
+            fresh = await asking
+    admin.close()
+    assert scripts <= 10  # about one per 0.25 s fallback tick
+    assert not fresh.stale
