@@ -23,6 +23,7 @@ from arq.jobs import Job, JobStatus
 from reader import keys
 from reader.calendar import exchange_date
 from reader.jobs import refresh_job
+from reader.ondemand import FetchRequest
 from worker import schedule
 from worker.logs import fields
 from worker.runtime import Runtime
@@ -180,19 +181,11 @@ class Scheduler:
 
 
 def _probe_key(dataset: str, symbol: str, runtime: Runtime) -> str:
-    """The key whose freshness stands for `dataset` of `symbol`."""
-    if dataset == "quotes":
-        return keys.quote(symbol)
-    if dataset == "expirations":
-        return keys.expirations(symbol)
-    if dataset == "chains":
-        return keys.chain_index(symbol)
-    if dataset == "history":
-        return keys.history(symbol, "1d")
-    if dataset == "intraday":
-        intraday = runtime.config.datasets.history.intraday
-        return keys.history(symbol, intraday.bar if intraday else "1d")
-    return keys.indicators(symbol)
+    """The key whose freshness stands for `dataset` of `symbol`: the one an on-demand fetch of it
+    would write (intraday is scheduled only with an `intraday` section, hence a bar length)."""
+    intraday = runtime.config.datasets.history.intraday
+    option = intraday.bar if dataset == "intraday" and intraday is not None else ""
+    return FetchRequest(dataset, symbol, option).data_key
 
 
 def _behind(fresh_until: bytes | None, limit: datetime) -> bool:
