@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Literal, Self, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -111,13 +111,10 @@ def _stale_miss(item: Fresh, request: FetchRequest) -> NotCached:
     )
 
 
-def _needs_fetch(part: object, fresh: bool) -> bool:
-    """A bundle or quotes() part to fetch on demand: not cached, or stale when fresh data is asked."""
-    return isinstance(part, NotCached) or (fresh and isinstance(part, CachedItem) and part.stale)
-
-
-def _stale(part: object) -> bool:
-    return isinstance(part, CachedItem) and part.stale
+def _checked_wait_s(wait_s: float) -> float:
+    if wait_s < 0:
+        raise ValueError(f"wait_s={wait_s!r}: expected 0 (enqueue a fetch, do not wait) or more seconds")
+    return wait_s
 
 
 @dataclass(frozen=True)
@@ -135,25 +132,59 @@ class _Chains:
         return min(c.fetched_at for c in self.chains)
 
 
+_Action = Literal["keep", "revalidate", "fetch"]
+
+
+def _action(part: object, fresh: bool) -> _Action:
+    """What a part of `quotes()` or `bundle()`, read in its one round trip, needs: nothing; a
+    refresh enqueued while it is returned stale; or an on-demand fetch waited for (it is not
+    cached, or stale when fresh data is asked). Errors other than `NotCached` are kept."""
+    stale = isinstance(part, CachedItem | _Chains) and part.stale
+    if isinstance(part, NotCached) or (fresh and stale):
+        return "fetch"
+    return "revalidate" if stale else "keep"
+
+
+def _bundle_parts(
+    found: Bundle,
+) -> tuple[Quote | ReaderError, _Chains | ReaderError | None, Indicators | ReaderError | None]:
+    """The parts of `found` as the miss path sees them (its chains as one item)."""
+    chains = _Chains(found.chains) if isinstance(found.chains, tuple) else found.chains
+    return found.quote, chains, found.indicators
+
+
+def _bundle_requests(symbol: str) -> tuple[FetchRequest, FetchRequest, FetchRequest]:
+    """What refreshes the quote, the chains and the indicators of a bundle."""
+    return FetchRequest("quotes", symbol), _chain_request(symbol, None)[0], FetchRequest("indicators", symbol)
+
+
+def _bundle_of(
+    found: Bundle,
+    quote: Quote | ReaderError,
+    chains: _Chains | ReaderError | None,
+    indicators: Indicators | ReaderError | None,
+) -> Bundle:
+    return replace(
+        found,
+        quote=quote,
+        chains=chains.chains if isinstance(chains, _Chains) else chains,
+        indicators=indicators,
+    )
+
+
 async def _same(value: _T) -> _T:
     return value
 
 
 class _Base:
     def __init__(self, url: str | None, clock: Clock, calendar: MarketCalendar | None, wait_s: float) -> None:
-        if wait_s < 0:
-            raise ValueError(f"wait_s={wait_s!r}: expected 0 (enqueue a fetch, do not wait) or more seconds")
         self.url = resolve_url(url)
-        self.wait_s = wait_s
+        self.wait_s = _checked_wait_s(wait_s)
         self._clock = clock
         self._calendar = calendar
 
     def _wait_s(self, wait_s: float | None) -> float:
-        if wait_s is None:
-            return self.wait_s
-        if wait_s < 0:
-            raise ValueError(f"wait_s={wait_s!r}: expected 0 (enqueue a fetch, do not wait) or more seconds")
-        return wait_s
+        return self.wait_s if wait_s is None else _checked_wait_s(wait_s)
 
     def market_status(self) -> MarketStatus:
         """The exchange's phase now (pre, regular, post, closed), today's hours and the next open and
@@ -249,9 +280,10 @@ class Reader(_Base):
         wanted, errors = symbol_list(symbols)
         raws = await self._redis.mget([keys.quote(s) for s in wanted]) if wanted else []
         results = quote_results(wanted, raws, errors, self._clock)
-        again = [s for s in wanted if _needs_fetch(results[s], fresh)]
-        for symbol in [s for s in wanted if s not in again and _stale(results[s])]:
+        actions = {s: _action(results[s], fresh) for s in wanted}
+        for symbol in [s for s in wanted if actions[s] == "revalidate"]:
             await self._fetches.revalidate(FetchRequest("quotes", symbol))
+        again = [s for s in wanted if actions[s] == "fetch"]
         found = await asyncio.gather(
             *(self._or_error(self.quote(s, wait_s=wait_s, fresh=fresh)) for s in again)
         )
@@ -342,26 +374,27 @@ class Reader(_Base):
         else:
             answer = await self._redis.mget(plan)
         found = bundle_from(normal, answer, options=options, technical=technical, clock=self._clock)
-        quote, chains, indicators = found.quote, found.chains, found.indicators
+        quote, chains, indicators = parts = _bundle_parts(found)
+        actions = [_action(part, fresh) for part in parts]
+        for action, request in zip(actions, _bundle_requests(normal), strict=True):
+            if action == "revalidate":
+                await self._fetches.revalidate(request)
         quote_part: Awaitable[Quote | ReaderError] = (
             self._or_error(self.quote(normal, wait_s=wait_s, fresh=fresh))
-            if _needs_fetch(quote, fresh) or _stale(quote)
+            if actions[0] == "fetch"
             else _same(quote)
-        )
-        indicators_part: Awaitable[Indicators | ReaderError | None] = (
-            self._or_error(self.indicators(normal, wait_s=wait_s, fresh=fresh))
-            if _needs_fetch(indicators, fresh) or _stale(indicators)
-            else _same(indicators)
         )
         chains_part: Awaitable[_Chains | ReaderError | None] = (
             self._or_error(self._all_chains(normal, wait_s, fresh))
-            if isinstance(chains, NotCached) or (isinstance(chains, tuple) and _Chains(chains).stale)
-            else _same(None)
+            if actions[1] == "fetch"
+            else _same(chains)
         )
-        quote, indicators, fetched = await asyncio.gather(quote_part, indicators_part, chains_part)
-        if fetched is not None:
-            chains = fetched.chains if isinstance(fetched, _Chains) else fetched
-        return replace(found, quote=quote, chains=chains, indicators=indicators)
+        indicators_part: Awaitable[Indicators | ReaderError | None] = (
+            self._or_error(self.indicators(normal, wait_s=wait_s, fresh=fresh))
+            if actions[2] == "fetch"
+            else _same(indicators)
+        )
+        return _bundle_of(found, *await asyncio.gather(quote_part, chains_part, indicators_part))
 
     async def _all_chains(self, symbol: str, wait_s: float | None, fresh: bool) -> _Chains:
         async def read() -> _Chains:
@@ -459,11 +492,12 @@ class SyncReader(_Base):
         is waited for in turn, all within one `wait_s`)."""
         wanted, errors = symbol_list(symbols)
         results = quote_results(wanted, self._mget([keys.quote(s) for s in wanted]), errors, self._clock)
-        missing = [s for s in wanted if _needs_fetch(results[s], fresh)]
+        actions = {s: _action(results[s], fresh) for s in wanted}
+        missing = [s for s in wanted if actions[s] == "fetch"]
         for symbol in wanted:
-            if symbol in missing:
+            if actions[symbol] == "fetch":
                 results[symbol] = self._or_error(partial(self.quote, symbol, wait_s=0, fresh=fresh))
-            elif _stale(results[symbol]):
+            elif actions[symbol] == "revalidate":
                 self._fetches.revalidate(FetchRequest("quotes", symbol))
         deadline = time.monotonic() + self._wait_s(wait_s)
         for symbol in missing:
@@ -544,23 +578,26 @@ class SyncReader(_Base):
         else:
             answer = self._mget(plan)
         found = bundle_from(normal, answer, options=options, technical=technical, clock=self._clock)
-        quote, chains, indicators = found.quote, found.chains, found.indicators
-        if _needs_fetch(quote, fresh) or _stale(quote):
-            quote = self._or_error(lambda: self.quote(normal, wait_s=wait_s, fresh=fresh))
-        if _needs_fetch(indicators, fresh) or _stale(indicators):
-            indicators = self._or_error(lambda: self.indicators(normal, wait_s=wait_s, fresh=fresh))
-        if isinstance(chains, NotCached) or (isinstance(chains, tuple) and _Chains(chains).stale):
+        quote, chains, indicators = parts = _bundle_parts(found)
+        actions = [_action(part, fresh) for part in parts]
+        for action, request in zip(actions, _bundle_requests(normal), strict=True):
+            if action == "revalidate":
+                self._fetches.revalidate(request)
+        if actions[0] == "fetch":
+            quote = self._or_error(partial(self.quote, normal, wait_s=wait_s, fresh=fresh))
+        if actions[1] == "fetch":
 
             def read() -> _Chains:
                 index_raw, raws = self._chains_script(args=chains_script_args(normal, self._clock, 0))
                 return _Chains(chains_from_script(normal, index_raw, raws, self._clock))
 
             request, mode = _chain_request(normal, None)
-            fetched = self._or_error(
-                lambda: self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode)
+            chains = self._or_error(
+                partial(self._through, request, read, wait_s=wait_s, fresh=fresh, mode=mode)
             )
-            chains = fetched.chains if isinstance(fetched, _Chains) else fetched
-        return replace(found, quote=quote, chains=chains, indicators=indicators)
+        if actions[2] == "fetch":
+            indicators = self._or_error(partial(self.indicators, normal, wait_s=wait_s, fresh=fresh))
+        return _bundle_of(found, quote, chains, indicators)
 
     def close(self) -> None:
         """Close the connection pool."""

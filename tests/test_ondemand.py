@@ -395,3 +395,29 @@ async def test_stale_data_landing_during_a_fresh_only_wait_does_not_spin(
     admin.close()
     assert scripts <= 10  # about one per 0.25 s fallback tick
     assert not fresh.stale
+
+
+async def test_a_bundle_returns_stale_parts_at_once_and_enqueues_their_refreshes(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """Stale parts of a bundle stand as read (one round trip, no wait); each gets one refresh job."""
+    admin = redis.Redis.from_url(redis_url)
+    fetched = clock() - timedelta(minutes=5)
+    old = Quote(
+        source="tradier", fetched_at=fetched, fresh_until=fetched + timedelta(seconds=20), symbol="AAPL"
+    )
+    admin.set(keys.quote("AAPL"), old.model_dump_json())
+    async with Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        bundle = await reader.bundle("aapl", options=True, technical=True, wait_s=0)
+    queued = {job.decode() for job in admin.zrange(keys.QUEUE, 0, -1)}
+    admin.close()
+    assert bundle.quote == old
+    assert isinstance(bundle.quote, Quote)
+    assert bundle.quote.stale
+    assert isinstance(bundle.chains, NotCached)
+    assert isinstance(bundle.indicators, NotCached)
+    assert queued == {
+        FetchRequest("quotes", "AAPL").job_id,
+        FetchRequest("chains", "AAPL").job_id,
+        FetchRequest("indicators", "AAPL").job_id,
+    }
