@@ -6,7 +6,8 @@ Polygon (`emulator.polygon`, `emulator.polygon_aggs`, `emulator.polygon_options`
 plain-text 404.
 
 Controls: `GET /_emulator/stats` (calls served, per path and status, and per path and method),
-`POST /_emulator/reset`,
+`GET /_emulator/clock` (`now`, and `offset_s`: how far its clock runs ahead of the system clock,
+null for a clock no other process can share, such as a test's frozen one), `POST /_emulator/reset`,
 `POST /_emulator/faults` (arm a canned answer, see `Fault`), `DELETE /_emulator/faults`.
 """
 
@@ -22,7 +23,7 @@ from emulator import polygon, polygon_aggs, polygon_options, tradier, tradier_ma
 from emulator.market import Market
 from emulator.ratelimit import WindowLimiter
 from emulator.state import STATE, EmulatorOptions, EmulatorState, Fault
-from reader.clock import Clock, utc_now
+from reader.clock import Clock, clock_offset_s, utc_now
 
 CONTROL_PREFIX = "/_emulator/"
 
@@ -42,6 +43,7 @@ def create_app(
     for module in (tradier, tradier_markets, tradier_options, polygon, polygon_aggs, polygon_options):
         module.add_routes(app)
     app.router.add_get(CONTROL_PREFIX + "stats", _stats)
+    app.router.add_get(CONTROL_PREFIX + "clock", _clock)
     app.router.add_post(CONTROL_PREFIX + "reset", _reset)
     app.router.add_post(CONTROL_PREFIX + "faults", _arm_fault)
     app.router.add_delete(CONTROL_PREFIX + "faults", _clear_faults)
@@ -82,6 +84,11 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def _stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].stats())
+
+
+async def _clock(request: web.Request) -> web.Response:
+    clock = request.app[STATE].clock
+    return web.json_response({"now": clock().isoformat(), "offset_s": clock_offset_s(clock)})
 
 
 async def _reset(request: web.Request) -> web.Response:
