@@ -15,7 +15,15 @@ from arq.connections import ArqRedis
 
 from devtools.redis_server import RedisServer, find_redis_server
 from emulator.state import EmulatorOptions
-from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config, start_emulator
+from reader.clock import Clock, ShiftedClock
+from tests.support import (
+    TUESDAY_10_ET,
+    FakeClock,
+    RunningEmulator,
+    create_job_pool,
+    make_config,
+    start_emulator,
+)
 from worker import jobs
 from worker.config import Config, Secrets
 from worker.settings import worker_options
@@ -42,7 +50,12 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """Tuesday 2026-11-24 10:00 ET: the clock of the emulator and of an in-process worker, whatever
+    today is. Frozen until a test moves it (a `FakeClock`); running (a `ShiftedClock`) in a test
+    marked `processes`, whose worker and reader processes share it (`support.start_process`)."""
+    if request.node.get_closest_marker("processes") is not None:
+        return ShiftedClock.starting_at(TUESDAY_10_ET)
     return FakeClock()
 
 
@@ -52,7 +65,7 @@ def emulator_options() -> EmulatorOptions:
 
 
 @pytest.fixture
-async def emulator(emulator_options: EmulatorOptions, clock: FakeClock) -> AsyncIterator[RunningEmulator]:
+async def emulator(emulator_options: EmulatorOptions, clock: Clock) -> AsyncIterator[RunningEmulator]:
     running = await start_emulator(emulator_options, clock)
     yield running
     await running.server.close()

@@ -22,10 +22,12 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix
 from yarl import URL
 
+from devtools.faketime import clock_env
 from emulator.app import create_app
 from emulator.state import STATE, EmulatorOptions, EmulatorState
 from reader import jobs as job_contract
 from reader import keys
+from reader.clock import CLOCK_OFFSET_ENV, Clock, system_now
 from worker import jobs
 from worker.config import Config
 from worker.ratelimit import RateGate
@@ -73,7 +75,7 @@ class RunningEmulator:
         return dict(self.state.stats()["calls"].get(path, {}))
 
 
-async def start_emulator(options: EmulatorOptions, clock: FakeClock) -> RunningEmulator:
+async def start_emulator(options: EmulatorOptions, clock: Clock) -> RunningEmulator:
     app = create_app(options, clock=clock)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -261,20 +263,67 @@ def reset_command_calls(redis_url: str) -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a process a test starts: PATH, what fakes the clock of this run (libfaketime,
+    under `make test-dates`, so the process reads the suite's clock), and `extra`; nothing else of
+    the user's (no REDIS_URL, no API key)."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **clock_env(os.environ), **extra}
+
+
+CLOCK_TOLERANCE_S = 1.0
+"""How far apart a process's clock and its emulator's may be: scheduling works in whole seconds."""
+
+
+class ClockMismatch(AssertionError):
+    """A process would read another clock than the emulator it talks to."""
+
+
+async def process_env(emulator_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker or reader process started against the emulator at
+    `emulator_url`: PATH, `TRADIER_BASE_URL` and the emulator's own clock (`CLOCK_OFFSET_ENV`),
+    plus `extra`.
+
+    Raises `ClockMismatch` if the emulator runs on a clock no process can share (a frozen
+    `FakeClock`: mark the test `processes`), or if its time is not the system clock plus the
+    offset it announces (another machine, another libfaketime)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{emulator_url}/_emulator/clock") as response:
+        answer = await response.json()
+    emulator_now = datetime.fromisoformat(answer["now"])
+    if answer["offset_s"] is None:
+        raise ClockMismatch(
+            f"the emulator at {emulator_url} reads {emulator_now.isoformat()} from a clock that no process "
+            "can share (a frozen FakeClock?); a process started now would read "
+            f"{system_now().isoformat()}: mark the test `processes` to run the emulator on a `ShiftedClock`"
+        )
+    offset = timedelta(seconds=answer["offset_s"])
+    process_now = system_now() + offset
+    if abs((process_now - emulator_now).total_seconds()) > CLOCK_TOLERANCE_S:
+        raise ClockMismatch(
+            f"the emulator at {emulator_url} reads {emulator_now.isoformat()}, but a process given its "
+            f"offset ({answer['offset_s']:+.3f} s) would read {process_now.isoformat()}: is the "
+            "emulator on another machine or under another libfaketime?"
+        )
+    return child_env(TRADIER_BASE_URL=emulator_url, **{CLOCK_OFFSET_ENV: repr(answer["offset_s"])}, **extra)
+
+
+async def start_process(emulator: RunningEmulator, *args: str, **env: str) -> asyncio.subprocess.Process:
+    """`python *args` (a worker, a reader) from the repository, on the clock of `emulator`
+    (`process_env`, which refuses a mismatch), stdout and stderr piped. Every process a test
+    starts against an emulator starts here."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, *args,
+        cwd=REPO, env=await process_env(emulator.url, **env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
 async def start_worker_process(
     config: Path, redis_url: str, emulator: RunningEmulator, api_key: str
 ) -> asyncio.subprocess.Process:
-    """`python -m worker run --config <config>` against `redis_url` and the emulator."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "REDIS_URL": redis_url,
-        "TRADIER_BASE_URL": emulator.url,
-        "TRADIER_API_KEY": api_key,
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", "run", "--config", str(config),
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    """`python -m worker run --config <config>` against `redis_url` and the emulator, on its clock."""
+    return await start_process(
+        emulator, "-m", "worker", "run", "--config", str(config), REDIS_URL=redis_url, TRADIER_API_KEY=api_key
+    )
 
 
 async def stop_worker_process(process: asyncio.subprocess.Process) -> str:

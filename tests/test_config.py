@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import child_env
 from worker.config import (
     ConfigError,
     Secrets,
@@ -27,7 +28,7 @@ def check_config(path: Path, *, env: dict[str, str] | None = None) -> subprocess
         capture_output=True,
         text=True,
         cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        env=child_env(**(env or {})),
         check=False,
     )
 

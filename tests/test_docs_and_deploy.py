@@ -17,6 +17,7 @@ import yaml
 from devtools.redis_server import find_redis_server, free_port
 from reader import Quote, keys
 from reader.tools import TOOL_NAMES
+from tests.support import child_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) ->
         )
         client.set(keys.quote(symbol), quote.model_dump_json(exclude_none=True))
     client.close()
-    env = {"PATH": os.environ.get("PATH", ""), "REDIS_URL": redis_url}
+    env = child_env(REDIS_URL=redis_url)
     result = subprocess.run(
         [sys.executable, "-c", example],
         capture_output=True,

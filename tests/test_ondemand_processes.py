@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import redis
 from emulator.state import EmulatorOptions
 from reader import keys
 from tests.conftest import API_KEY
-from tests.support import REPO, RunningEmulator, start_worker_process, until
+from tests.support import RunningEmulator, start_process, start_worker_process, until
+
+pytestmark = pytest.mark.processes  # their emulator runs on a clock they can share
 
 # Quotes of SPY at start (so the worker is known to be up), then once a week.
 CONFIG = """\
@@ -51,11 +52,8 @@ async def test_100_concurrent_misses_from_4_processes_make_one_upstream_call(
     await until(lambda: bool(client.exists(keys.quote("SPY"))), 30, "the worker's first refresh")
     client.close()
     start_at = time.time() + 3  # after every process has started and imported the reader
-    command = [sys.executable, "-m", "tests.miss_client", redis_url, "AAPL", "25", str(start_at)]
-    pipe = asyncio.subprocess.PIPE
-    readers = [
-        await asyncio.create_subprocess_exec(*command, cwd=REPO, stdout=pipe, stderr=pipe) for _ in range(4)
-    ]
+    command = ["-m", "tests.miss_client", redis_url, "AAPL", "25", str(start_at)]
+    readers = [await start_process(emulator, *command) for _ in range(4)]
     outputs = await asyncio.wait_for(asyncio.gather(*(r.communicate() for r in readers)), timeout=60)
     answers = []
     for reader, (out, err) in zip(readers, outputs, strict=True):

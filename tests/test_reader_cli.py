@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -14,12 +13,13 @@ import redis
 from devtools.redis_server import free_port
 from reader import OptionChain, OptionContract, Quote, keys
 from reader.models import ChainIndex
+from tests.support import child_env
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _reader(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", ""), "REDIS_URL": redis_url}
+    env = child_env(REDIS_URL=redis_url)
     return subprocess.run(
         [sys.executable, "-m", "reader", "--wait", "0", *args],  # no worker runs: misses answer at once
         capture_output=True,

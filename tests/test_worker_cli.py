@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +11,10 @@ import redis
 
 from emulator.state import EmulatorOptions
 from reader import SyncReader, keys
-from tests.support import RunningEmulator
+from tests.support import TUESDAY_10_ET, RunningEmulator, start_process
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.processes  # their emulator runs on a clock they can share
+
 KEY = "cli-test-key-do-not-print"
 
 
@@ -26,46 +25,21 @@ def _write_config(tmp_path: Path, symbols: list[str]) -> Path:
     return path
 
 
-def _env(redis_url: str, emulator: RunningEmulator, key: str | None = KEY) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "REDIS_URL": redis_url,
-        "TRADIER_BASE_URL": emulator.url,
-    }
-    if key is not None:
-        env["TRADIER_API_KEY"] = key
-    return env
+async def _start(
+    emulator: RunningEmulator, *args: str, redis_url: str, key: str | None = KEY
+) -> asyncio.subprocess.Process:
+    """`python -m worker *args` against `redis_url` and the emulator, on its clock."""
+    env = {"REDIS_URL": redis_url, **({"TRADIER_API_KEY": key} if key is not None else {})}
+    return await start_process(emulator, "-m", "worker", *args, **env)
 
 
-async def _run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "worker",
-        *args,
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+async def _run(
+    emulator: RunningEmulator, *args: str, redis_url: str, key: str | None = KEY
+) -> tuple[int, str, str]:
+    process = await _start(emulator, *args, redis_url=redis_url, key=key)
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-async def _start_daemon(config: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "worker",
-        "run",
-        "--config",
-        str(config),
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def test_refresh_stores_every_symbol_and_exits_0(
@@ -73,13 +47,15 @@ async def test_refresh_stores_every_symbol_and_exits_0(
 ) -> None:
     """One pass stores the whole watchlist and says so."""
     config = _write_config(tmp_path, ["AAPL", "MSFT", "SPY"])
-    code, out, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    code, out, err = await _run(emulator, "refresh", "--config", str(config), redis_url=redis_url)
     assert code == 0, err
     assert "stored 3 of 3 symbols" in out
     assert "refresh.batch_done" in err
     with SyncReader(redis_url) as reader:
         assert sorted(reader.quotes(["AAPL", "MSFT", "SPY"])) == ["AAPL", "MSFT", "SPY"]
         assert reader.quote("SPY").source == "tradier"
+        # The process read the emulator's clock (Tuesday), not today's.
+        assert reader.quote("SPY").fetched_at.date() == TUESDAY_10_ET.date()
 
 
 async def test_refresh_exits_1_when_a_symbol_is_not_listed(
@@ -87,7 +63,7 @@ async def test_refresh_exits_1_when_a_symbol_is_not_listed(
 ) -> None:
     """An unknown symbol is named and the exit code says the pass was incomplete."""
     config = _write_config(tmp_path, ["AAPL", "NOPE"])
-    code, out, _ = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    code, out, _ = await _run(emulator, "refresh", "--config", str(config), redis_url=redis_url)
     assert code == 1
     assert "refreshed quotes: stored 1 of 2 symbols; no data upstream: NOPE" in out
 
@@ -102,7 +78,7 @@ async def test_refresh_with_a_wrong_key_exits_1_and_never_prints_the_key(
     client = redis.Redis.from_url(redis_url)
     client.set(keys.quote("AAPL"), b"previous")
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
-    code, out, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    code, out, err = await _run(emulator, "refresh", "--config", str(config), redis_url=redis_url)
     assert code == 1
     assert "HTTP 401" in err
     assert "TRADIER_API_KEY" in err
@@ -122,7 +98,7 @@ async def test_refresh_never_prints_a_key_an_upstream_echoes(
         Fault(path="/v1/markets/quotes", status=503, body=f"proxy: Authorization: Bearer {KEY}")
     )
     config = _write_config(tmp_path, ["AAPL"])
-    code, out, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator))
+    code, out, err = await _run(emulator, "refresh", "--config", str(config), redis_url=redis_url)
     assert code == 1
     assert "HTTP 503" in err
     assert "Bearer ***" in err
@@ -134,7 +110,7 @@ async def test_missing_api_key_is_a_config_error(
 ) -> None:
     """No TRADIER_API_KEY: exit 2 before any call, naming the variable and `make run`."""
     config = _write_config(tmp_path, ["AAPL"])
-    code, _, err = await _run("refresh", "--config", str(config), env=_env(redis_url, emulator, key=None))
+    code, _, err = await _run(emulator, "refresh", "--config", str(config), redis_url=redis_url, key=None)
     assert code == 2
     assert "TRADIER_API_KEY is not set" in err
     assert emulator.calls() == {}
@@ -145,8 +121,8 @@ async def test_unreachable_redis_is_one_clear_line(tmp_path: Path, emulator: Run
     from devtools.redis_server import free_port
 
     config = _write_config(tmp_path, ["AAPL"])
-    env = _env(f"redis://127.0.0.1:{free_port()}/0", emulator)
-    code, _, err = await _run("refresh", "--config", str(config), env=env)
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    code, _, err = await _run(emulator, "refresh", "--config", str(config), redis_url=unreachable)
     assert code == 1
     assert "Traceback" not in err
     assert err.count("\n") == 1, err
@@ -160,7 +136,7 @@ async def test_ctrl_c_lets_the_refresh_in_flight_finish(
 ) -> None:
     """SIGINT during an upstream call: the batch completes and is stored, then the worker exits 0."""
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
-    process = await _start_daemon(config, _env(redis_url, emulator))
+    process = await _start(emulator, "run", "--config", str(config), redis_url=redis_url)
     deadline = asyncio.get_running_loop().time() + 20
     while not emulator.state.methods:
         assert asyncio.get_running_loop().time() < deadline, "the daemon made no call"
@@ -179,7 +155,7 @@ async def test_run_daemon_refreshes_on_its_interval_until_interrupted(
 ) -> None:
     """`run` refreshes at start and again each interval; SIGINT stops it cleanly (exit 0)."""
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
-    process = await _start_daemon(config, _env(redis_url, emulator))
+    process = await _start(emulator, "run", "--config", str(config), redis_url=redis_url)
     try:
         deadline = asyncio.get_running_loop().time() + 20
         while emulator.calls().get("200", 0) < 2:

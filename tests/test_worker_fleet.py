@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import redis
 
 from reader import NotCached, SyncReader
@@ -13,7 +14,8 @@ from reader import jobs as job_contract
 from tests.conftest import API_KEY
 from tests.support import RunningEmulator, start_worker_process, stop_worker_process, until
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.processes  # their emulator runs on a clock they can share
+
 EVERY_2_S = "{pre: 2, regular: 2, post: 2, closed: 2}"
 
 
