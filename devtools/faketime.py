@@ -8,6 +8,7 @@ EINVAL (Python sleeps until an absolute CLOCK_MONOTONIC deadline).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -43,9 +44,25 @@ def _find_library() -> Path | None:
     return next(iter(sorted(Path("/usr/lib").glob(_LIBRARY_GLOB))), None)
 
 
-def faked_env(library: Path, start: datetime) -> dict[str, str]:
-    """The variables that make a process started now (and its children) read `start` (aware) as now."""
-    return {"LD_PRELOAD": str(library), "FAKETIME": f"{start.timestamp() - time.time():+.3f}"}
+def faked_env(library: Path, start: datetime, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables that make a process started now (and its children) read `start` (aware) as now.
+
+    Works from a process that libfaketime already shifts (`environ` holds its FAKETIME offset, which
+    this clock includes). Raises ValueError if that FAKETIME is not an offset in seconds."""
+    real_now_s = time.time() - _offset_s(environ)
+    return {"LD_PRELOAD": str(library), "FAKETIME": f"{start.timestamp() - real_now_s:+.3f}"}
+
+
+def _offset_s(environ: Mapping[str, str]) -> float:
+    raw = environ.get("FAKETIME")
+    if raw is None:
+        return 0.0
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(
+            f"FAKETIME={raw!r} is not an offset in seconds; run this outside faketime, or unset FAKETIME"
+        ) from None
 
 
 def clock_env(environ: Mapping[str, str]) -> dict[str, str]:
