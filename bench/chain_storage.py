@@ -59,7 +59,7 @@ async def fetch_chain() -> OptionChain:
                 session,
                 base_url=str(server.make_url("")).rstrip("/"),
                 api_key="bench",
-                gate=RateGate("tradier", 10_000, 4),
+                gate=RateGate("tradier", 10_000, 4, clock=lambda: AT),
                 batch_size=100,
                 timeout_s=10,
                 clock=lambda: AT,

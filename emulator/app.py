@@ -2,8 +2,13 @@
 
 Routes: Tradier (`emulator.tradier`, `emulator.tradier_markets`, `emulator.tradier_options`) and
 Polygon (`emulator.polygon`, `emulator.polygon_aggs`, `emulator.polygon_options`). The middlewares
-(call counts, latency, armed faults) apply to every one of them; unknown paths get aiohttp's
-plain-text 404.
+(call counts, the client's clock, latency, armed faults) apply to every one of them; unknown paths
+get aiohttp's plain-text 404.
+
+A request whose `Date` header (the worker sends its clock there) is more than
+`CLIENT_CLOCK_TOLERANCE_S` away from the emulator's clock is refused with a 400 naming both: the
+emulator answers for its own "now", so a client on another clock (a process that reads today
+while a test's emulator reads a fixed Tuesday) would get answers about the wrong days.
 
 Controls: `GET /_emulator/stats` (calls served, per path and status, and per path and method),
 `GET /_emulator/clock` (`now`, and `offset_s`: how far its clock runs ahead of the system clock,
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from email.utils import parsedate_to_datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -26,6 +32,7 @@ from emulator.state import STATE, EmulatorOptions, EmulatorState, Fault
 from reader.clock import Clock, clock_offset_s, utc_now
 
 CONTROL_PREFIX = "/_emulator/"
+CLIENT_CLOCK_TOLERANCE_S = 5.0
 
 
 def create_app(
@@ -33,7 +40,7 @@ def create_app(
 ) -> web.Application:
     """A fresh emulator; `clock` drives the simulated market and the rate-limit windows."""
     options = options or EmulatorOptions()
-    app = web.Application(middlewares=[_count_calls, _inject_faults])
+    app = web.Application(middlewares=[_count_calls, _check_client_clock, _inject_faults])
     app[STATE] = EmulatorState(
         options=options,
         clock=clock,
@@ -63,6 +70,26 @@ async def _count_calls(request: web.Request, handler: Handler) -> web.StreamResp
         raise
     state.calls[(request.path, response.status)] += 1
     return response
+
+
+@web.middleware
+async def _check_client_clock(request: web.Request, handler: Handler) -> web.StreamResponse:
+    sent = request.headers.get("Date")
+    if request.path.startswith(CONTROL_PREFIX) or sent is None:
+        return await handler(request)
+    try:
+        client_now = parsedate_to_datetime(sent)
+    except (TypeError, ValueError):
+        raise web.HTTPBadRequest(text=f"Date header {sent!r} is not an HTTP date") from None
+    now = request.app[STATE].clock()
+    apart_s = (client_now - now).total_seconds()
+    if abs(apart_s) > CLIENT_CLOCK_TOLERANCE_S:
+        raise web.HTTPBadRequest(
+            text=f"clock mismatch: the request's Date is {client_now.isoformat()}, the emulator's clock "
+            f"reads {now.isoformat()} ({apart_s:+.0f} s apart); the client and the emulator must read one "
+            "clock (tests: start processes with tests/support.start_process)"
+        )
+    return await handler(request)
 
 
 @web.middleware

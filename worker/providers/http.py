@@ -4,6 +4,9 @@ Errors carry the provider, the endpoint and what went wrong; never a header, a k
 with query parameters (Polygon accepts keys in the query; we send them as headers anyway).
 A JSON error body is quoted by its `error` or `message`; any other body by its first bytes.
 A 404 raises `UpstreamNotFound`.
+
+Each request carries the gate's clock at the moment it is sent in its `Date` header (RFC 9110 lets
+a client send one; the real APIs ignore it): the emulator refuses a client on another clock.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any, NoReturn
 
 import aiohttp
@@ -68,8 +72,14 @@ async def request_json(
         try:
             async with gate.slot(waited_s):
                 try:
+                    sent_at = format_datetime(gate.clock(), usegmt=True)
                     async with session.request(
-                        method, url, params=params, data=form, headers=headers, timeout=timeout
+                        method,
+                        url,
+                        params=params,
+                        data=form,
+                        headers={**headers, "Date": sent_at},
+                        timeout=timeout,
                     ) as response:
                         body = await response.read()
                         status = response.status
