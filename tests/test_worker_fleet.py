@@ -11,6 +11,7 @@ import redis
 
 from reader import NotCached, SyncReader
 from reader import jobs as job_contract
+from reader.clock import Clock
 from tests.conftest import API_KEY
 from tests.support import RunningEmulator, start_worker_process, stop_worker_process, until
 
@@ -33,8 +34,8 @@ def _config(symbols: list[str], extra: str = "") -> str:
     )
 
 
-def _cached(redis_url: str, symbol: str) -> bool:
-    with SyncReader(redis_url) as reader:
+def _cached(redis_url: str, symbol: str, clock: Clock) -> bool:
+    with SyncReader(redis_url, clock=clock) as reader:
         try:
             reader.quote(symbol)
         except NotCached:
@@ -80,6 +81,7 @@ async def test_config_edits_apply_to_a_running_worker_and_bad_ones_are_survived(
     tmp_path: Path,
     redis_url: str,
     emulator: RunningEmulator,
+    clock: Clock,
     worker_processes: list[asyncio.subprocess.Process],
 ) -> None:
     """An added symbol is readable within two ticks; an invalid edit is logged, the old watchlist runs on."""
@@ -87,10 +89,10 @@ async def test_config_edits_apply_to_a_running_worker_and_bad_ones_are_survived(
     config.write_text(_config(["AAPL"]))
     process = await start_worker_process(config, redis_url, emulator, API_KEY)
     worker_processes.append(process)
-    await until(lambda: _cached(redis_url, "AAPL"), 30, "the first AAPL quote")
+    await until(lambda: _cached(redis_url, "AAPL", clock), 30, "the first AAPL quote")
 
     config.write_text(_config(["AAPL", "MSFT"]))
-    waited_s = await until(lambda: _cached(redis_url, "MSFT"), 10, "MSFT after the edit")
+    waited_s = await until(lambda: _cached(redis_url, "MSFT", clock), 10, "MSFT after the edit")
     # Two ticks of 1 s, plus the refresh itself; generous for a loaded CI machine.
     assert waited_s < 2 * 1 + 3
 
@@ -100,7 +102,7 @@ async def test_config_edits_apply_to_a_running_worker_and_bad_ones_are_survived(
         lambda: emulator.calls().get("200", 0) >= calls_before + 3, 15, "refreshes after the bad edit"
     )
     assert process.returncode is None
-    assert not _cached(redis_url, "TSLA")
+    assert not _cached(redis_url, "TSLA", clock)
     err = await stop_worker_process(process)
     assert "config.reloaded" in err
     assert "added=MSFT" in err
