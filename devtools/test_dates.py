@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=[i.label for i in INSTANTS], help="run just these")
     args, pytest_args = parser.parse_known_args(argv)
     library = faketime_library()
+    try:
+        faked_env(library, INSTANTS[0].start)
+    except ValueError as e:
+        raise SystemExit(f"make test-dates: {e}") from None
     chosen = [i for i in INSTANTS if not args.only or i.label in args.only]
     results = []
     total_started = time.monotonic()
