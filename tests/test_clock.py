@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 import redis
 
+from devtools.faketime import faked_env
 from emulator.state import EmulatorOptions
 from reader.clock import CLOCK_OFFSET_ENV, Clock, ShiftedClock, clock_from_env, system_now
 from tests.conftest import API_KEY
@@ -134,7 +135,7 @@ async def test_a_process_under_another_libfaketime_is_refused(emulator: RunningE
     with pytest.raises(
         ClockMismatch, match=r"read 2026-11-25T15:00:0\d.*while the emulator at .* read 2026-11-24"
     ):
-        await start_process(emulator, "-c", PRINT_NOW, LD_PRELOAD=str(library), FAKETIME="+86400")
+        await start_process(emulator, "-c", PRINT_NOW, **faked_env(library, system_now() + timedelta(days=1)))
 
 
 async def test_the_emulator_refuses_a_request_whose_date_is_on_another_clock(
