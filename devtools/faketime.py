@@ -27,13 +27,13 @@ _LIBRARY_GLOB = "*/faketime/libfaketime.so.1"  # under /usr/lib: Debian's multia
 def faketime_library() -> Path:
     """Path of libfaketime.so.1, installing Debian's `faketime` if it is missing and we are root.
 
-    Raises SystemExit saying how to install it otherwise."""
+    Raises FileNotFoundError saying how to install it otherwise."""
     found = _find_library()
     if found is None and can_apt_install():
         apt_install("faketime", "for make test-dates")
         found = _find_library()
     if found is None:
-        raise SystemExit(
+        raise FileNotFoundError(
             "libfaketime is not installed: apt-get install -y faketime (Debian), "
             "then run make test-dates again"
         )

@@ -47,22 +47,25 @@ INSTANTS = (
 )
 
 
-def _faked_now(env: dict[str, str]) -> datetime:
-    """What a Python process started with `env` reads as now: proof that the clock is faked."""
+def _check(library: Path) -> None:
+    """Raises SystemExit unless a process started under `faked_env` reads the instant it was given."""
+    start = INSTANTS[0].start
+    try:
+        env = {**os.environ, **faked_env(library, start)}
+    except ValueError as e:
+        raise SystemExit(f"make test-dates: {e}") from None
     code = "from datetime import datetime, UTC; print(datetime.now(UTC).isoformat())"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60
     )
-    return datetime.fromisoformat(out.stdout.strip())
+    seen = datetime.fromisoformat(out.stdout.strip())
+    if abs((seen - start).total_seconds()) > 60:
+        raise SystemExit(f"make test-dates: libfaketime did not take: a process read {seen}, not {start}")
 
 
 def run(instant: Instant, library: Path, pytest_args: list[str]) -> tuple[bool, str, float]:
     """One whole suite with the clock starting at `instant`: (passed, pytest's result line, seconds)."""
-    env = {**os.environ, **faked_env(library, instant.start)}
-    seen = _faked_now(env)
-    if abs((seen - instant.start).total_seconds()) > 60:
-        raise SystemExit(f"libfaketime did not take: a process read {seen}, expected about {instant.start}")
-    env = {**os.environ, **faked_env(library, instant.start)}  # again: the check took a moment
+    env = {**os.environ, **faked_env(library, instant.start)}  # just before the run: the offset
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{instant.label}.log"
     started = time.monotonic()
@@ -86,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", action="append", choices=[i.label for i in INSTANTS], help="run just these")
     args, pytest_args = parser.parse_known_args(argv)
-    library = faketime_library()
     try:
-        faked_env(library, INSTANTS[0].start)
-    except ValueError as e:
+        library = faketime_library()
+    except FileNotFoundError as e:
         raise SystemExit(f"make test-dates: {e}") from None
+    _check(library)
     chosen = [i for i in INSTANTS if not args.only or i.label in args.only]
     results = []
     total_started = time.monotonic()

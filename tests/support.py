@@ -28,7 +28,7 @@ from emulator.app import create_app
 from emulator.state import STATE, EmulatorOptions, EmulatorState
 from reader import jobs as job_contract
 from reader import keys
-from reader.clock import CLOCK_OFFSET_ENV, Clock, system_now
+from reader.clock import Clock, ShiftedClock, system_now
 from worker import jobs
 from worker.config import Config
 from worker.ratelimit import RateGate
@@ -268,7 +268,7 @@ def faketime_library_or_skip() -> Path:
     """libfaketime (installed by `devtools.faketime` where it can be), else the test is skipped."""
     try:
         return faketime_library()
-    except SystemExit as e:
+    except FileNotFoundError as e:
         pytest.skip(str(e))
 
 
@@ -300,7 +300,7 @@ async def emulator_clock(emulator_url: str) -> tuple[datetime, float | None]:
 async def process_env(emulator_url: str, **extra: str) -> dict[str, str]:
     """The environment of a worker or reader process started against the emulator at
     `emulator_url`: `child_env` with `TRADIER_BASE_URL` and the emulator's clock
-    (`CLOCK_OFFSET_ENV`), plus `extra`.
+    (`ShiftedClock.env`), plus `extra`.
 
     Checks the clock such a process really reads (a probe started with this environment prints it)
     against the emulator's, read before and after the probe. Raises `ClockMismatch` if the emulator
@@ -313,7 +313,7 @@ async def process_env(emulator_url: str, **extra: str) -> dict[str, str]:
             "can share (a frozen FakeClock?); a process started now would read "
             f"{system_now().isoformat()}: mark the test `processes` to run the emulator on a `ShiftedClock`"
         )
-    env = child_env(TRADIER_BASE_URL=emulator_url, **{CLOCK_OFFSET_ENV: repr(offset_s)}, **extra)
+    env = child_env(TRADIER_BASE_URL=emulator_url, **ShiftedClock(offset_s).env(), **extra)
     probe = await asyncio.create_subprocess_exec(
         sys.executable, "-c", PRINT_NOW, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
     )
