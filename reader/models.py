@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     field_serializer,
+    model_validator,
 )
 
 
@@ -26,6 +27,24 @@ def _to_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """An aware datetime, converted to UTC; a naive one is refused."""
+
+Price = Annotated[float, Field(ge=0)]
+"""Dollars per share (or index points): finite and not negative."""
+
+Count = Annotated[int, Field(ge=0)]
+"""Shares, contracts or lots: not negative."""
+
+TICK = 0.01
+"""The largest amount a bid may exceed its ask by (a locked or briefly crossed market): one cent."""
+
+# Every float of every model below must be finite: pydantic would store NaN as `null`, which no
+# model reads back (`allow_inf_nan=False` also refuses "NaN" and "Infinity" strings).
+_FINITE = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+
+def crossed(bid: float | None, ask: float | None) -> bool:
+    """True when both sides are quoted (above 0) and the bid exceeds the ask by more than `TICK`."""
+    return bid is not None and ask is not None and bid > 0 and ask > 0 and bid - ask > TICK + 1e-9
 
 
 def stamp(value: datetime) -> str:
@@ -38,7 +57,7 @@ class CachedItem(BaseModel):
     """The envelope of every cached item, and its freshness as seen at read time."""
 
     # Unknown fields are ignored so that a reader keeps working when a newer worker adds some.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = _FINITE
 
     source: str
     fetched_at: UtcDatetime
@@ -94,36 +113,43 @@ class Quote(CachedItem):
 
     `change_percentage` is in percent (1.5 means 1.5 %). `bidsize`/`asksize` are in the
     upstream's units (hundreds of shares on Tradier). `trade_date`, `bid_date` and `ask_date`
-    are None when the upstream reports no trade or quote (it sends 0).
+    are None when the upstream reports no trade or quote (it sends 0). Prices and sizes are
+    finite and not negative; a bid above the ask by more than `TICK` is refused.
     """
 
     symbol: str
     description: str | None = None
     exch: str | None = None
     type: str | None = None
-    last: float | None = None
+    last: Price | None = None
     change: float | None = None
     change_percentage: float | None = None
-    volume: int | None = None
-    average_volume: int | None = None
-    last_volume: int | None = None
+    volume: Count | None = None
+    average_volume: Count | None = None
+    last_volume: Count | None = None
     trade_date: UtcDatetime | None = None
-    open: float | None = None
-    high: float | None = None
-    low: float | None = None
-    close: float | None = None
-    prevclose: float | None = None
-    week_52_high: float | None = None
-    week_52_low: float | None = None
-    bid: float | None = None
-    bidsize: int | None = None
+    open: Price | None = None
+    high: Price | None = None
+    low: Price | None = None
+    close: Price | None = None
+    prevclose: Price | None = None
+    week_52_high: Price | None = None
+    week_52_low: Price | None = None
+    bid: Price | None = None
+    bidsize: Count | None = None
     bidexch: str | None = None
     bid_date: UtcDatetime | None = None
-    ask: float | None = None
-    asksize: int | None = None
+    ask: Price | None = None
+    asksize: Count | None = None
     askexch: str | None = None
     ask_date: UtcDatetime | None = None
     root_symbols: str | None = None
+
+    @model_validator(mode="after")
+    def _not_crossed(self) -> Quote:
+        if crossed(self.bid, self.ask):
+            raise ValueError(f"bid={self.bid!r} is above ask={self.ask!r} by more than a tick ({TICK})")
+        return self
 
 
 BarInterval = Literal["1d", "1m", "5m", "15m"]
@@ -151,16 +177,16 @@ class OptionContract(NamedTuple):
 
     symbol: str
     option_type: Literal["call", "put"]
-    strike: float
-    bid: float | None = None
-    ask: float | None = None
-    last: float | None = None
+    strike: Annotated[float, Field(gt=0)]
+    bid: Price | None = None
+    ask: Price | None = None
+    last: Price | None = None
     change: float | None = None
-    volume: int | None = None
-    open_interest: int | None = None
-    bid_iv: float | None = None
-    mid_iv: float | None = None
-    ask_iv: float | None = None
+    volume: Count | None = None
+    open_interest: Count | None = None
+    bid_iv: Annotated[float, Field(ge=0)] | None = None
+    mid_iv: Annotated[float, Field(ge=0)] | None = None
+    ask_iv: Annotated[float, Field(ge=0)] | None = None
     delta: float | None = None
     gamma: float | None = None
     theta: float | None = None
@@ -173,9 +199,19 @@ class OptionChain(CachedItem):
 
     symbol: str
     expiration: date
-    underlying_price: float | None = None
+    underlying_price: Price | None = None
     greeks_updated_at: UtcDatetime | None = None
     contracts: tuple[OptionContract, ...] = ()
+
+    @model_validator(mode="after")
+    def _not_crossed(self) -> OptionChain:
+        for contract in self.contracts:  # about 0.1 us a contract; reads pay it too (one truth)
+            if crossed(contract.bid, contract.ask):
+                raise ValueError(
+                    f"contract {contract.symbol}: bid={contract.bid!r} is above ask={contract.ask!r} "
+                    f"by more than a tick ({TICK})"
+                )
+        return self
 
     @property
     def calls(self) -> tuple[OptionContract, ...]:
@@ -218,12 +254,12 @@ class Bar(NamedTuple):
     """
 
     start: UtcDatetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    vwap: float | None = None
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Annotated[float, Field(ge=0)]
+    vwap: Price | None = None
 
 
 class PriceHistory(CachedItem):
@@ -237,7 +273,7 @@ class PriceHistory(CachedItem):
 class Macd(BaseModel):
     """MACD(fast, slow, signal): `macd` = EMA(fast) - EMA(slow), `signal` = EMA(signal) of it."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = _FINITE
 
     fast: int
     slow: int

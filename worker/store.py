@@ -4,13 +4,17 @@ past `fresh_until`.
 The reader may serve an item after `fresh_until` (flagged stale) until the key expires,
 `keep_stale_s` later, so an upstream outage degrades answers instead of emptying the cache.
 A write never replaces an item fetched later than the one it brings: two refreshes of the same
-key can finish out of order (a slow job, an on-demand fetch), and the older must not win. The
+key can finish out of order (a slow job, an on-demand fetch), and the older must not win. Nor
+does a write ever store what the reader cannot read back: each item's JSON is parsed again with
+its own model before the write, and one that fails (or reads back different) is refused, so a bad
+value can never replace a good one. The
 worker also reads back what it stored (a chain refresh needs the expirations and the last
 price), through `get`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -20,6 +24,8 @@ from pydantic import ValidationError
 from reader import keys
 from reader.clock import Clock, utc_now
 from reader.models import CachedItem, Quote, stamp
+
+log = logging.getLogger(__name__)
 
 _MIN_TTL_MS = 1_000
 _Item = TypeVar("_Item", bound=CachedItem)
@@ -59,21 +65,21 @@ class Store:
     async def put(self, entries: Sequence[Entry]) -> int:
         """Store every entry in one atomic script call (a reader sees all of them or none), except
         those whose key holds an item fetched later; returns how many were written."""
-        if not entries:
-            return 0
         now = self._clock()
         args: list[str] = []
-        for _key, item in entries:
+        names: list[str] = []
+        for key, item in entries:
+            encoded = readable_json(key, item)
+            if encoded is None:
+                continue
             ttl_ms = int(((item.fresh_until - now).total_seconds() + self.keep_stale_s) * 1000)
-            args += [
-                stamp(item.fetched_at),
-                str(max(ttl_ms, _MIN_TTL_MS)),
-                item.model_dump_json(exclude_none=True),
-            ]
-        names = [key for key, _ in entries]
+            args += [stamp(item.fetched_at), str(max(ttl_ms, _MIN_TTL_MS)), encoded]
+            names.append(key)
+        if not names:
+            return 0
         # EVAL rather than EVALSHA: one request per batch either way, and no NOSCRIPT round trip.
         # redis-py types the result as Awaitable | Any for both clients; this one is async.
-        written = await self._redis.eval(_PUT_NEWER, len(entries), *names, *args)  # type: ignore[misc]
+        written = await self._redis.eval(_PUT_NEWER, len(names), *names, *args)  # type: ignore[misc]
         return int(written)
 
     async def put_quotes(self, quotes: Sequence[Quote]) -> int:
@@ -96,3 +102,19 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<Store keep_stale_s={self.keep_stale_s}>"
+
+
+def readable_json(key: str, item: CachedItem) -> str | None:
+    """The JSON to store for `item`, or None (logged, naming the key and the problem) when its own
+    model would not read that JSON back as the same item: the item is then not written."""
+    encoded = item.model_dump_json(exclude_none=True)
+    try:
+        back = type(item).model_validate_json(encoded)
+    except ValidationError as e:
+        problem = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
+        log.error("store.refused key=%s reason=%s", key, f'"the reader could not read it back: {problem}"')
+        return None
+    if back != item:
+        log.error("store.refused key=%s reason=%s", key, '"it reads back different from what was fetched"')
+        return None
+    return encoded

@@ -34,7 +34,7 @@ from worker.providers.polygon_wire import (
     parse_snapshot,
     to_quote,
 )
-from worker.providers.wire import from_epoch
+from worker.providers.wire import from_epoch, refused_as_bad
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
 MAX_PAGES = 50
@@ -64,7 +64,8 @@ class PolygonProvider(UpstreamClient):
         payload = await self._get(self.base_url + SNAPSHOT_ENDPOINT, SNAPSHOT_ENDPOINT, params)
         stamp = self._stamp(freshness)
         found, unmatched = parse_snapshot(payload, list(symbols))
-        quotes = tuple(to_quote(t, **stamp) for t in found)
+        with refused_as_bad(self.name, SNAPSHOT_ENDPOINT, "quote"):
+            quotes = tuple(to_quote(t, **stamp) for t in found)
         return QuoteBatch(quotes=quotes, unmatched=tuple(unmatched))
 
     async def fetch_chain(
@@ -81,14 +82,15 @@ class PolygonProvider(UpstreamClient):
         contracts, underlying_price = chain_contracts(options, expiration, strikes)
         if not contracts:
             return None
-        return OptionChain(
-            symbol=symbol.upper(),
-            expiration=expiration,
-            underlying_price=underlying_price,
-            greeks_updated_at=None,  # the snapshot does not say when its greeks were computed
-            contracts=tuple(contracts),
-            **stamp,
-        )
+        with refused_as_bad(self.name, path, "chain"):
+            return OptionChain(
+                symbol=symbol.upper(),
+                expiration=expiration,
+                underlying_price=underlying_price,
+                greeks_updated_at=None,  # the snapshot does not say when its greeks were computed
+                contracts=tuple(contracts),
+                **stamp,
+            )
 
     async def fetch_history(
         self, symbol: str, interval: BarInterval, start: date, end: date, *, freshness: Freshness
@@ -103,7 +105,8 @@ class PolygonProvider(UpstreamClient):
         bars = aggs_bars(pages or [])
         if bars is None:
             return None
-        return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
+        with refused_as_bad(self.name, path, "history"):
+            return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
 
     async def fetch_indicators(
         self, symbol: str, spec: IndicatorSpec, *, freshness: Freshness
@@ -136,17 +139,18 @@ class PolygonProvider(UpstreamClient):
         if not found:
             return None  # Polygon answers an unknown ticker with empty values
         as_of = max(v.timestamp for v in found)
-        return Indicators(
-            symbol=symbol.upper(),
-            interval="1d",
-            as_of=from_epoch(as_of),
-            close=None,
-            sma=windows["sma"],
-            ema=windows["ema"],
-            rsi=windows["rsi"],
-            macd=macd,
-            **stamp,
-        )
+        with refused_as_bad(self.name, "/v1/indicators", "indicators"):
+            return Indicators(
+                symbol=symbol.upper(),
+                interval="1d",
+                as_of=from_epoch(as_of),
+                close=None,
+                sma=windows["sma"],
+                ema=windows["ema"],
+                rsi=windows["rsi"],
+                macd=macd,
+                **stamp,
+            )
 
     async def _latest(self, kind: str, symbol: str, params: dict[str, str]) -> WireValue | None:
         """The newest value of one indicator (first page only: `limit=1` asks for just that)."""

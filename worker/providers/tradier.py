@@ -35,6 +35,7 @@ from worker.providers.wire import (
     as_list,
     from_epoch,
     is_null,
+    refused_as_bad,
     shape,
     validation_detail,
 )
@@ -52,7 +53,7 @@ SESSION_END_ET = "20:00"
 class _WireQuote(BaseModel):
     """One element of `quotes.quote` as Tradier sends it."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     symbol: str
     description: str | None = None
@@ -128,7 +129,8 @@ class TradierProvider(UpstreamClient):
         dates = parse_expirations(payload)
         if dates is None:
             return None
-        return Expirations(symbol=symbol.upper(), dates=tuple(dates), **stamp)
+        with refused_as_bad(self.name, EXPIRATIONS_ENDPOINT, "expirations"):
+            return Expirations(symbol=symbol.upper(), dates=tuple(dates), **stamp)
 
     async def fetch_chain(
         self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
@@ -139,14 +141,15 @@ class TradierProvider(UpstreamClient):
         rows = parse_chain(payload, expiration, strikes)
         if rows is None:
             return None
-        return OptionChain(
-            symbol=symbol.upper(),
-            expiration=expiration,
-            underlying_price=None,  # Tradier's chain does not carry it
-            greeks_updated_at=rows.greeks_updated_at,
-            contracts=rows.contracts,
-            **stamp,
-        )
+        with refused_as_bad(self.name, CHAINS_ENDPOINT, "chain"):
+            return OptionChain(
+                symbol=symbol.upper(),
+                expiration=expiration,
+                underlying_price=None,  # Tradier's chain does not carry it
+                greeks_updated_at=rows.greeks_updated_at,
+                contracts=rows.contracts,
+                **stamp,
+            )
 
     async def fetch_history(
         self, symbol: str, interval: BarInterval, start: date, end: date, *, freshness: Freshness
@@ -158,7 +161,8 @@ class TradierProvider(UpstreamClient):
                 "start": start.isoformat(),
                 "end": end.isoformat(),
             }
-            payload = await self._call(HISTORY_ENDPOINT, params=params)
+            endpoint = HISTORY_ENDPOINT
+            payload = await self._call(endpoint, params=params)
             stamp = self._stamp(freshness)
             bars = parse_daily_history(payload)
         elif interval in TIMESALES_INTERVALS:
@@ -169,14 +173,16 @@ class TradierProvider(UpstreamClient):
                 "end": f"{end.isoformat()} {SESSION_END_ET}",
                 "session_filter": "all",
             }
-            payload = await self._call(TIMESALES_ENDPOINT, params=params)
+            endpoint = TIMESALES_ENDPOINT
+            payload = await self._call(endpoint, params=params)
             stamp = self._stamp(freshness)
             bars = parse_timesales(payload)
         else:
             raise ValueError(f"interval={interval!r}: expected '1d', '1m', '5m' or '15m'")
         if bars is None:
             return None
-        return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
+        with refused_as_bad(self.name, endpoint, "history"):
+            return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
 
 
 def parse_quotes(payload: Any) -> tuple[list[_WireQuote], list[str]]:
@@ -209,10 +215,8 @@ def _to_quote(wire: _WireQuote, *, source: str, fetched_at: datetime, fresh_unti
     for name in _EPOCH_MS:
         data[name] = from_epoch(data[name]) if data[name] else None
     data["symbol"] = wire.symbol.upper()
-    try:
+    with refused_as_bad(TradierProvider.name, QUOTES_ENDPOINT, f"quote of {wire.symbol!r}"):
         return Quote(**data, source=source, fetched_at=fetched_at, fresh_until=fresh_until)
-    except ValidationError as e:
-        raise _bad(f"quote of {wire.symbol!r} does not fit the Quote model: {e.errors()[0]['msg']}") from None
 
 
 def _bad(detail: str) -> UpstreamBadPayload:

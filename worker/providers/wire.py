@@ -6,7 +6,8 @@ first pydantic error into `path = value: problem`, the form every `UpstreamBadPa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
 
@@ -20,9 +21,10 @@ from worker.errors import UpstreamBadPayload
 
 
 class WireModel(BaseModel):
-    """Base of the models of upstream payloads: unknown fields ignored, values frozen."""
+    """Base of the models of upstream payloads: unknown fields ignored, values frozen, numbers
+    finite (a bare `NaN` token or a `"NaN"` string is a bad field like any other)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 def bearer_headers(api_key: str) -> dict[str, str]:
@@ -90,6 +92,16 @@ def validate(kind: type[T], data: Any, *, root: str, provider: str, endpoint: st
         raise UpstreamBadPayload(provider, endpoint, validation_detail(e, root)) from None
 
 
+@contextmanager
+def refused_as_bad(provider: str, endpoint: str, root: str) -> Iterator[None]:
+    """Around making cached items from a parsed answer: a field the reader's model refuses (a
+    negative price, a bid above the ask) raises `UpstreamBadPayload` naming it and its value."""
+    try:
+        yield
+    except ValidationError as e:
+        raise UpstreamBadPayload(provider, endpoint, validation_detail(e, root)) from None
+
+
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
@@ -103,7 +115,10 @@ def _adapter(kind: type[T]) -> TypeAdapter[T]:
 def validation_detail(error: ValidationError, root: str) -> str:
     """`root.path[0].field = 'value': problem (n problems)` from a pydantic error."""
     first = error.errors()[0]
+    # A model-level check (a bid above the ask) has no field of its own: its message names them.
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    if not first["loc"]:
+        return f"{root}: {first['msg'].removeprefix('Value error, ')}"
     where = where if root else where.lstrip(".")
     count = error.error_count()
     value = repr(first["input"])
