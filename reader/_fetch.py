@@ -30,6 +30,9 @@ from reader.ondemand import ENQUEUE_SCRIPT, FetchRequest, Mode, Outcome, Unknown
 FALLBACK_READ_S = 0.25
 """How often a waiting reader reads the key itself, in case the worker's message was lost."""
 
+LISTEN_POLL_S = 30.0
+"""The pub/sub listener's read timeout when no message comes (the socket timeout is for commands)."""
+
 log = logging.getLogger("reader")
 
 REVALIDATE_EVERY_S = 5.0
@@ -99,6 +102,11 @@ def _timeout(miss: NotCached, wait_s: float, fresh: bool) -> NotCached:
     )
 
 
+def _unconfirmed(timeout_s: float) -> redis.TimeoutError:
+    what = f"Redis did not confirm the subscription to {keys.FETCHED}"
+    return redis.TimeoutError(f"{what} within {timeout_s:g} s")
+
+
 def _usable(item: _Item, fresh: bool) -> bool:
     return not (fresh and item.stale)
 
@@ -143,8 +151,9 @@ class _Flight:
 class AsyncFetches:
     """On-demand fetches for one async reader (one pub/sub connection, opened at the first miss)."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: redis.asyncio.Redis, timeout_s: float) -> None:
         self._redis = client
+        self._timeout_s = timeout_s
         self._script = client.register_script(ENQUEUE_SCRIPT)
         self._pubsub: redis.asyncio.client.PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -281,15 +290,17 @@ class AsyncFetches:
                     await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
             pubsub = self._redis.pubsub()
             await pubsub.subscribe(keys.FETCHED)
-            while (await pubsub.get_message(timeout=1.0)) is None:
-                pass  # the first message is the subscription's confirmation
+            # The first message is the subscription's confirmation.
+            if await pubsub.get_message(timeout=self._timeout_s) is None:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
+                raise _unconfirmed(self._timeout_s)
             self._pubsub = pubsub
             self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
 
     async def _listen(self, pubsub: redis.asyncio.client.PubSub) -> None:
         try:
             while True:
-                outcome = _parse_message(await pubsub.get_message(timeout=None))
+                outcome = _parse_message(await pubsub.get_message(timeout=LISTEN_POLL_S))
                 if outcome is None:
                     continue
                 flight = self._flights.get(outcome.job)
@@ -311,8 +322,9 @@ class AsyncFetches:
 class SyncFetches:
     """On-demand fetches for one blocking reader: a pub/sub subscription per wait."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, timeout_s: float) -> None:
         self._redis = client
+        self._timeout_s = timeout_s
         self._script = client.register_script(ENQUEUE_SCRIPT)
         self._revalidations = _Revalidations()
 
@@ -350,8 +362,8 @@ class SyncFetches:
         pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
         try:
             pubsub.subscribe(keys.FETCHED)
-            while pubsub.get_message(timeout=1.0) is None:
-                pass  # the subscription's confirmation
+            if pubsub.get_message(timeout=self._timeout_s) is None:  # the subscription's confirmation
+                raise _unconfirmed(self._timeout_s)
             while True:
                 got = self._attempt(pubsub, request, read, mode, fresh, deadline)
                 if got is None:

@@ -59,6 +59,10 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_WAIT_S = 3.0
 """How long a read waits, by default, for an on-demand fetch after a miss."""
 
+DEFAULT_TIMEOUT_S = 2.0
+"""How long, by default, one Redis command may take to connect, and then to answer: a Redis that is
+down, stalled or silent costs a read at most about this (plus `wait_s` on a miss), never a hang."""
+
 _Item = TypeVar("_Item", bound=Fresh)
 _T = TypeVar("_T")
 
@@ -112,9 +116,26 @@ def _stale_miss(item: Fresh, request: FetchRequest) -> NotCached:
 
 
 def _checked_wait_s(wait_s: float) -> float:
-    if wait_s < 0:
+    if not wait_s >= 0 or wait_s == float("inf"):  # NaN fails every comparison
         raise ValueError(f"wait_s={wait_s!r}: expected 0 (enqueue a fetch, do not wait) or more seconds")
     return wait_s
+
+
+def _checked_timeout_s(timeout_s: float) -> float:
+    if not 0 < timeout_s < float("inf"):
+        raise ValueError(f"timeout_s={timeout_s!r}: expected a number of seconds above 0, such as 2")
+    return timeout_s
+
+
+def redis_options(timeout_s: float) -> dict[str, Any]:
+    """Connection options of a reader's Redis client: bounded connect and read times, and no
+    CLIENT SETINFO (which the reader's ACL user may not run)."""
+    return {
+        "socket_connect_timeout": timeout_s,
+        "socket_timeout": timeout_s,
+        "lib_name": None,
+        "lib_version": None,
+    }
 
 
 @dataclass(frozen=True)
@@ -177,9 +198,12 @@ async def _same(value: _T) -> _T:
 
 
 class _Base:
-    def __init__(self, url: str | None, clock: Clock, calendar: MarketCalendar | None, wait_s: float) -> None:
+    def __init__(
+        self, url: str | None, clock: Clock, calendar: MarketCalendar | None, wait_s: float, timeout_s: float
+    ) -> None:
         self.url = resolve_url(url)
         self.wait_s = _checked_wait_s(wait_s)
+        self.timeout_s = _checked_timeout_s(timeout_s)
         self._clock = clock
         self._calendar = calendar
 
@@ -208,6 +232,10 @@ class Reader(_Base):
     waits up to `wait_s` seconds for it (0: enqueue and raise `NotCached` at once); a stale item is
     returned at once, flagged, and a refresh is enqueued. Every read method takes `wait_s` (None:
     the reader's) and `fresh=True`, which waits for fresh data instead of returning stale data.
+
+    `timeout_s` bounds each Redis command (connect, then answer): a Redis that is down or silent
+    raises `redis.ConnectionError` or `redis.TimeoutError` within about `timeout_s` (plus `wait_s`
+    on a miss) instead of hanging.
     """
 
     def __init__(
@@ -217,14 +245,12 @@ class Reader(_Base):
         clock: Clock = utc_now,
         calendar: MarketCalendar | None = None,
         wait_s: float = DEFAULT_WAIT_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        super().__init__(url, clock, calendar, wait_s)
-        # lib_name=None: no CLIENT SETINFO, which the reader's ACL user may not run.
-        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
-            self.url, lib_name=None, lib_version=None
-        )
+        super().__init__(url, clock, calendar, wait_s, timeout_s)
+        self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(self.url, **redis_options(timeout_s))
         self._chains_script = self._redis.register_script(CHAINS_SCRIPT)
-        self._fetches = AsyncFetches(self._redis)
+        self._fetches = AsyncFetches(self._redis, timeout_s)
 
     async def _through(
         self,
@@ -431,11 +457,12 @@ class SyncReader(_Base):
         clock: Clock = utc_now,
         calendar: MarketCalendar | None = None,
         wait_s: float = DEFAULT_WAIT_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        super().__init__(url, clock, calendar, wait_s)
-        self._redis: redis.Redis = redis.Redis.from_url(self.url, lib_name=None, lib_version=None)
+        super().__init__(url, clock, calendar, wait_s, timeout_s)
+        self._redis: redis.Redis = redis.Redis.from_url(self.url, **redis_options(timeout_s))
         self._chains_script = self._redis.register_script(CHAINS_SCRIPT)
-        self._fetches = SyncFetches(self._redis)
+        self._fetches = SyncFetches(self._redis, timeout_s)
 
     # redis-py types sync and async results alike (Awaitable | Any); this client is sync, hence the casts.
     def _get(self, key: str) -> bytes | None:
