@@ -26,6 +26,7 @@ from tests.support import (
 )
 from worker import jobs
 from worker.config import Config, Secrets
+from worker.daemon import MarketWorker
 from worker.settings import worker_options
 
 API_KEY = "test-key-0123456789abcdef"
@@ -123,7 +124,7 @@ def start_worker(
             watchlist or ["SPY"], redis_url=url or redis_url, tradier_url=emulator.url, **sections
         )
         options = worker_options(config, secrets, clock=clock, scheduled=False)
-        worker = Worker(**{**options, "handle_signals": False, "poll_delay": 0.005})
+        worker = MarketWorker(**{**options, "handle_signals": False, "poll_delay": 0.005})
         task = asyncio.get_running_loop().create_task(worker.async_run())
         try:
             yield worker
@@ -158,7 +159,7 @@ async def run_scheduled_batches(
         finally:
             await jobs.shutdown(ctx)
         options = worker_options(config, secrets, clock=clock, scheduled=False)
-        worker = Worker(**{**options, "burst": True, "handle_signals": False, "poll_delay": 0.01})
+        worker = MarketWorker(**{**options, "burst": True, "handle_signals": False, "poll_delay": 0.01})
         workers.append(worker)
         await worker.main()
         return worker

@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from arq import Worker
 
 from reader import keys
 from reader.calendar import MarketCalendar
 from tests.support import FakeClock, RunningEmulator, create_job_pool, make_config
 from worker import jobs, schedule
 from worker.config import Config, Secrets
+from worker.daemon import MarketWorker
 from worker.plan import dataset_plans
 from worker.settings import worker_options
 
@@ -183,7 +183,7 @@ async def test_ticks_from_several_workers_enqueue_each_batch_once_per_slot(
         assert enqueued == [3, 0, 0, 0]
         options = worker_options(config, secrets, clock=clock, scheduled=False)
         workers = [
-            Worker(**{**options, "burst": True, "handle_signals": False, "poll_delay": 0.01})
+            MarketWorker(**{**options, "burst": True, "handle_signals": False, "poll_delay": 0.01})
             for _ in range(2)
         ]
         await asyncio.gather(*(w.main() for w in workers))

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import redis
 import redis.asyncio
-from arq import Worker
 
 from reader.client import redact_url
 from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
+from worker.daemon import MarketWorker
 from worker.errors import ConfigError
 from worker.logs import setup_logging
 from worker.plan import dataset_plans, scheduled_plans, used_upstreams
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "refresh":
             return asyncio.run(_refresh_once(config, secrets))
-        Worker(**worker_options(config, secrets, config_path=path)).run()
-    except (redis.ConnectionError, OSError) as e:
+        MarketWorker(**worker_options(config, secrets, config_path=path)).run()
+    except (redis.ConnectionError, OSError) as e:  # `refresh` only: the daemon waits for Redis
         log.error("worker.redis_unreachable url=%s error=%r", redact_url(config.redis_url), str(e))
         return EXIT_INCOMPLETE
     return 0

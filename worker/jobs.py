@@ -15,6 +15,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
+from redis.exceptions import RedisError
 
 from reader import keys
 from reader.clock import utc_now
@@ -100,8 +101,12 @@ async def tick(ctx: Ctx) -> int:
     if _enqueued_by_a_reader(ctx):
         return 0
     scheduler: Scheduler = ctx["scheduler"]
-    await _apply_config_edits(ctx)
-    report = await scheduler.tick()
+    try:
+        await _apply_config_edits(ctx)
+        report = await scheduler.tick()
+    except RedisError as e:  # the daemon logs the outage once; the next tick after it catches up
+        log.debug("tick.skipped reason=redis error=%s: %s", type(e).__name__, e)
+        return 0
     return report.enqueued.total() + report.catch_up.total()
 
 

@@ -12,6 +12,7 @@ cache or already stale, whatever the phase of the market.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -69,8 +70,16 @@ class Scheduler:
         self.runtime = runtime
         self.redis = redis
         self.catch_up_pending = True
+        # arq's start-up tick and its first cron tick can start in the same millisecond: one at a
+        # time, or both would run the catch-up and enqueue every batch twice.
+        self._ticking = asyncio.Lock()
 
     async def tick(self) -> TickReport:
+        """Enqueue what is due now (after a catch-up, when one is pending); one tick at a time."""
+        async with self._ticking:
+            return await self._tick()
+
+    async def _tick(self) -> TickReport:
         report = TickReport(Counter(), Counter(), Counter())
         now = self.runtime.clock()
         caught_up = False

@@ -53,7 +53,9 @@ def worker_options(
                 # Slots are claimed in Redis, so results need not block reruns; kept briefly to inspect.
                 keep_result=REFRESH_RESULT_KEEP_S,
                 timeout=config.worker.job_timeout_s,
-                max_tries=1,
+                # A second try: a batch whose worker was killed is retaken by another once its
+                # lease lapses (`worker.daemon.LEASE_S`), or one cancelled by a shutdown runs again.
+                max_tries=2,
             )
             # Every dataset, enabled or not: a reloaded config may enable one.
             for dataset in job_contract.DATASETS
@@ -65,7 +67,7 @@ def worker_options(
                 jobs.fetch,
                 name=FETCH_JOB,
                 keep_result=0,
-                # Short: after a crash, arq blocks the job id for its timeout (+10 s).
+                # Short: a reader waits seconds, not minutes.
                 timeout=min(config.worker.job_timeout_s, FETCH_TIMEOUT_S),
                 # A second try: a job cancelled by a shutdown, or left behind by a crash, runs again.
                 max_tries=2,

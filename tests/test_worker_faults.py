@@ -1,0 +1,199 @@
+"""The worker under faults of Redis and of its own process: it never dies of a passing fault, and
+what it was doing when it died is retaken by the survivors within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+from email.utils import format_datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+from arq.constants import in_progress_key_prefix
+
+from devtools.redis_server import RedisServer, free_port
+from emulator.state import Fault
+from reader import Reader, SyncReader, keys
+from reader.clock import Clock
+from tests.conftest import StartWorker
+from tests.support import RunningEmulator, start_worker_process, until
+
+pytestmark = pytest.mark.processes  # their emulator runs on a clock the processes share
+
+API_KEY = "fault-test-key"
+QUOTES = "/v1/markets/quotes"
+EVERY_2_S = "{pre: 2, regular: 2, post: 2, closed: 2}"
+EVERY_30_S = "{pre: 30, regular: 30, post: 30, closed: 30}"
+
+
+def _config(tmp_path: Path, symbols: list[str], cadence: str = EVERY_2_S) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"watchlist: [{', '.join(symbols)}]\ndatasets: {{quotes: {{cadence_s: {cadence}}}}}\n")
+    return path
+
+
+def _fresh_quote(redis_url: str, symbol: str, clock: Clock) -> bool:
+    try:
+        with SyncReader(redis_url, clock=clock, wait_s=0, timeout_s=0.5) as reader:
+            return not reader.quote(symbol).stale
+    except (LookupError, redis.RedisError):
+        return False
+
+
+def _in_progress(redis_url: str, pattern: str) -> list[bytes]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return list(client.scan_iter(in_progress_key_prefix + pattern))
+    finally:
+        client.close()
+
+
+async def _quotes_body(emulator: RunningEmulator, symbols: str) -> str:
+    """A real answer of the quotes endpoint, to be served again later (delayed) as a fault."""
+    headers = {
+        "Authorization": f"Bearer {API_KEY}",
+        "Accept": "application/json",
+        "Date": format_datetime(emulator.state.clock(), usegmt=True),
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(emulator.url + QUOTES, params={"symbols": symbols}, headers=headers) as response,
+    ):
+        body = await response.text()
+    assert json.loads(body)["quotes"]["quote"], body
+    return body
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test stops and starts (in memory: a restart
+    loses every key, the queue included)."""
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+async def test_the_worker_survives_a_redis_restart(
+    tmp_path: Path, own_redis: RedisServer, emulator: RunningEmulator, clock: Clock
+) -> None:
+    """Redis stopped for 4 s under `python -m worker run` and started again (empty): the process
+    keeps running, says so in two lines, and every quote is fresh again within a few cadences."""
+    own_redis.start()
+    config = _config(tmp_path, ["AAPL", "MSFT"])
+    process = await start_worker_process(config, own_redis.url, emulator, API_KEY)
+    try:
+        await until(lambda: _fresh_quote(own_redis.url, "MSFT", clock), 30, "the first quotes")
+        own_redis.stop()
+        await asyncio.sleep(4)
+        assert process.returncode is None, "the worker exited while Redis was down"
+        own_redis.start()
+        back = await until(
+            lambda: all(_fresh_quote(own_redis.url, s, clock) for s in ("AAPL", "MSFT")), 15, "fresh quotes"
+        )
+        assert back < 2 + 2 + 3, back  # the reconnect backoff, a cadence, the refresh
+        assert process.returncode is None
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=20)
+    err = err_bytes.decode()
+    assert process.returncode == 0, err
+    assert err.count("worker.redis_unavailable") == 1, err
+    assert err.count("worker.redis_available") == 1, err
+    assert "Traceback" not in err, err
+
+
+async def test_the_worker_waits_for_redis_at_start(
+    tmp_path: Path, emulator: RunningEmulator, clock: Clock
+) -> None:
+    """Started before Redis: one line saying it waits, then it starts when Redis comes."""
+    server = RedisServer(free_port())
+    config = _config(tmp_path, ["AAPL"])
+    process = await start_worker_process(config, server.url, emulator, API_KEY)
+    try:
+        await asyncio.sleep(6)  # past arq's own five tries a second apart
+        assert process.returncode is None, "the worker gave up waiting for Redis"
+        server.start()
+        await until(lambda: _fresh_quote(server.url, "AAPL", clock), 15, "the first quote")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=20)
+        server.stop()
+    err = err_bytes.decode()
+    assert process.returncode == 0, err
+    assert err.count("worker.waiting_for_redis") == 1, err
+    assert "worker.redis_available" in err
+    assert "Traceback" not in err, err
+
+
+async def test_a_batch_of_a_killed_worker_is_retaken_within_seconds(
+    tmp_path: Path,
+    redis_url: str,
+    emulator: RunningEmulator,
+    clock: Clock,
+    start_worker: StartWorker,
+) -> None:
+    """SIGKILL while a quotes batch waits on the upstream: no partial batch is visible, and a
+    surviving worker retakes the same job once its lease lapses (seconds, not arq's 130 s)."""
+    body = await _quotes_body(emulator, "AAPL,MSFT")
+    emulator.state.arm(
+        Fault(path=QUOTES, status=200, body=body, content_type="application/json", delay_ms=20_000)
+    )
+    config = _config(tmp_path, ["AAPL", "MSFT"], cadence=EVERY_30_S)
+    process = await start_worker_process(config, redis_url, emulator, API_KEY)
+    try:
+        in_flight = "mc:v1:refresh:quotes:*"
+        await until(lambda: bool(_in_progress(redis_url, in_flight)), 30, "the batch in flight")
+        process.kill()
+        await process.wait()
+        killed_at = time.monotonic()
+        client = redis.Redis.from_url(redis_url)
+        assert client.get(keys.quote("AAPL")) is None  # nothing of the batch is stored
+        assert client.get(keys.quote("MSFT")) is None
+        client.close()
+        async with start_worker(["AAPL", "MSFT"]):
+            await until(
+                lambda: all(_fresh_quote(redis_url, s, clock) for s in ("AAPL", "MSFT")), 20, "the retake"
+            )
+        assert time.monotonic() - killed_at < 10
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_an_on_demand_fetch_lost_in_a_crash_is_retried_while_the_reader_waits(
+    tmp_path: Path,
+    redis_url: str,
+    emulator: RunningEmulator,
+    clock: Clock,
+    start_worker: StartWorker,
+) -> None:
+    """A reader waits for MSFT; the worker fetching it is killed mid-call; a survivor runs the
+    same job after the lease lapses, and the reader gets its quote within its `wait_s`."""
+    config = _config(tmp_path, ["AAPL"], cadence="{pre: 60}")  # nothing scheduled in the session
+    process = await start_worker_process(config, redis_url, emulator, API_KEY)
+    try:
+        await until(lambda: _fresh_quote(redis_url, "AAPL", clock), 30, "the start-up catch-up")
+        body = await _quotes_body(emulator, "MSFT")
+        emulator.state.arm(
+            Fault(path=QUOTES, status=200, body=body, content_type="application/json", delay_ms=20_000)
+        )
+        async with Reader(redis_url, clock=clock, wait_s=12) as reader:
+            asked = asyncio.create_task(reader.quote("MSFT"))
+            await until(lambda: bool(_in_progress(redis_url, "mc:v1:fetch:*")), 10, "the fetch in flight")
+            process.kill()
+            await process.wait()
+            killed_at = time.monotonic()
+            async with start_worker(["AAPL"]):
+                quote = await asyncio.wait_for(asked, timeout=15)
+        assert quote.symbol == "MSFT"
+        assert time.monotonic() - killed_at < 8
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

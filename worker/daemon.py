@@ -1,0 +1,149 @@
+"""The worker daemon: arq's `Worker`, made to outlive a Redis outage and to give up jobs fast on a crash.
+
+arq ends its worker on the first Redis error of its poll loop, and marks each job it starts "in
+progress" for the longest timeout of all registered functions plus 10 s (130 s with the shipped
+config), so that a job whose worker was killed is retaken only after two minutes. `MarketWorker`:
+
+- waits for Redis at start, with one log line, instead of giving up after arq's five tries;
+- survives Redis errors in its poll loop (down, restarting, stalled, or refusing writes at
+  `maxmemory`): one line when they start, polls again with a capped backoff, one line when Redis
+  answers again; then asks the scheduler for a catch-up (a restarted Redis may
+  have lost the cache and the queue) and records its health key at once;
+- holds each running job's in-progress key as a lease of `LEASE_S`, renewed every
+  `LEASE_RENEW_S` while the job runs: a job whose worker died is retaken by another within
+  `LEASE_S` plus a poll, whatever its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import redis
+import redis.asyncio
+from arq import Worker
+from arq.constants import in_progress_key_prefix
+
+from reader.client import redact_url
+from worker.logs import fields
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 5.0
+"""How long a running job's in-progress key outlives its worker's last renewal."""
+
+LEASE_RENEW_S = 1.0
+"""How often a worker renews the leases of the jobs it runs."""
+
+REDIS_RETRY_MAX_S = 2.0
+"""The longest pause between two attempts to reach Redis while it is away."""
+
+REDIS_ERRORS = (redis.RedisError, OSError)
+"""What a Redis that is down, restarting, stalled or out of memory (`maxmemory` with `noeviction`:
+"OOM command not allowed") raises."""
+
+
+class MarketWorker(Worker):
+    """arq's worker for marketcache: `MarketWorker(**worker.settings.worker_options(config, ...))`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.redis_url: str = self.ctx["config"].redis_url
+        self.in_progress_timeout_s = LEASE_S
+        self.redis_down_since: float | None = None
+        self.redis_failures = 0
+        self._renewed_at = 0.0
+
+    async def main(self) -> None:
+        await wait_for_redis(self.redis_url)
+        await super().main()
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+            await self._renew_leases()
+        except REDIS_ERRORS as e:
+            await self._redis_failed(e)
+            return
+        if self.redis_down_since is not None:
+            self._redis_back()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        try:
+            await super().start_jobs(job_ids)
+        except REDIS_ERRORS:
+            # arq took a job slot for the job it was checking when Redis failed: give it back.
+            self.job_counter -= 1
+            self.sem.release()
+            raise
+
+    async def _renew_leases(self) -> None:
+        now = time.monotonic()
+        running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+        if not running or now - self._renewed_at < LEASE_RENEW_S:
+            return
+        self._renewed_at = now
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in running:
+                pipe.pexpire(in_progress_key_prefix + job_id, int(LEASE_S * 1000))
+            await pipe.execute()
+
+    async def _redis_failed(self, error: BaseException) -> None:
+        self.redis_failures += 1
+        if self.redis_down_since is None:
+            self.redis_down_since = time.monotonic()
+            log.warning(
+                "worker.redis_unavailable %s",
+                fields(
+                    url=redact_url(self.redis_url),
+                    error=f'"{type(error).__name__}: {error}"',
+                    note='"the cache keeps its last good data; retrying until Redis answers"',
+                ),
+            )
+        await asyncio.sleep(min(REDIS_RETRY_MAX_S, 0.1 * 2 ** min(self.redis_failures, 5)))
+
+    def _redis_back(self) -> None:
+        down_s = time.monotonic() - (self.redis_down_since or time.monotonic())
+        log.warning(
+            "worker.redis_available %s",
+            fields(url=redact_url(self.redis_url), down_s=round(down_s, 1), failed_polls=self.redis_failures),
+        )
+        self.redis_down_since = None
+        self.redis_failures = 0
+        self._last_health_check = 0  # a restarted Redis lost the health key: readers look for it
+        scheduler = self.ctx.get("scheduler")
+        if scheduler is not None:
+            scheduler.catch_up_pending = True  # a restarted Redis may have lost the cache and the queue
+
+
+async def wait_for_redis(url: str, *, retry_s: float = 1.0) -> float:
+    """Return once Redis at `url` answers PING, logging one line if it does not at first; the
+    seconds waited."""
+    client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=retry_s, socket_timeout=retry_s)
+    started = time.monotonic()
+    first_error: BaseException | None = None
+    try:
+        while True:
+            try:
+                await client.ping()
+                break
+            except REDIS_ERRORS as e:
+                if first_error is None:
+                    first_error = e
+                    log.warning(
+                        "worker.waiting_for_redis %s",
+                        fields(
+                            url=redact_url(url),
+                            error=f'"{type(e).__name__}: {e}"',
+                            note=f'"retrying every {retry_s:g} s; the worker starts when Redis answers"',
+                        ),
+                    )
+                await asyncio.sleep(retry_s)
+    finally:
+        await client.aclose()
+    waited_s = time.monotonic() - started
+    if first_error is not None:
+        log.info("worker.redis_available %s", fields(url=redact_url(url), waited_s=round(waited_s, 1)))
+    return waited_s
