@@ -3,6 +3,7 @@ restarts drop no refresh, and config edits are read safely and applied whole or 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -155,3 +156,16 @@ def test_the_watcher_reads_a_changed_file_once_and_logs_a_bad_one_once(
         assert watcher.poll() is None
     assert caplog.text.count("config.reload_failed") == 1
     assert "worker.tick_s = 'fast'" in caplog.text
+
+
+async def test_two_ticks_at_start_catch_up_once(ctx: dict[str, Any], clock: FakeClock) -> None:
+    """arq's start-up tick and its first cron tick start together: one catch-up, one batch queued
+    (each once enqueued its own catch-up, a millisecond apart, and every batch ran twice)."""
+
+    def stepping() -> Any:
+        clock.advance(0.001)
+        return clock()
+
+    ctx["runtime"].clock = stepping
+    await asyncio.gather(jobs.tick(ctx), jobs.tick(ctx))
+    assert len(await _queued(ctx)) == 1

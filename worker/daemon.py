@@ -31,7 +31,7 @@ from worker.logs import fields
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 5.0
+LEASE_S = 3.0
 """How long a running job's in-progress key outlives its worker's last renewal."""
 
 LEASE_RENEW_S = 1.0
