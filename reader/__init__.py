@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from reader._results import Bundle, QuoteResult
 from reader.client import Reader, SyncReader
-from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError, UnknownSymbol
+from reader.errors import InvalidRequest, InvalidSymbol, NotCached, NoWorker, ReaderError, UnknownSymbol
 from reader.models import (
     Bar,
     CachedItem,
@@ -39,6 +39,7 @@ __all__ = [
     "InvalidSymbol",
     "Macd",
     "MarketStatus",
+    "NoWorker",
     "NotCached",
     "OptionChain",
     "OptionContract",

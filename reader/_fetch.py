@@ -24,7 +24,7 @@ import redis.asyncio
 from pydantic import ValidationError
 
 from reader import keys
-from reader.errors import NotCached, UnknownSymbol
+from reader.errors import NotCached, NoWorker, UnknownSymbol
 from reader.ondemand import ENQUEUE_SCRIPT, FetchRequest, Mode, Outcome, Unknown
 
 FALLBACK_READ_S = 0.25
@@ -64,6 +64,8 @@ def _decode_answer(request: FetchRequest, answer: list[Any]) -> Outcome | None:
         except ValidationError:
             detail = "the upstream has no such symbol"
         return Outcome(job=request.job_id, status="unknown", detail=detail)
+    if status == "no_worker":
+        return Outcome(job=request.job_id, status="no_worker")
     return None
 
 
@@ -86,6 +88,8 @@ def _settle(outcome: Outcome, miss: NotCached) -> None:
         )
     if outcome.status == "unlisted":
         raise NotCached(miss.dataset, miss.symbol, outcome.detail)
+    if outcome.status == "no_worker":
+        raise NoWorker(miss.dataset, miss.symbol, f"{miss.detail}; " if miss.specific else "")
     if outcome.status == "failed":
         raise NotCached(
             miss.dataset, miss.symbol, f"an on-demand fetch failed: {outcome.detail}; ask again later"

@@ -29,6 +29,19 @@ class NotCached(ReaderError, LookupError):
         super().__init__(f"no {dataset} cached for {symbol!r}: {self.detail}")
 
 
+class NoWorker(NotCached):
+    """Nothing usable is cached, and no worker is alive to fetch it: its health key is absent."""
+
+    def __init__(self, dataset: str, symbol: str, before: str = "") -> None:
+        super().__init__(
+            dataset,
+            symbol,
+            f"{before}no worker is running against this Redis (its health key is absent), so "
+            "nothing will fetch it: start one (`python -m worker run`, or `make run`); the fetch "
+            "stays queued for a minute",
+        )
+
+
 class UnknownSymbol(ReaderError, LookupError):
     """The upstream says it has no such symbol (or, for chains, no options on it). Remembered by the
     worker for a while, so asking again soon costs no upstream call."""

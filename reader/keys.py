@@ -17,6 +17,10 @@ QUEUE = PREFIX + "queue"
 # Pub/sub channel: the worker announces each on-demand fetch it finished (`reader.ondemand.Outcome`).
 FETCHED = PREFIX + "fetched"
 
+# arq's health check key, set by every running worker every `worker.settings.HEALTH_EVERY_S` (with a
+# TTL a second longer): while it is absent, no worker is alive to run what a reader enqueues.
+WORKER_HEALTH = PREFIX + "worker:health"
+
 
 def quote(symbol: str) -> str:
     """Latest quote of one symbol: a JSON `reader.models.Quote`."""

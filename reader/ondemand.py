@@ -43,17 +43,18 @@ Mode = Literal["miss", "refresh"]
 """`miss`: enqueue unless the data key now holds something (it landed meanwhile). `refresh`:
 enqueue even so (the item is stale, or present but not what was asked)."""
 
-Status = Literal["stored", "fresh", "unknown", "unlisted", "failed"]
+Status = Literal["stored", "fresh", "unknown", "unlisted", "failed", "no_worker"]
 """How a fetch ended: stored new data; found it already fresh (no upstream call); the upstream
 has no such symbol (negative-cached); the expiration asked for is not listed; failed (the detail
-says why)."""
+says why). `no_worker` is the reader's own: no worker is alive to run it (never published)."""
 
 # Every key travels in ARGV (none in KEYS): Redis checks a script's declared keys against one ACL
 # selector for the script command itself, while the reader's user may write the job key and the
 # queue under two different selectors; commands inside the script are checked one by one. ARGV:
-# job id, payload, expires ms, score, mode, data key, unknown key, arq job key, queue.
-# Returns {'data', value} | {'unknown', value} | {'pending'} | {'queued'}. arq's result key is
-# not consulted: the fetch job keeps none.
+# job id, payload, expires ms, score, mode, data key, unknown key, arq job key, queue, worker
+# health key. Returns {'data', value} | {'unknown', value} | {'pending'} | {'queued'}, or
+# {'no_worker'} when no worker is alive to run the job (it is queued all the same, for one that
+# starts within FETCH_EXPIRES_MS). arq's result key is not consulted: the fetch job keeps none.
 ENQUEUE_SCRIPT = """
 if ARGV[5] == 'miss' then
   local data = redis.call('GET', ARGV[6])
@@ -61,10 +62,14 @@ if ARGV[5] == 'miss' then
 end
 local unknown = redis.call('GET', ARGV[7])
 if unknown then return {'unknown', unknown} end
-if redis.call('EXISTS', ARGV[8]) == 1 then return {'pending'} end
-redis.call('SET', ARGV[8], ARGV[2], 'PX', ARGV[3])
-redis.call('ZADD', ARGV[9], ARGV[4], ARGV[1])
-return {'queued'}
+local answer = {'pending'}
+if redis.call('EXISTS', ARGV[8]) == 0 then
+  redis.call('SET', ARGV[8], ARGV[2], 'PX', ARGV[3])
+  redis.call('ZADD', ARGV[9], ARGV[4], ARGV[1])
+  answer = {'queued'}
+end
+if redis.call('EXISTS', ARGV[10]) == 0 then return {'no_worker'} end
+return answer
 """
 
 
@@ -138,6 +143,7 @@ class FetchRequest:
             self.unknown_key,
             job_key_prefix + self.job_id,
             keys.QUEUE,
+            keys.WORKER_HEALTH,
         ]
 
 

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from arq import Worker
 from arq.connections import ArqRedis
 
 from devtools.redis_server import RedisServer, find_redis_server
 from emulator.state import EmulatorOptions
+from reader import keys
 from reader.clock import Clock, ShiftedClock
 from tests.support import (
     TUESDAY_10_ET,
@@ -127,6 +129,7 @@ def start_worker(
         worker = MarketWorker(**{**options, "handle_signals": False, "poll_delay": 0.005})
         task = asyncio.get_running_loop().create_task(worker.async_run())
         try:
+            await _until_healthy(redis_url, task)  # as readers see a worker: by its health key
             yield worker
         finally:
             # Burst mode ends the loop between iterations once the queue is empty and its jobs
@@ -136,6 +139,19 @@ def start_worker(
             await worker.close()
 
     return start
+
+
+async def _until_healthy(url: str, task: asyncio.Task[None]) -> None:
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        for _ in range(1000):
+            if task.done():
+                task.result()  # the worker failed to start: say why
+            if await client.exists(keys.WORKER_HEALTH):
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await client.aclose()
 
 
 RunBatches = Callable[[Config], Awaitable[Worker]]

@@ -61,7 +61,8 @@ def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) ->
     assert "'MSFT': Quote(" in second
     assert "last=421.25" in second
     assert "'NVDA': Quote(" in second
-    assert "'ZZZZ': NotCached(\"no quote cached for 'ZZZZ'" in second
+    # No worker runs here: the miss says so at once instead of "a fetch is queued".
+    assert "'ZZZZ': NoWorker(\"no quote cached for 'ZZZZ'" in second
 
 
 def test_readme_tools_example_builds_the_agent() -> None:

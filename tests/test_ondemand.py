@@ -16,7 +16,7 @@ import redis
 from arq.connections import ArqRedis
 
 from emulator.state import EmulatorOptions, Fault
-from reader import NotCached, Quote, Reader, SyncReader, UnknownSymbol, keys
+from reader import NotCached, NoWorker, Quote, Reader, SyncReader, UnknownSymbol, keys
 from reader.ondemand import FetchRequest, Outcome
 from tests.conftest import StartWorker
 from tests.support import (
@@ -122,11 +122,36 @@ async def test_fresh_only_waits_for_the_refresh(
     assert _calls(emulator) == 2
 
 
+def _pretend_a_busy_worker(redis_url: str) -> None:
+    """The health key of a worker that is alive but does not take the job (yet)."""
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.set(keys.WORKER_HEALTH, b"busy", px=30_000)
+
+
+async def test_with_no_worker_alive_a_miss_says_so_at_once(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """No worker's health key: the reader says at once that no worker runs (it answered "a fetch is
+    queued, ask again" for ever); the job stays queued, and a worker that starts later stores it."""
+    async with Reader(redis_url, clock=clock, wait_s=5) as reader:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(NoWorker, match=r"'NVDA': no worker is running .* start one"):
+            await reader.quote("NVDA")
+        assert asyncio.get_running_loop().time() - started < 1
+        with SyncReader(redis_url, clock=clock, wait_s=5) as sync, pytest.raises(NoWorker):
+            await asyncio.to_thread(sync.quote, "NVDA")
+        async with start_worker():
+            quote = await reader.quote("NVDA")
+    assert quote.symbol == "NVDA"
+    assert _calls(emulator) == 1
+
+
 async def test_a_miss_not_answered_in_time_says_a_fetch_is_queued(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
 ) -> None:
-    """With no worker running, the reader gives up after wait_s; the job stays queued, and a worker
-    that starts later stores the quote."""
+    """A worker is alive but does not get to the job: the reader gives up after wait_s; the job
+    stays queued, and the worker stores the quote when it takes it."""
+    _pretend_a_busy_worker(redis_url)
     async with Reader(redis_url, clock=clock, wait_s=0.3) as reader:
         with pytest.raises(NotCached, match=r"'NVDA': a fetch is queued; waited 0.3 s"):
             await reader.quote("NVDA")
@@ -359,9 +384,10 @@ async def test_a_late_announcement_of_an_earlier_job_does_not_end_a_fresh_only_w
         source="tradier", fetched_at=fetched, fresh_until=fetched + timedelta(seconds=20), symbol="AAPL"
     )
     admin.set(keys.quote("AAPL"), old.model_dump_json())
+    _pretend_a_busy_worker(redis_url)
     async with Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
         asking = asyncio.create_task(reader.quote("AAPL", fresh=True))
-        await asyncio.sleep(0.2)  # subscribed, job queued, no worker yet
+        await asyncio.sleep(0.2)  # subscribed, job queued, no worker taking it yet
         late = Outcome(job=FetchRequest("quotes", "AAPL").job_id, status="stored")
         admin.publish(keys.FETCHED, late.model_dump_json())
         await asyncio.sleep(0.2)
@@ -379,6 +405,7 @@ async def test_stale_data_landing_during_a_fresh_only_wait_does_not_spin(
     """A miss asked fresh-only; stale data lands meanwhile (say, another writer's): the reader keeps
     waiting for its job at the fallback pace, not in a loop of scripts, and gets fresh data."""
     admin = redis.Redis.from_url(redis_url)
+    _pretend_a_busy_worker(redis_url)
     async with Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
         asking = asyncio.create_task(reader.quote("AAPL", fresh=True))
         await asyncio.sleep(0.1)

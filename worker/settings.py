@@ -20,6 +20,8 @@ from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
 
 REFRESH_RESULT_KEEP_S = 300
+HEALTH_EVERY_S = 10
+"""How often a worker sets its health key: readers that find none say at once that no worker runs."""
 FETCH_TIMEOUT_S = 30.0
 
 
@@ -76,7 +78,7 @@ def worker_options(
         "cron_jobs": cron_jobs if scheduled else [],
         "redis_settings": RedisSettings.from_dsn(config.redis_url),
         "queue_name": keys.QUEUE,
-        "health_check_key": keys.PREFIX + "worker:health",
+        "health_check_key": keys.WORKER_HEALTH,
         "on_startup": jobs.startup,
         "on_shutdown": jobs.shutdown,
         "max_jobs": config.worker.max_jobs,
@@ -90,7 +92,7 @@ def worker_options(
         "job_deserializer": job_contract.loads,
         "log_results": False,
         # `arq --check worker.settings.WorkerSettings` (the compose healthcheck) reads this key.
-        "health_check_interval": 30,
+        "health_check_interval": HEALTH_EVERY_S,
         "ctx": {"config": config, "secrets": secrets, "clock": clock, "config_path": config_path},
     }
 
