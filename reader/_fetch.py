@@ -116,11 +116,35 @@ def _usable(item: _Item, fresh: bool) -> bool:
 
 
 class _StaleAnswer(Exception):
-    """An outcome said the data is stored, but what is stored is stale for a fresh-only ask."""
+    """An outcome said the data is stored (or fresh), but what is stored is stale for a fresh-only
+    ask: by this reader's clock, which `status` "fresh" proves runs ahead of the worker's."""
+
+    def __init__(self, status: str, fetched_at: datetime) -> None:
+        super().__init__(status)
+        self.status = status
+        self.fetched_at = fetched_at
 
 
-def _already_stale(miss: NotCached) -> NotCached:
-    return NotCached(miss.dataset, miss.symbol, "the fetch ran but the upstream's answer is already stale")
+def _already_stale(miss: NotCached, stale: _StaleAnswer) -> NotCached:
+    """The answer to a fresh-only ask whose fetch ended with data this reader's clock calls stale."""
+    if stale.status == "fresh":
+        detail = (
+            f"the worker found it fresh (fetched {stale.fetched_at.isoformat()}), but it is stale by "
+            "this reader's clock: the reader's clock runs ahead of the worker's; sync both (NTP), "
+            "or give the reader the worker's clock"
+        )
+    else:
+        detail = (
+            f"the fetch ran but what it stored (fetched {stale.fetched_at.isoformat()}) is stale by "
+            "this reader's clock: the upstream's answer was already stale, or the reader's clock "
+            "runs ahead of the worker's"
+        )
+    return NotCached(miss.dataset, miss.symbol, detail)
+
+
+STALE_RETRIES = 1
+"""Fetches a fresh-only wait enqueues again after one that ended with data still stale to it (the
+late announcement of an earlier job): more would spin when the reader's clock runs ahead."""
 
 
 class _Revalidations:
@@ -196,11 +220,12 @@ class AsyncFetches:
                 raise _timeout(miss, wait_s, fresh)
             try:
                 return await self._finish(settled, read, miss, fresh)
-            except _StaleAnswer:
-                raise _already_stale(miss) from None
+            except _StaleAnswer as stale:
+                raise _already_stale(miss, stale) from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         await self._subscribe()
+        retries = 0
         while True:
             got = await self._attempt(request, read, mode, fresh, deadline)
             if got is None:
@@ -209,11 +234,12 @@ class AsyncFetches:
                 return got
             try:
                 return await self._finish(got, read, miss, fresh)
-            except _StaleAnswer:
+            except _StaleAnswer as stale:
                 # The announcement of an earlier job of this id, or data already stale: try again,
                 # enqueueing whether or not something is stored (else the script answers "data").
-                if loop.time() >= deadline:
-                    raise _already_stale(miss) from None
+                if stale.status == "fresh" or retries >= STALE_RETRIES or loop.time() >= deadline:
+                    raise _already_stale(miss, stale) from None
+                retries += 1
                 mode = "refresh"
 
     async def _attempt(
@@ -274,7 +300,7 @@ class AsyncFetches:
         item = await read()
         if _usable(item, fresh):
             return item
-        raise _StaleAnswer
+        raise _StaleAnswer(outcome.status, item.fetched_at)
 
     def _listening(self) -> bool:
         return self._listener is not None and not self._listener.done()
@@ -360,14 +386,15 @@ class SyncFetches:
                 raise _timeout(miss, wait_s, fresh)
             try:
                 return self._finish(outcome, read, miss, fresh)
-            except _StaleAnswer:
-                raise _already_stale(miss) from None
+            except _StaleAnswer as stale:
+                raise _already_stale(miss, stale) from None
         deadline = time.monotonic() + wait_s
         pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
         try:
             pubsub.subscribe(keys.FETCHED)
             if pubsub.get_message(timeout=self._timeout_s) is None:  # the subscription's confirmation
                 raise _unconfirmed(self._timeout_s)
+            retries = 0
             while True:
                 got = self._attempt(pubsub, request, read, mode, fresh, deadline)
                 if got is None:
@@ -376,10 +403,11 @@ class SyncFetches:
                     return got
                 try:
                     return self._finish(got, read, miss, fresh)
-                except _StaleAnswer:
-                    if time.monotonic() >= deadline:
-                        raise _already_stale(miss) from None
-                    mode = "refresh"  # see AsyncFetches.wait
+                except _StaleAnswer as stale:  # see AsyncFetches.wait
+                    if stale.status == "fresh" or retries >= STALE_RETRIES or time.monotonic() >= deadline:
+                        raise _already_stale(miss, stale) from None
+                    retries += 1
+                    mode = "refresh"
         finally:
             pubsub.close()
 
@@ -414,4 +442,4 @@ class SyncFetches:
         item = read()
         if _usable(item, fresh):
             return item
-        raise _StaleAnswer
+        raise _StaleAnswer(outcome.status, item.fetched_at)

@@ -448,3 +448,35 @@ async def test_a_bundle_returns_stale_parts_at_once_and_enqueues_their_refreshes
         FetchRequest("chains", "AAPL").job_id,
         FetchRequest("indicators", "AAPL").job_id,
     }
+
+
+@pytest.mark.parametrize("ahead_s", [30, 3600])
+async def test_a_reader_clock_ahead_of_the_worker_gets_a_bounded_answer(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker, ahead_s: int
+) -> None:
+    """A reader whose clock runs ahead asks fresh data of an item the worker holds fresh: at most
+    two fetch jobs (it ran one per 25 ms poll, 36 a second), no upstream call, and an answer that
+    names the skew; the sync reader alike."""
+
+    def ahead() -> Any:
+        return clock() + timedelta(seconds=ahead_s)
+
+    admin = redis.Redis.from_url(redis_url)
+    async with start_worker(["AAPL"]):
+        async with Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+            assert not (await reader.quote("AAPL")).stale
+        calls = _calls(emulator)
+        pubsub = admin.pubsub()
+        pubsub.subscribe(keys.FETCHED)
+        async with Reader(redis_url, clock=ahead, wait_s=1) as skewed:
+            with pytest.raises(NotCached, match="reader's clock runs ahead of the worker's"):
+                await skewed.quote("AAPL", fresh=True)
+        skewed_sync = SyncReader(redis_url, clock=ahead, wait_s=1)
+        with skewed_sync, pytest.raises(NotCached, match="reader's clock runs ahead of the worker's"):
+            await asyncio.to_thread(skewed_sync.quote, "AAPL", fresh=True)
+        await asyncio.sleep(0.2)
+    outcomes = [m for m in iter(lambda: pubsub.get_message(timeout=0.05), None) if m["type"] == "message"]
+    pubsub.close()
+    admin.close()
+    assert 1 <= len(outcomes) <= 4, outcomes  # two readers, at most two jobs each
+    assert _calls(emulator) == calls
