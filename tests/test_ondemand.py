@@ -8,6 +8,7 @@ The worker, the readers and the emulator share one fake clock, stopped on Tuesda
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import date, timedelta
 from typing import Any
 
@@ -480,3 +481,25 @@ async def test_a_reader_clock_ahead_of_the_worker_gets_a_bounded_answer(
     admin.close()
     assert 1 <= len(outcomes) <= 4, outcomes  # two readers, at most two jobs each
     assert _calls(emulator) == calls
+
+
+async def test_a_fetch_past_its_time_limit_is_one_line_and_a_clear_answer(
+    redis_url: str,
+    emulator: RunningEmulator,
+    clock: FakeClock,
+    start_worker: StartWorker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upstream slower than the fetch's limit (job_timeout_s=3): the job gives up a second before
+    arq would cancel it, logs one warning (no traceback at ERROR), and the reader learns why."""
+    emulator.state.arm(Fault(path=QUOTES, status=200, body="{}", delay_ms=6_000))
+    with caplog.at_level(logging.INFO):
+        async with (
+            start_worker(worker={"job_timeout_s": 3}),
+            Reader(redis_url, clock=clock, wait_s=5) as reader,
+        ):
+            with pytest.raises(NotCached, match=r"took longer than its 2 s limit .*; ask again later"):
+                await reader.quote("AMD")
+    assert caplog.text.count("on_demand.timed_out") == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text

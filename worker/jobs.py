@@ -8,6 +8,7 @@ fetch that a reader enqueued on a miss.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -34,6 +35,12 @@ from worker.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 Ctx = dict[str, Any]
+
+FETCH_TIMEOUT_S = 30.0
+"""The longest an on-demand fetch may run (a reader waits seconds, not minutes)."""
+
+FETCH_MARGIN_S = 1.0
+"""An on-demand fetch gives up this long before arq's limit, to publish why in its own words."""
 
 
 async def startup(ctx: Ctx) -> None:
@@ -78,19 +85,40 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
     return refresh
 
 
+def fetch_timeout_s(config: Config) -> float:
+    """arq's time limit of an on-demand fetch: `worker.job_timeout_s`, at most `FETCH_TIMEOUT_S`."""
+    return min(config.worker.job_timeout_s, FETCH_TIMEOUT_S)
+
+
 async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
     """An on-demand fetch a reader enqueued (`worker.ondemand`); its outcome is published whatever
-    happens, so waiting readers never wait for a job that has ended. Returns the outcome's status."""
-    outcome = Outcome(job=ctx["job_id"], status="failed", detail="the worker failed on it; see its log")
+    happens, so waiting readers never wait for a job that has ended. Returns the outcome's status.
+
+    It gives up `FETCH_MARGIN_S` before arq's time limit, with one line and an outcome that says
+    why, instead of being cancelled by arq (a traceback at ERROR, and "see its log" for readers)."""
+    job_id: str = ctx["job_id"]
+    outcome = Outcome(job=job_id, status="failed", detail="the worker failed on it; see its log")
+    runtime: Runtime = ctx["runtime"]
+    limit_s = max(fetch_timeout_s(runtime.config) - FETCH_MARGIN_S, FETCH_MARGIN_S)
     try:
-        await _apply_config_edits(ctx)
-        request = FetchRequest(dataset, normalize_symbol(symbol), option)
-        if request.job_id != ctx["job_id"]:
-            raise ValueError(f"job id {ctx['job_id']!r} does not match its arguments ({request.job_id!r})")
-        outcome = await fetch_on_demand(ctx["runtime"], ctx["redis"], request)
+        async with asyncio.timeout(limit_s) as limit:
+            await _apply_config_edits(ctx)
+            request = FetchRequest(dataset, normalize_symbol(symbol), option)
+            if request.job_id != job_id:
+                raise ValueError(f"job id {job_id!r} does not match its arguments ({request.job_id!r})")
+            outcome = await fetch_on_demand(runtime, ctx["redis"], request)
     except (ValueError, ReaderError) as e:
-        log.warning("on_demand.bad_request job=%s error=%s", ctx["job_id"], e)
-        outcome = Outcome(job=ctx["job_id"], status="failed", detail=f"bad request: {e}")
+        log.warning("on_demand.bad_request job=%s error=%s", job_id, e)
+        outcome = Outcome(job=job_id, status="failed", detail=f"bad request: {e}")
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        detail = (
+            f"the fetch took longer than its {limit_s:g} s limit (a slow upstream, or a full rate "
+            "limit); ask again later"
+        )
+        log.warning("on_demand.timed_out %s", fields(job=job_id, limit_s=limit_s))
+        outcome = Outcome(job=job_id, status="failed", detail=detail)
     finally:
         await publish(ctx["redis"], outcome)
     return outcome.status

@@ -22,7 +22,6 @@ from worker.config import Config, Secrets, load_config, resolve_config_path
 REFRESH_RESULT_KEEP_S = 300
 HEALTH_EVERY_S = 10
 """How often a worker sets its health key: readers that find none say at once that no worker runs."""
-FETCH_TIMEOUT_S = 30.0
 
 
 def worker_options(
@@ -70,7 +69,7 @@ def worker_options(
                 name=FETCH_JOB,
                 keep_result=0,
                 # Short: a reader waits seconds, not minutes.
-                timeout=min(config.worker.job_timeout_s, FETCH_TIMEOUT_S),
+                timeout=jobs.fetch_timeout_s(config),
                 # A second try: a job cancelled by a shutdown, or left behind by a crash, runs again.
                 max_tries=2,
             )
