@@ -18,7 +18,7 @@ from arq.constants import in_progress_key_prefix
 
 from devtools.redis_server import RedisServer, free_port
 from emulator.state import Fault
-from reader import Reader, SyncReader, keys
+from reader import Quote, Reader, SyncReader, keys
 from reader.clock import Clock
 from tests.conftest import StartWorker
 from tests.support import RunningEmulator, start_worker_process, until
@@ -32,17 +32,25 @@ EVERY_30_S = "{pre: 30, regular: 30, post: 30, closed: 30}"
 
 
 def _config(tmp_path: Path, symbols: list[str], cadence: str = EVERY_2_S) -> Path:
+    """A quotes-only config of `symbols`."""
     path = tmp_path / "config.yaml"
-    path.write_text(f"watchlist: [{', '.join(symbols)}]\ndatasets: {{quotes: {{cadence_s: {cadence}}}}}\n")
+    others = ", ".join(
+        f"{name}: {{enabled: false}}" for name in ("expirations", "chains", "history", "indicators")
+    )
+    path.write_text(
+        f"watchlist: [{', '.join(symbols)}]\ndatasets: {{quotes: {{cadence_s: {cadence}}}, {others}}}\n"
+    )
     return path
 
 
 def _fresh_quote(redis_url: str, symbol: str, clock: Clock) -> bool:
+    """Whether a fresh quote of `symbol` is stored (read as is: a reader's miss would enqueue a fetch)."""
     try:
-        with SyncReader(redis_url, clock=clock, wait_s=0, timeout_s=0.5) as reader:
-            return not reader.quote(symbol).stale
-    except (LookupError, redis.RedisError):
+        with redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+            raw = client.get(keys.quote(symbol))
+    except redis.RedisError:
         return False
+    return raw is not None and Quote.model_validate_json(raw).fresh_until > clock()
 
 
 def _in_progress(redis_url: str, pattern: str) -> list[bytes]:
@@ -197,3 +205,133 @@ async def test_an_on_demand_fetch_lost_in_a_crash_is_retried_while_the_reader_wa
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_the_worker_rides_out_a_stalled_redis(
+    tmp_path: Path, own_redis: RedisServer, emulator: RunningEmulator, clock: Clock
+) -> None:
+    """Redis stopped (SIGSTOP) for 8 s, past the worker's command timeout, then resumed: the worker
+    says so once, does not hang, and keeps the quotes fresh after."""
+    own_redis.start()
+    assert own_redis.process is not None
+    config = _config(tmp_path, ["AAPL"])
+    process = await start_worker_process(config, own_redis.url, emulator, API_KEY)
+    try:
+        await until(lambda: _fresh_quote(own_redis.url, "AAPL", clock), 30, "the first quote")
+        own_redis.process.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(8)
+        own_redis.process.send_signal(signal.SIGCONT)
+        assert process.returncode is None
+        calls = emulator.calls().get("200", 0)
+        await until(lambda: emulator.calls().get("200", 0) >= calls + 2, 20, "two refreshes after")
+        assert _fresh_quote(own_redis.url, "AAPL", clock)
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
+    err = err_bytes.decode()
+    assert process.returncode == 0, err
+    assert err.count("worker.redis_unavailable") == 1, err
+    assert "worker.redis_available" in err
+    assert "Traceback" not in err, err
+
+
+async def test_at_maxmemory_the_worker_stays_up_says_so_and_reads_go_on(
+    tmp_path: Path, own_redis: RedisServer, emulator: RunningEmulator, clock: Clock
+) -> None:
+    """`maxmemory` reached with `noeviction`: writes fail, the worker stays up and logs it once,
+    readers still read the last quotes; with memory back, quotes are fresh again."""
+    own_redis.start()
+    config = _config(tmp_path, ["AAPL", "MSFT"])
+    process = await start_worker_process(config, own_redis.url, emulator, API_KEY)
+    admin = redis.Redis.from_url(own_redis.url)
+    try:
+        await until(
+            lambda: all(_fresh_quote(own_redis.url, s, clock) for s in ("AAPL", "MSFT")),
+            30,
+            "the first quotes",
+        )
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)  # every write that needs memory is refused
+        await asyncio.sleep(12)  # past the worker's health write (every 10 s) and several cadences
+        assert process.returncode is None, "the worker exited at maxmemory"
+        with SyncReader(own_redis.url, clock=clock, wait_s=0) as reader:
+            assert reader.quote("AAPL").symbol == "AAPL"  # stale by now, still served
+        admin.config_set("maxmemory", 0)
+        await until(
+            lambda: all(_fresh_quote(own_redis.url, s, clock) for s in ("AAPL", "MSFT")), 15, "fresh quotes"
+        )
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
+    err = err_bytes.decode()
+    assert process.returncode == 0, err
+    assert "command not allowed when used memory > 'maxmemory'" in err, err
+    assert err.count("worker.redis_unavailable") == 1, err
+    assert "Traceback" not in err, err
+
+
+async def test_sigterm_abandons_a_batch_past_the_grace_cleanly(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator
+) -> None:
+    """SIGTERM while a batch waits on a slow upstream, with `shutdown_grace_s: 1`: the worker exits 0
+    within the grace (plus shutting down), stores nothing of the batch, and leaves the job queued
+    for another worker (arq re-queues a job cancelled by a shutdown)."""
+    body = await _quotes_body(emulator, "AAPL")
+    emulator.state.arm(
+        Fault(path=QUOTES, status=200, body=body, content_type="application/json", delay_ms=20_000)
+    )
+    config = _config(tmp_path, ["AAPL"], cadence=EVERY_30_S)
+    config.write_text(config.read_text() + "worker: {shutdown_grace_s: 1}\n")
+    process = await start_worker_process(config, redis_url, emulator, API_KEY)
+    in_flight = "mc:v1:refresh:quotes:*"
+    await until(lambda: bool(_in_progress(redis_url, in_flight)), 30, "the batch in flight")
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err_bytes.decode()
+    assert time.monotonic() - started < 1 + 4
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.get(keys.quote("AAPL")) is None
+        queued = [job.decode() for job in client.zrange(keys.QUEUE, 0, -1)]
+        assert any(job.startswith("mc:v1:refresh:quotes:") for job in queued), queued
+    finally:
+        client.close()
+
+
+async def test_a_deleted_truncated_or_invalid_config_keeps_the_last_good_one_running(
+    tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: Clock
+) -> None:
+    """The config file deleted, then truncated mid-line, then emptied, then invalid: each is logged,
+    the worker keeps refreshing the last good watchlist; a good file again is applied."""
+    config = _config(tmp_path, ["AAPL"])
+    good = config.read_text()
+    process = await start_worker_process(config, redis_url, emulator, API_KEY)
+    try:
+        await until(lambda: _fresh_quote(redis_url, "AAPL", clock), 30, "the first quote")
+        for damage in ("delete", "truncate", "empty", "invalid"):
+            if damage == "delete":
+                config.unlink()
+            else:
+                text = {"truncate": good[: len(good) // 2], "empty": "", "invalid": "watchlist: 42\n"}[damage]
+                config.write_text(text)
+            before = emulator.calls().get("200", 0)
+            await until(
+                lambda before=before: emulator.calls().get("200", 0) >= before + 2,
+                15,
+                f"refreshes after {damage}",
+            )
+            assert process.returncode is None, damage
+            assert _fresh_quote(redis_url, "AAPL", clock), damage
+        config.write_text(good.replace("[AAPL]", "[AAPL, MSFT]"))
+        await until(lambda: _fresh_quote(redis_url, "MSFT", clock), 15, "MSFT after the good edit")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
+    err = err_bytes.decode()
+    assert process.returncode == 0, err
+    assert err.count("config.reload_failed") == 4, err
+    assert "added=MSFT" in err

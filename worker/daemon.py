@@ -4,7 +4,8 @@ arq ends its worker on the first Redis error of its poll loop, and marks each jo
 progress" for the longest timeout of all registered functions plus 10 s (130 s with the shipped
 config), so that a job whose worker was killed is retaken only after two minutes. `MarketWorker`:
 
-- waits for Redis at start, with one log line, instead of giving up after arq's five tries;
+- waits for Redis at start, with one log line, instead of giving up after arq's five tries, and
+  bounds every Redis command by `REDIS_TIMEOUT_S` (arq sets no read timeout);
 - survives Redis errors in its poll loop (down, restarting, stalled, or refusing writes at
   `maxmemory`): one line when they start, polls again with a capped backoff, one line when Redis
   answers again; then asks the scheduler for a catch-up (a restarted Redis may
@@ -24,6 +25,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from arq import Worker
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 
 from reader.client import redact_url
@@ -36,6 +38,9 @@ LEASE_S = 3.0
 
 LEASE_RENEW_S = 1.0
 """How often a worker renews the leases of the jobs it runs."""
+
+REDIS_TIMEOUT_S = 5.0
+"""The longest the worker waits for Redis to answer one command before it counts Redis as away."""
 
 REDIS_RETRY_MAX_S = 2.0
 """The longest pause between two attempts to reach Redis while it is away."""
@@ -58,7 +63,23 @@ class MarketWorker(Worker):
 
     async def main(self) -> None:
         await wait_for_redis(self.redis_url)
+        if self._pool is None:
+            self._pool = await self._bounded_pool()
         await super().main()
+
+    async def _bounded_pool(self) -> ArqRedis:
+        """arq's pool, with a read timeout on every command (arq sets none: a stalled Redis would
+        hang the poll loop and every job for good)."""
+        pool = await create_pool(
+            self.redis_settings or RedisSettings.from_dsn(self.redis_url),
+            job_deserializer=self.job_deserializer,
+            job_serializer=self.job_serializer,
+            default_queue_name=self.queue_name,
+            expires_extra_ms=self.expires_extra_ms,
+        )
+        pool.connection_pool.connection_kwargs["socket_timeout"] = REDIS_TIMEOUT_S
+        await pool.connection_pool.disconnect()  # the connection arq opened has none: a new one will
+        return pool
 
     async def _poll_iteration(self) -> None:
         try:
@@ -92,6 +113,9 @@ class MarketWorker(Worker):
 
     async def _redis_failed(self, error: BaseException) -> None:
         self.redis_failures += 1
+        # The next poll writes the health key: Redis is back only when it takes writes again (at
+        # maxmemory it still answers reads, and a poll with nothing to write would look fine).
+        self._last_health_check = 0
         if self.redis_down_since is None:
             self.redis_down_since = time.monotonic()
             log.warning(
@@ -112,7 +136,6 @@ class MarketWorker(Worker):
         )
         self.redis_down_since = None
         self.redis_failures = 0
-        self._last_health_check = 0  # a restarted Redis lost the health key: readers look for it
         scheduler = self.ctx.get("scheduler")
         if scheduler is not None:
             scheduler.catch_up_pending = True  # a restarted Redis may have lost the cache and the queue
