@@ -107,3 +107,9 @@ def demand(dataset: str, day: date) -> str:
 def adopted(dataset: str, day: date) -> str:
     """Symbols asked for often enough on one exchange day to join the schedule of `dataset` (a set)."""
     return f"{PREFIX}adopted:{dataset}:{day.isoformat()}"
+
+
+def kept(dataset: str) -> str:
+    """The watchlist's symbols whose `dataset` the worker's schedule refreshes (a set; empty or
+    absent when the dataset is not scheduled), as of the config it last started or reloaded."""
+    return f"{PREFIX}kept:{dataset}"

@@ -169,3 +169,16 @@ async def test_two_ticks_at_start_catch_up_once(ctx: dict[str, Any], clock: Fake
     ctx["runtime"].clock = stepping
     await asyncio.gather(jobs.tick(ctx), jobs.tick(ctx))
     assert len(await _queued(ctx)) == 1
+
+
+async def test_the_catch_up_tells_readers_which_symbols_each_dataset_keeps(
+    ctx: dict[str, Any], redis_url: str
+) -> None:
+    """At start (and after a reload), `keys.kept(dataset)` holds the watchlist for every scheduled
+    dataset and nothing for the others, whatever an earlier config published."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.sadd(keys.kept("chains"), "OLD")
+    await ctx["scheduler"].tick()
+    assert await client.smembers(keys.kept("quotes")) == {b"AAPL", b"MSFT"}
+    assert not await client.exists(keys.kept("chains"))
+    await client.aclose()

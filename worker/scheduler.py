@@ -23,7 +23,7 @@ from arq.jobs import Job, JobStatus
 
 from reader import keys
 from reader.calendar import exchange_date
-from reader.jobs import refresh_job
+from reader.jobs import DATASETS, refresh_job
 from reader.ondemand import FetchRequest
 from worker import schedule
 from worker.logs import fields
@@ -166,6 +166,7 @@ class Scheduler:
         """Enqueue every symbol of every scheduled dataset whose item is missing, or whose next
         scheduled refresh has come (`fresh_until` minus the slack is at or before `now`): that
         covers the refresh due now too, so the tick claims its slot without enqueueing it again."""
+        await self._publish_kept()
         slack = timedelta(seconds=self.runtime.config.cache.fresh_slack_s)
         run = f"catchup-{int(now.timestamp() * 1000)}"
         symbols = self.runtime.config.watchlist
@@ -187,6 +188,17 @@ class Scheduler:
                     continue
                 if await self._enqueue(due, now):
                     report.catch_up[name] += 1
+
+
+    async def _publish_kept(self) -> None:
+        """Tell readers which symbols each dataset's schedule keeps (`keys.kept`), so that a miss
+        can say why: not kept, or kept and not stored yet. At start and after each reload."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for name in DATASETS:
+                pipe.delete(keys.kept(name))
+                if name in self.runtime.scheduled and self.runtime.config.watchlist:
+                    pipe.sadd(keys.kept(name), *self.runtime.config.watchlist)
+            await pipe.execute()
 
 
 def _probe_key(dataset: str, symbol: str, runtime: Runtime) -> str:
