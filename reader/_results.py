@@ -6,7 +6,9 @@ functions applied to the answer, so both readers return the same values and rais
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar, get_args
@@ -26,7 +28,7 @@ from reader.models import (
     Quote,
     Side,
 )
-from reader.symbols import normalize_symbol
+from reader.symbols import normalize_symbol, shown
 
 QuoteResult = Quote | ReaderError
 """One entry of `quotes()`: the quote, or the error for that symbol (`NotCached`, `InvalidSymbol`)."""
@@ -107,7 +109,11 @@ def decode_or_error(
 def symbol_list(symbols: Iterable[str]) -> tuple[list[str], dict[str, QuoteResult]]:
     """Split `symbols` into the distinct normal forms to fetch and the errors of malformed ones."""
     if isinstance(symbols, str | bytes):
-        raise InvalidSymbol(symbols, "quotes() takes a list of symbols, e.g. quotes(['AAPL', 'MSFT'])")
+        raise InvalidSymbol(shown(symbols), "quotes() takes a list of symbols, e.g. quotes(['AAPL', 'MSFT'])")
+    if isinstance(symbols, Mapping) or not isinstance(symbols, Iterable):
+        raise InvalidRequest(
+            "symbols", shown(symbols), "expected a list of ticker symbols, e.g. quotes(['AAPL', 'MSFT'])"
+        )
     wanted: dict[str, None] = {}
     errors: dict[str, QuoteResult] = {}
     for symbol in symbols:
@@ -129,31 +135,66 @@ def quote_results(
     return results
 
 
+EXPIRATION_YEARS = range(2000, 2100)
+"""Years an option expiration may fall in: any date outside is refused before Redis is asked."""
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_FORM = "expected a date or a 'YYYY-MM-DD' string, e.g. '2026-12-18'"
+
+
 def parse_expiration(value: date | str) -> date:
-    """`value` as a date; a string must be YYYY-MM-DD."""
+    """`value` as a date; a string must be YYYY-MM-DD (surrounding spaces aside), the year 2000-2099."""
+    day: date | None = None
     if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
+        day = value
+    elif isinstance(value, str) and _ISO_DATE.fullmatch(value.strip(" \t")):
         try:
-            return date.fromisoformat(value.strip())
+            day = date.fromisoformat(value.strip(" \t"))
         except ValueError:
-            pass
-    raise InvalidRequest("expiration", value, "expected a date or a 'YYYY-MM-DD' string, e.g. '2026-12-18'")
+            raise InvalidRequest("expiration", value, f"no such day; {_DATE_FORM}") from None
+    if day is None:
+        raise InvalidRequest("expiration", shown(value), _DATE_FORM)
+    if day.year not in EXPIRATION_YEARS:
+        first, last = EXPIRATION_YEARS[0], EXPIRATION_YEARS[-1]
+        raise InvalidRequest(
+            "expiration",
+            value,
+            f"no option expires then; expected a date from {first} to {last}, e.g. '2026-12-18'",
+        )
+    return day
 
 
 def check_side(side: Side | None) -> Side:
     if side is None:
         return "both"
-    if side not in get_args(Side):
-        raise InvalidRequest("side", side, "expected 'calls', 'puts' or 'both' (None means both)")
+    if not isinstance(side, str) or side not in get_args(Side):
+        raise InvalidRequest("side", shown(side), "expected 'calls', 'puts' or 'both' (None means both)")
     return side
 
 
 def check_interval(interval: str) -> BarInterval:
-    if interval not in get_args(BarInterval):
+    if not isinstance(interval, str) or interval not in get_args(BarInterval):
         choices = ", ".join(repr(i) for i in get_args(BarInterval))
-        raise InvalidRequest("interval", interval, f"expected one of {choices}")
+        raise InvalidRequest("interval", shown(interval), f"expected one of {choices}")
     return interval  # type: ignore[return-value]  # narrowed by the membership test above
+
+
+MAX_WAIT_S = 300.0
+"""The longest `wait_s` a read accepts: an on-demand fetch lands within a job timeout or not at all."""
+
+
+def check_wait_s(wait_s: object) -> float:
+    """`wait_s` as seconds to wait for an on-demand fetch: a finite number from 0 to `MAX_WAIT_S`."""
+    fix = f"expected seconds from 0 (enqueue a fetch, do not wait) to {MAX_WAIT_S:g}, e.g. 3"
+    if isinstance(wait_s, bool) or not isinstance(wait_s, int | float):
+        raise InvalidRequest("wait_s", shown(wait_s), fix)
+    try:
+        seconds = float(wait_s)
+    except OverflowError:
+        raise InvalidRequest("wait_s", shown(wait_s), fix) from None
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_WAIT_S):
+        raise InvalidRequest("wait_s", shown(wait_s), fix)
+    return seconds
 
 
 def chains_script_args(symbol: str, clock: Clock, limit: int) -> list[str]:
