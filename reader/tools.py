@@ -2,7 +2,8 @@
 
 Each tool returns compact JSON: the data, with its freshness (`as_of`: when it was fetched from
 upstream, `stale`: read after its freshness window), or `{"error": ...}` with a message the model
-can act on. Reader errors and an unreachable Redis never escape a tool.
+can act on. Reader errors and an unreachable Redis never escape a tool; an argument of the wrong
+type or out of range (a NaN strike, "false" for a flag) is such an error, found before any read.
 
     from agents import Agent
     from reader.tools import function_tools
@@ -19,6 +20,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from reader.calendar import EXCHANGE_TZ
 from reader.client import Reader
 from reader.errors import InvalidRequest, ReaderError
 from reader.models import Bar, CachedItem, Indicators, MarketStatus, OptionChain, OptionContract, Side
+from reader.symbols import shown
 
 if TYPE_CHECKING:
     from agents import FunctionTool
@@ -70,6 +73,12 @@ _QUOTE_NOISE = ("exch", "bidexch", "askexch", "bid_date", "ask_date", "root_symb
 MAX_SYMBOLS = 50
 """The most symbols `get_multiple_stock_quotes` takes (each miss may cost an upstream call)."""
 
+MAX_STRIKE = 1_000_000.0
+"""The largest `min_strike`/`max_strike` the chain tools take (a price, in dollars)."""
+
+_ECHO_MAX = 40
+"""An answer echoes a symbol it could not use (as `symbol`, or a `quotes` key) only up to this length."""
+
 _current: ContextVar[Reader | None] = ContextVar("marketcache_tools_reader", default=None)
 # One default reader per running event loop; those of closed loops are dropped (a reader's
 # listener task holds its loop, so weak references would never let go).
@@ -103,9 +112,13 @@ def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def _echo(symbol: str) -> str:
+    return symbol if len(symbol) <= _ECHO_MAX else f"{symbol[: _ECHO_MAX - 3]}..."
+
+
 def _error(error: ReaderError, symbol: object) -> dict[str, Any]:
     named = getattr(error, "symbol", symbol)
-    return {"error": str(error), **({"symbol": named} if isinstance(named, str) else {})}
+    return {"error": str(error), **({"symbol": _echo(named)} if isinstance(named, str) else {})}
 
 
 async def _respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object = None) -> str:
@@ -205,6 +218,50 @@ def _status_fields(status: MarketStatus) -> dict[str, Any]:
     }
 
 
+# Checks of the arguments a model passes, before anything is read.
+
+
+def _strike(name: str, value: object) -> float | None:
+    """A strike bound: None, or a price from 0 to `MAX_STRIKE`."""
+    if value is None:
+        return None
+    fix = f"expected a strike price from 0 to {MAX_STRIKE:g}, or null for no bound"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(name, shown(value), fix)
+    try:
+        price = float(value)
+    except OverflowError:
+        raise InvalidRequest(name, shown(value), fix) from None
+    if not (math.isfinite(price) and 0 <= price <= MAX_STRIKE):
+        raise InvalidRequest(name, shown(value), fix)
+    return price
+
+
+def _limit(value: object) -> int:
+    """A number of bars from 1 to `MAX_BARS` (a whole float such as 30.0 is taken as an int)."""
+    count = int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BARS:
+        raise InvalidRequest("limit", shown(value), f"expected a whole number of bars from 1 to {MAX_BARS}")
+    return count
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(name, shown(value), "expected true or false")
+    return value
+
+
+def _expiration(value: object) -> str | None:
+    """The expiration text to pass on (the reader parses it), or None for the nearest."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(
+            "expiration", shown(value), "expected a 'YYYY-MM-DD' string, or null for the nearest"
+        )
+    return value.strip(" \t") or None
+
+
 # What each tool reads (raising reader errors), then the tools themselves.
 
 
@@ -213,6 +270,9 @@ async def _quote(symbol: str) -> dict[str, Any]:
 
 
 async def _quotes(symbols: list[str]) -> dict[str, Any]:
+    if not isinstance(symbols, list | tuple):
+        fix = "expected a list of ticker symbols, e.g. ['AAPL', 'MSFT']"
+        raise InvalidRequest("symbols", shown(symbols), fix)
     if not symbols:
         raise InvalidRequest("symbols", symbols, "pass at least one ticker symbol, e.g. ['AAPL', 'MSFT']")
     if len(symbols) > MAX_SYMBOLS:
@@ -220,7 +280,7 @@ async def _quotes(symbols: list[str]) -> dict[str, Any]:
     results = await _reader().quotes(symbols)
     return {
         "quotes": {
-            symbol: _part(result, functools.partial(_quote_fields, with_symbol=False))
+            _echo(symbol): _part(result, functools.partial(_quote_fields, with_symbol=False))
             for symbol, result in results.items()
         }
     }
@@ -231,27 +291,26 @@ async def _expirations(symbol: str) -> dict[str, Any]:
 
 
 async def _chain(
-    symbol: str, side: Side, expiration: str | None, min_strike: float | None, max_strike: float | None
+    symbol: str, side: Side, expiration: object, min_strike: object, max_strike: object
 ) -> dict[str, Any]:
-    if min_strike is not None and max_strike is not None and min_strike > max_strike:
-        raise InvalidRequest("min_strike", min_strike, f"it must not exceed max_strike={max_strike!r}")
-    chain = await _reader().chain(symbol, (expiration or "").strip() or None, side)
+    day = _expiration(expiration)
+    low, high = _strike("min_strike", min_strike), _strike("max_strike", max_strike)
+    if low is not None and high is not None and low > high:
+        raise InvalidRequest("min_strike", low, f"it must not exceed max_strike={high!r}")
+    chain = await _reader().chain(symbol, day, side)
     contracts = [
-        c
-        for c in chain.contracts
-        if (min_strike is None or c.strike >= min_strike) and (max_strike is None or c.strike <= max_strike)
+        c for c in chain.contracts if (low is None or c.strike >= low) and (high is None or c.strike <= high)
     ]
     return _chain_fields(chain, contracts, CHAIN_STRIKES, key=side)
 
 
-async def _history(symbol: str, interval: str, limit: int) -> dict[str, Any]:
-    if not 1 <= limit <= MAX_BARS:
-        raise InvalidRequest("limit", limit, f"expected a number of bars from 1 to {MAX_BARS}")
+async def _history(symbol: str, interval: str, limit: object) -> dict[str, Any]:
+    count = _limit(limit)
     history = await _reader().history(symbol, interval)  # type: ignore[arg-type]  # the reader checks it
     daily = history.interval == "1d"
     return {
         **_fields(history, ("bars",)),
-        "bars": [_bar(b, daily=daily) for b in history.bars[-limit:]],
+        "bars": [_bar(b, daily=daily) for b in history.bars[-count:]],
         "total_bars": len(history.bars),
     }
 
@@ -275,8 +334,9 @@ def _chains_part(chains: tuple[OptionChain, ...]) -> dict[str, Any]:
     return {"chains": [_chain_fields(c, c.contracts, BUNDLE_STRIKES) for c in chains]}
 
 
-async def _bundle(symbol: str, options: bool, technical: bool) -> dict[str, Any]:
-    bundle = await _reader().bundle(symbol, options=options, technical=technical)
+async def _bundle(symbol: str, options: object, technical: object) -> dict[str, Any]:
+    with_options, with_technical = _flag("include_options", options), _flag("include_technical", technical)
+    bundle = await _reader().bundle(symbol, options=with_options, technical=with_technical)
     data: dict[str, Any] = {
         "symbol": bundle.symbol,
         "quote": _part(bundle.quote, functools.partial(_quote_fields, with_symbol=False)),
