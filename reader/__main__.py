@@ -1,27 +1,31 @@
 """`python -m reader quote AAPL MSFT`: print cached market data as JSON.
 
 Subcommands: quote, expirations, chain, history, indicators, bundle, status.
-Exit codes: 0 all found, 1 something not cached (or Redis unreachable), 2 bad arguments.
+Exit codes: 0 all found, 1 something not cached (or Redis unreachable), 2 bad arguments (one line
+on stderr, before Redis is asked anything).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from pydantic import BaseModel
 
-from reader._results import Bundle
+from reader._results import MAX_WAIT_S, Bundle, check_wait_s
 from reader.client import DEFAULT_WAIT_S, SyncReader
 from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError, UnknownSymbol
 from reader.models import CachedItem
+from reader.symbols import normalize_symbol, shown
 
 EXIT_MISSING = 1
 EXIT_USAGE = 2
+_MESSAGE_MAX = 300
 
 
 def _as_json(item: BaseModel) -> dict[str, Any]:
@@ -44,6 +48,16 @@ def _bundle_json(bundle: Bundle) -> dict[str, Any]:
 
 
 def _quotes(reader: SyncReader, args: argparse.Namespace) -> int:
+    malformed: list[InvalidSymbol] = []
+    for symbol in args.symbols:
+        try:
+            normalize_symbol(symbol)
+        except InvalidSymbol as e:
+            malformed.append(e)
+    if malformed:  # a usage error: say so before reading anything
+        for refused in malformed:
+            print(f"error: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     results = reader.quotes(args.symbols)
     found = {s: _as_json(r) for s, r in results.items() if isinstance(r, CachedItem)}
     errors = [r for r in results.values() if isinstance(r, ReaderError)]
@@ -51,8 +65,6 @@ def _quotes(reader: SyncReader, args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2))
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
-    if any(isinstance(e, InvalidSymbol) for e in errors):
-        return EXIT_USAGE
     return EXIT_MISSING if errors else 0
 
 
@@ -70,12 +82,34 @@ def _bundle(reader: SyncReader, args: argparse.Namespace) -> int:
     return 0 if isinstance(bundle.quote, CachedItem) else EXIT_MISSING
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line on stderr (no usage block), cut when long."""
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())
+        if len(line) > _MESSAGE_MAX:
+            line = line[: _MESSAGE_MAX - 3] + "..."
+        self.exit(EXIT_USAGE, f"error: {line}; see {self.prog} --help\n")
+
+
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def _wait_s(text: str) -> float:
+    """--wait: plain decimal seconds from 0 to MAX_WAIT_S (no sign, exponent, nan or inf)."""
+    if _SECONDS.fullmatch(text) is None or float(text) > MAX_WAIT_S:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)!r}: expected seconds from 0 (do not wait) to {MAX_WAIT_S:g}, e.g. 3"
+        )
+    return check_wait_s(float(text))
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reader", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m reader", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)")
     parser.add_argument(
         "--wait",
-        type=float,
+        type=_wait_s,
         default=DEFAULT_WAIT_S,
         metavar="SECONDS",
         help=f"on a miss, wait this long for an on-demand fetch (default {DEFAULT_WAIT_S:g}; 0: do not wait)",
@@ -90,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     chain = commands.add_parser("chain", help="an option chain of SYMBOL (default: the nearest expiration)")
     chain.add_argument("symbol")
     chain.add_argument("--expiration", metavar="YYYY-MM-DD")
-    chain.add_argument("--side", choices=["calls", "puts", "both"], default="both")
+    chain.add_argument(
+        "--side", default="both", metavar="{calls,puts,both}", help="the contracts to print (default both)"
+    )
     chain.set_defaults(run=_single(lambda r, a: r.chain(a.symbol, a.expiration, a.side)))
     history = commands.add_parser("history", help="cached price bars of SYMBOL")
     history.add_argument("symbol")
@@ -111,9 +147,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.wait < 0:
-        print(f"error: --wait {args.wait:g}: expected 0 or more seconds", file=sys.stderr)
-        return EXIT_USAGE
     with SyncReader(args.url, wait_s=args.wait) as reader:
         try:
             code: int = args.run(reader, args)
