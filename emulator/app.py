@@ -13,7 +13,8 @@ while a test's emulator reads a fixed Tuesday) would get answers about the wrong
 Controls: `GET /_emulator/stats` (calls served, per path and status, and per path and method),
 `GET /_emulator/clock` (`now`, and `offset_s`: how far its clock runs ahead of the system clock,
 null for a clock no other process can share, such as a test's frozen one), `POST /_emulator/reset`,
-`POST /_emulator/faults` (arm a canned answer, see `Fault`), `DELETE /_emulator/faults`.
+`POST /_emulator/faults` (arm a fault: a canned answer, a reset, a hang or a trickle; see
+`emulator.faults`), `DELETE /_emulator/faults` (disarm them all, and release held requests).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from email.utils import parsedate_to_datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from emulator import polygon, polygon_aggs, polygon_options, tradier, tradier_markets, tradier_options
+from emulator import faults, polygon, polygon_aggs, polygon_options, tradier, tradier_markets, tradier_options
 from emulator.market import Market
 from emulator.ratelimit import WindowLimiter
 from emulator.state import STATE, EmulatorOptions, EmulatorState, Fault
@@ -68,6 +69,10 @@ async def _count_calls(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPException as e:
         state.calls[(request.path, e.status)] += 1
         raise
+    except faults.NoAnswer:
+        state.calls[(request.path, faults.NO_ANSWER)] += 1
+        # The connection is closed or abandoned by its client: what aiohttp writes here goes nowhere.
+        return web.Response(status=499)
     state.calls[(request.path, response.status)] += 1
     return response
 
@@ -102,11 +107,8 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
     fault = state.take_fault(request.path)
     if fault is None:
         return await handler(request)
-    if fault.delay_ms:
-        await asyncio.sleep(fault.delay_ms / 1000)
-    return web.Response(
-        status=fault.status, body=fault.body.encode(), content_type=fault.content_type, headers=fault.headers
-    )
+    generation = state.fault_generation
+    return await faults.serve(fault, request, handler, state.clock(), lambda: state.armed_since(generation))
 
 
 async def _stats(request: web.Request) -> web.Response:

@@ -10,10 +10,13 @@ from typing import Any
 from aiohttp import web
 
 from emulator.bars import History
+from emulator.faults import Fault
 from emulator.market import Market
 from emulator.options import OptionBook
 from emulator.ratelimit import WindowLimiter
 from reader.clock import Clock
+
+__all__ = ["POLYGON_PLANS", "STATE", "EmulatorOptions", "EmulatorState", "Fault"]
 
 POLYGON_PLANS = ("basic", "starter", "developer", "advanced", "business")
 
@@ -38,34 +41,10 @@ class EmulatorOptions:
             raise ValueError(f"polygon_plan {self.polygon_plan!r} is not one of {', '.join(POLYGON_PLANS)}")
 
 
-@dataclass(frozen=True)
-class Fault:
-    """A canned answer served instead of the real one, `times` times, for requests to `path`.
-
-    `headers` are added to it (e.g. `X-Ratelimit-Expiry` for a 429); `delay_ms` holds it back.
-    """
-
-    path: str
-    status: int = 500
-    body: str = "Internal Server Error"
-    content_type: str = "text/plain"
-    delay_ms: float = 0.0
-    times: int = 1
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Fault:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown or "path" not in data:
-            raise ValueError(f"fault needs 'path' and takes only {sorted(known)}; got {sorted(data)}")
-        return cls(**data)
-
-
 @dataclass
 class _Armed:
     fault: Fault
-    uses_left: int
+    uses_left: int | None  # None: until cleared
 
 
 @dataclass
@@ -78,6 +57,7 @@ class EmulatorState:
     methods: Counter[tuple[str, str]] = field(default_factory=Counter)
     quoted: Counter[str] = field(default_factory=Counter)  # Tradier quote requests naming each symbol
     _armed: list[_Armed] = field(default_factory=list)
+    fault_generation: int = 0  # bumped by every clearing of the faults
     polygon_limiter: WindowLimiter = field(init=False)
     history: History = field(init=False)
     options_book: OptionBook = field(init=False)
@@ -93,15 +73,21 @@ class EmulatorState:
     def take_fault(self, path: str) -> Fault | None:
         """The first armed fault for `path`, used once; it is disarmed after `times` uses."""
         for index, armed in enumerate(self._armed):
-            if armed.fault.path == path:
-                armed.uses_left -= 1
-                if armed.uses_left <= 0:
-                    del self._armed[index]
+            if armed.fault.matches(path):
+                if armed.uses_left is not None:
+                    armed.uses_left -= 1
+                    if armed.uses_left <= 0:
+                        del self._armed[index]
                 return armed.fault
         return None
 
     def clear_faults(self) -> None:
         self._armed.clear()
+        self.fault_generation += 1
+
+    def armed_since(self, generation: int) -> bool:
+        """Whether no clearing happened since `generation` (a held request ends when one does)."""
+        return self.fault_generation == generation
 
     def stats(self) -> dict[str, Any]:
         calls: dict[str, dict[str, int]] = {}
