@@ -113,3 +113,15 @@ def kept(dataset: str) -> str:
     """The watchlist's symbols whose `dataset` the worker's schedule refreshes (a set; empty or
     absent when the dataset is not scheduled), as of the config it last started or reloaded."""
     return f"{PREFIX}kept:{dataset}"
+
+
+def upstream_faults(provider: str) -> str:
+    """Faults of one upstream ("tradier", "polygon") seen by the workers: a hash of fault kind
+    (`worker.incidents.FaultKind`: "server_error", "timeout", ...) -> count, never reset by them."""
+    return f"{PREFIX}upstream:faults:{provider}"
+
+
+def upstream_incident(provider: str) -> str:
+    """The incident in progress at one upstream, if any: a hash of `started_at` (ISO 8601 UTC),
+    `kind` and `error` (the first fault's); deleted when the upstream answers well again."""
+    return f"{PREFIX}upstream:incident:{provider}"

@@ -352,7 +352,7 @@ async def test_persistent_429_gives_up_with_rate_limited(
                 content_type="application/xml",
             ),
             UpstreamBadPayload,
-            r"answer is not JSON: '<quotes>",
+            r"answer is not JSON: XML \(is Accept: application/json honoured\?\): '<quotes>",
             id="xml",
         ),
         pytest.param(

@@ -81,6 +81,12 @@ class ProviderConfig(Section):
     batch_size: int = Field(gt=0, le=1000, description="symbols per upstream call")
     max_concurrency: int = Field(default=4, gt=0, description="requests in flight at once")
     timeout_s: float = Field(default=10.0, gt=0, description="total time of one request")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="transient failures in a row that open the breaker: no call meanwhile"
+    )
+    breaker_open_s: float = Field(
+        default=30.0, gt=0, le=3600, description="how long an open breaker waits before one probe"
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -1,7 +1,9 @@
 """A refresh: fetch a batch from its provider, store what came back, report what happened.
 
 A failed upstream call or Redis write stores nothing and leaves the previous values in place;
-it is logged as one line naming the provider, the batch size and the reason. Quotes come a batch
+it is logged as one line naming the provider, the batch size and the reason: at INFO when the
+upstream's incident log counted the fault (it warns once per incident, not per batch), else at
+WARNING. The report tells which failed symbols are worth retrying soon (`worker.retry`). Quotes come a batch
 per upstream call; the other datasets a symbol at a time (`refresh_symbols`), concurrently within
 a batch, as far as the provider's rate gate lets them.
 """
@@ -18,6 +20,7 @@ from typing import Any
 import redis
 
 from worker.errors import UpstreamError, WorkerError
+from worker.incidents import reported_kind, transient
 from worker.logs import fields
 from worker.providers.base import Freshness, QuoteProvider
 from worker.store import Entry, Store
@@ -35,6 +38,7 @@ class RefreshReport:
     unmatched: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    retryable: tuple[str, ...] = ()  # failed symbols whose fault is transient (`incidents.transient`)
 
     @property
     def complete(self) -> bool:
@@ -51,6 +55,7 @@ class RefreshReport:
             unmatched=tuple(s for r in parts for s in r.unmatched),
             failed=tuple(s for r in parts for s in r.failed),
             errors=tuple(e for r in parts for e in r.errors),
+            retryable=tuple(s for r in parts for s in r.retryable),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -62,6 +67,7 @@ class RefreshReport:
             "unmatched": list(self.unmatched),
             "failed": len(self.failed),
             "errors": list(self.errors),
+            "retryable": len(self.retryable),
         }
 
 
@@ -77,11 +83,14 @@ async def refresh_quotes(
         quotes = [q for q in batch.quotes if q.symbol in wanted]
         written = await store.put_quotes(quotes)
     except (UpstreamError, redis.RedisError) as e:
-        log.warning(
+        _log_failure(reported_kind(e) is not None)(
             "refresh.batch_failed %s",
             fields(dataset="quotes", provider=provider.name, symbols=len(requested), error=f'"{e}"'),
         )
-        return RefreshReport("quotes", requested=requested, failed=requested, errors=(str(e),))
+        retryable = requested if transient(e) else ()
+        return RefreshReport(
+            "quotes", requested=requested, failed=requested, errors=(str(e),), retryable=retryable
+        )
     stored = tuple(q.symbol for q in quotes)
     unmatched = tuple(s for s in batch.unmatched if s in wanted)
     missing = wanted - set(stored) - set(unmatched)
@@ -129,15 +138,21 @@ async def refresh_symbols(
     unmatched: list[str] = []
     failed: list[str] = []
     errors: list[str] = []
+    retryable: list[str] = []
+    counted = True  # every failure was counted as an upstream fault, which the incident log tells
     for symbol, outcome in zip(requested, outcomes, strict=True):
         if isinstance(outcome, WorkerError | ValueError | redis.RedisError):
             failed.append(symbol)
             errors.append(f"{symbol}: {outcome}")
+            counted = counted and reported_kind(outcome) is not None
+            if transient(outcome):
+                retryable.append(symbol)
         elif isinstance(outcome, Exception):
             # A bug for one symbol must not cost the others their refresh; it is logged with its trace.
             log.error("refresh.symbol_crashed dataset=%s symbol=%s", dataset, symbol, exc_info=outcome)
             failed.append(symbol)
             errors.append(f"{symbol}: {type(outcome).__name__}: {outcome}")
+            counted = False
         elif isinstance(outcome, BaseException):
             raise outcome
         elif outcome is None:
@@ -150,9 +165,11 @@ async def refresh_symbols(
         written = await store.put(entries)
     except redis.RedisError as e:
         failed.extend(stored)
+        retryable.extend(stored)
         errors.append(f"redis: {e}")
         stored.clear()
-    log_line = log.warning if failed else log.info
+        counted = False
+    log_line = _log_failure(counted) if failed else log.info
     log_line(
         "refresh.batch_%s %s",
         "failed" if failed else "done",
@@ -175,4 +192,10 @@ async def refresh_symbols(
         unmatched=tuple(unmatched),
         failed=tuple(failed),
         errors=tuple(errors),
+        retryable=tuple(retryable),
     )
+
+
+def _log_failure(counted: bool) -> Callable[..., None]:
+    """INFO for a failure the upstream's incident log counted (it warned once), else WARNING."""
+    return log.info if counted else log.warning

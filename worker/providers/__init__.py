@@ -1,12 +1,17 @@
 """Upstream APIs behind the `worker.providers.base` Protocols, and the one place that builds them.
 
 Each upstream gets one `RateGate`, shared by every dataset it serves, so the datasets together
-stay under its `rate_per_min`.
+stay under its `rate_per_min`; and one `UpstreamHealth` (its circuit breaker and incident log),
+shared the same way, so that every job of the process stops calling an upstream that keeps failing.
+
+Waits follow the injected clock: a clock that can also sleep (a test's `FakeClock`, whose `sleep`
+moves it on) paces the rate gates' waits, so that no test sleeps through a rate window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +19,7 @@ import aiohttp
 
 from reader.clock import Clock, utc_now
 from worker.config import Config, ProviderConfig, Secrets
+from worker.health import UpstreamHealth
 from worker.plan import dataset_plans, used_upstreams
 from worker.providers.base import (
     ChainProvider,
@@ -29,7 +35,7 @@ from worker.providers.polygon import PolygonProvider
 from worker.providers.tradier import TradierProvider
 from worker.ratelimit import RateGate
 
-__all__ = ["Providers", "QuoteBatch", "QuoteProvider", "build_providers"]
+__all__ = ["Providers", "QuoteBatch", "QuoteProvider", "build_providers", "running_health"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,12 @@ def build_providers(
     *,
     clock: Clock = utc_now,
     gates: Mapping[str, RateGate] | None = None,
+    health: Mapping[str, UpstreamHealth] | None = None,
 ) -> Providers:
     """A client per upstream that an enabled dataset uses; `ConfigError` if its key is unset.
     A gate of `gates` (the running ones, on a reload) is kept when its limits did not change, so
-    that requests in flight and new ones share one budget."""
+    that requests in flight and new ones share one budget; so is an upstream's `health` (its
+    breaker and incident in progress) when its breaker settings did not change."""
     plans = dataset_plans(config)
     names = used_upstreams(config)
 
@@ -67,6 +75,7 @@ def build_providers(
             "batch_size": settings.batch_size,
             "timeout_s": settings.timeout_s,
             "clock": clock,
+            "health": _reuse_health(health, name, settings) or _health(name, settings, clock),
         }
 
     tradier = TradierProvider(session, **options("tradier")) if "tradier" in names else None
@@ -96,7 +105,16 @@ def _reuse(gates: Mapping[str, RateGate] | None, name: str, config: Config) -> R
 
 def running_gates(providers: Providers) -> dict[str, RateGate]:
     """The gate of each upstream client in `providers`, by upstream name."""
-    gates: dict[str, RateGate] = {}
+    return {name: client.gate for name, client in _clients(providers).items()}
+
+
+def running_health(providers: Providers) -> dict[str, UpstreamHealth]:
+    """The health (breaker, incidents) of each upstream client in `providers`, by upstream name."""
+    return {name: client.health for name, client in _clients(providers).items()}
+
+
+def _clients(providers: Providers) -> dict[str, UpstreamClient]:
+    clients: dict[str, UpstreamClient] = {}
     for client in (
         providers.quotes,
         providers.expirations,
@@ -105,8 +123,32 @@ def running_gates(providers: Providers) -> dict[str, RateGate]:
         providers.indicators,
     ):
         if isinstance(client, UpstreamClient):
-            gates[client.name] = client.gate
-    return gates
+            clients[client.name] = client
+    return clients
+
+
+def _reuse_health(
+    health: Mapping[str, UpstreamHealth] | None, name: str, settings: ProviderConfig
+) -> UpstreamHealth | None:
+    kept = (health or {}).get(name)
+    if kept is None or (kept.breaker.failures, kept.breaker.open_s) != (
+        settings.breaker_failures,
+        settings.breaker_open_s,
+    ):
+        return None
+    return kept
+
+
+def _health(name: str, settings: ProviderConfig, clock: Clock) -> UpstreamHealth:
+    return UpstreamHealth(
+        name, failures=settings.breaker_failures, open_s=settings.breaker_open_s, clock=clock
+    )
+
+
+def _sleep(clock: Clock) -> Callable[[float], Awaitable[None]]:
+    """The clock's own `sleep` if it has one (a test's clock that moves when waited on), else asyncio's."""
+    sleep = getattr(clock, "sleep", None)
+    return sleep if callable(sleep) else asyncio.sleep
 
 
 def _gate(name: str, config: Config, clock: Clock) -> RateGate:
@@ -121,4 +163,5 @@ def _gate(name: str, config: Config, clock: Clock) -> RateGate:
         settings.max_concurrency,
         max_wait_s=max(config.worker.job_timeout_s - calls_s, 0.0),
         clock=clock,
+        sleep=_sleep(clock),
     )

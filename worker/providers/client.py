@@ -13,6 +13,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from reader.clock import Clock, utc_now
+from worker.health import UpstreamHealth
 from worker.providers.base import Freshness
 from worker.providers.http import request_json
 from worker.providers.wire import bearer_headers, envelope
@@ -20,8 +21,9 @@ from worker.ratelimit import RateGate
 
 
 class UpstreamClient:
-    """One upstream API at `base_url`, paced by `gate`. Subclasses set `name` and `auth_hint` (what to
-    check after a 401/403), and override `_rate_window` if the API announces its rate window."""
+    """One upstream API at `base_url`, paced by `gate`, guarded by `health` (its breaker and
+    incidents; a new one if not given). Subclasses set `name` and `auth_hint` (what to check after a
+    401/403), and override `_rate_window` if the API announces its rate window."""
 
     name: str
     auth_hint: str
@@ -36,11 +38,13 @@ class UpstreamClient:
         batch_size: int,
         timeout_s: float,
         clock: Clock = utc_now,
+        health: UpstreamHealth | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.batch_size = batch_size
         self.timeout_s = timeout_s
         self.gate = gate
+        self.health = health if health is not None else UpstreamHealth(self.name, clock=clock)
         self._session = session
         self._clock = clock
         self._api_key = api_key
@@ -70,6 +74,7 @@ class UpstreamClient:
             window=self._rate_window,
             auth_hint=self.auth_hint,
             secrets=(self._api_key,),
+            health=self.health,
         )
 
     def _rate_window(self, headers: CIMultiDictProxy[str]) -> tuple[int | None, datetime | None]:
