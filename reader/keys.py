@@ -115,6 +115,12 @@ def kept(dataset: str) -> str:
     return f"{PREFIX}kept:{dataset}"
 
 
+def refresh_retry_job_id(first_job_id: str, attempt: int) -> str:
+    """arq job id of the `attempt`th retry (1, 2, ...) of the refresh job `first_job_id` (a
+    `refresh_job_id`), for the symbols of it that failed with a transient error."""
+    return f"{first_job_id}:retry:{attempt}"
+
+
 def upstream_faults(provider: str) -> str:
     """Faults of one upstream ("tradier", "polygon") seen by the workers: a hash of fault kind
     (`worker.incidents.FaultKind`: "server_error", "timeout", ...) -> count, never reset by them."""

@@ -114,9 +114,10 @@ async def test_failed_upstream_call_leaves_stored_quotes_byte_for_byte(
     fault: Fault | None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A 401, a 500 or a broken body stores nothing; the previous values survive; no key is logged."""
+    """A 401, a 500 or a broken body stores nothing; the previous values survive; no key is logged.
+    (Retries are off: one failed call is the subject here; tests/test_upstream_faults.py retries.)"""
     symbols = ["AAPL", "MSFT", "SPY"]
-    config = make_config(symbols, redis_url=redis_url, tradier_url=emulator.url)
+    config = make_config(symbols, redis_url=redis_url, tradier_url=emulator.url, retry={"enabled": False})
     client = redis.Redis.from_url(redis_url)
     previous = {
         s: f'{{"symbol":"{s}","source":"tradier","fetched_at":"2026-11-24T14:59:00Z",'
@@ -150,16 +151,20 @@ async def test_an_upstream_echoing_the_key_gets_it_nowhere_in_redis_or_logs(
     run_scheduled_batches: RunBatches,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A proxy error body that quotes the Authorization header: no key in any Redis value or log line."""
+    """A proxy error body that quotes the Authorization header: no key in any Redis value or log
+    line, the job's result and the fault counts included; the retry then stores the quote."""
     emulator.state.arm(Fault(path="/v1/markets/quotes", status=502, body=f"upstream said: Bearer {API_KEY}"))
-    config = make_config(["AAPL"], redis_url=redis_url, tradier_url=emulator.url)
+    retry_at_once = {"base_s": 0.01, "cap_s": 0.01}
+    config = make_config(["AAPL"], redis_url=redis_url, tradier_url=emulator.url, retry=retry_at_once)
     caplog.set_level(logging.DEBUG)
     await run_scheduled_batches(config)
 
-    assert emulator.calls() == {"502": 1}
+    assert emulator.calls() == {"502": 1, "200": 1}
     client = redis.Redis.from_url(redis_url)
     stored = {key: client.dump(key) for key in client.scan_iter("*")}
     assert any(key.startswith(b"arq:result:") for key in stored)  # the job's result, with the error text
+    assert keys.upstream_faults("tradier").encode() in stored
+    assert keys.quote("AAPL").encode() in stored
     assert all(API_KEY.encode() not in key + (value or b"") for key, value in stored.items())
     client.close()
     assert "upstream said: Bearer ***" in caplog.text

@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from reader.client import DEFAULT_REDIS_URL, redact_url
@@ -52,6 +53,7 @@ __all__ = [
     "IndicatorsConfig",
     "OnDemandConfig",
     "ProviderConfig",
+    "RetryConfig",
     "ScheduleConfig",
     "Scheduled",
     "Secrets",
@@ -157,6 +159,24 @@ class WorkerConfig(Section):
     )
 
 
+class RetryConfig(Section):
+    """Retries of a refresh whose symbols failed with a transient upstream error."""
+
+    enabled: bool = Field(
+        default=True, description="false: a failed refresh waits for the next scheduled one"
+    )
+    base_s: float = Field(
+        default=2.0, gt=0, description="the first retry comes within this; each later one within twice more"
+    )
+    cap_s: float = Field(default=300.0, gt=0, description="the longest wait between two retries")
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> RetryConfig:
+        if self.cap_s < self.base_s:
+            raise ValueError(f"cap_s={self.cap_s:g} is below base_s={self.base_s:g}; raise cap_s")
+        return self
+
+
 class OnDemandConfig(Section):
     """Fetches that readers enqueue on a miss or a stale read."""
 
@@ -186,6 +206,7 @@ class Config(Section):
     cache: CacheConfig = CacheConfig()
     on_demand: OnDemandConfig = OnDemandConfig()
     worker: WorkerConfig = WorkerConfig()
+    retry: RetryConfig = RetryConfig()
 
     @field_validator("watchlist")
     @classmethod

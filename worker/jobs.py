@@ -28,7 +28,9 @@ from worker.config import Config, Secrets
 from worker.errors import ConfigError
 from worker.logs import fields
 from worker.ondemand import fetch_on_demand, publish
+from worker.providers import running_health
 from worker.reload import ConfigWatcher
+from worker.retry import retry_failures
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler
 
@@ -70,16 +72,41 @@ async def shutdown(ctx: Ctx) -> None:
 
 
 def refresh_job_function(dataset: str) -> WorkerCoroutine:
-    """The arq job of `dataset`: refresh one batch; a failure is logged and reported, not raised
-    (the next slot retries)."""
+    """The arq job of `dataset`: refresh one batch; a failure is logged and reported, not raised.
+    The symbols that failed of a transient fault are retried with backoff until the next scheduled
+    refresh (`worker.retry`): a retry is this same job, with `attempt` (retries before it) and the
+    id of the job that failed first. At its end the job saves the upstreams' fault counts."""
 
-    async def refresh(ctx: Ctx, symbols: list[str]) -> dict[str, Any]:
+    async def refresh(
+        ctx: Ctx, symbols: list[str], attempt: int = 0, first_job_id: str | None = None
+    ) -> dict[str, Any]:
         if _enqueued_by_a_reader(ctx):
             return {"refused": "a reader may enqueue on-demand fetches only"}
         await _apply_config_edits(ctx)  # every process, not only the one that ticks
         runtime: Runtime = ctx["runtime"]
         report = await runtime.refresh(dataset, symbols)
-        return report.summary()
+        summary = report.summary()
+        summary["attempt"] = attempt
+        try:
+            retry = await retry_failures(
+                ctx["redis"],
+                runtime,
+                dataset,
+                report,
+                job_id=first_job_id or ctx.get("job_id"),
+                attempts_before=max(int(attempt), 0),
+            )
+        except RedisError as e:
+            log.warning("refresh.retry_failed %s", fields(dataset=dataset, error=f'"{e}"'))
+            retry = None
+        if retry is not None:
+            summary["retry"] = {"job": retry.job_id, "attempt": retry.attempt, "delay_s": retry.delay_s}
+        for health in running_health(runtime.providers).values():
+            try:
+                await health.incidents.flush(ctx["redis"])
+            except RedisError as e:  # kept for the next job's flush
+                log.debug("upstream.counts_not_saved provider=%s error=%s", health.name, e)
+        return summary
 
     refresh.__name__ = refresh.__qualname__ = refresh_job(dataset)
     return refresh
