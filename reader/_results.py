@@ -60,8 +60,10 @@ if index then
     end
   end
 end
-local result = {index, chains}
-for i = 5, #ARGV do result[#result + 1] = redis.call('GET', ARGV[i]) end
+local kept = 0
+if not index then kept = redis.call('SISMEMBER', ARGV[5], ARGV[6]) end
+local result = {index, chains, kept}
+for i = 7, #ARGV do result[#result + 1] = redis.call('GET', ARGV[i]) end
 return result
 """
 
@@ -204,16 +206,26 @@ def chains_script_args(symbol: str, clock: Clock, limit: int) -> list[str]:
         exchange_date(clock()).isoformat(),
         str(limit),
         keys.chain_index(symbol),
+        keys.kept("chains"),
+        symbol,
     ]
 
 
 def chains_from_script(
-    symbol: str, index_raw: bytes | None, raws: Sequence[bytes], clock: Clock
+    symbol: str, index_raw: bytes | None, raws: Sequence[bytes], clock: Clock, kept: int = 0
 ) -> tuple[OptionChain, ...]:
-    """The chains the script returned; `NotCached` if the worker keeps none for `symbol` from today on."""
+    """The chains the script returned; `NotCached` if none is cached for `symbol` from today on,
+    saying why: the schedule does not keep its chains, or keeps them (`kept`) and has stored none yet."""
     chains = tuple(decode(OptionChain, "option chain", symbol, raw, clock) for raw in raws)
     if chains:
         return chains
+    if index_raw is None and kept:
+        raise NotCached(
+            "option chain",
+            symbol,
+            "it is on the watchlist with chains enabled, but no chain of it is stored yet (the "
+            "worker's chains refresh has not landed, or failed: see the worker's log)",
+        )
     if index_raw is None:
         raise NotCached(
             "option chain",
@@ -261,7 +273,7 @@ def bundle_from(
 ) -> Bundle:
     """Assemble a `Bundle` from the answer of `CHAINS_SCRIPT` (options) or an MGET (no options)."""
     if options:
-        index_raw, chain_raws, quote_raw, *rest = answer
+        index_raw, chain_raws, kept, quote_raw, *rest = answer
     else:
         quote_raw, *rest = answer
     quote = decode_or_error(Quote, "quote", symbol, quote_raw, clock)
@@ -269,7 +281,7 @@ def bundle_from(
     chains: tuple[OptionChain, ...] | ReaderError | None = None
     if options:
         try:
-            chains = chains_from_script(symbol, index_raw, chain_raws, clock)
+            chains = chains_from_script(symbol, index_raw, chain_raws, clock, kept)
         except NotCached as e:
             chains = e
     return Bundle(symbol=symbol, quote=quote, chains=chains, indicators=indicators)

@@ -344,8 +344,9 @@ class Reader(_Base):
 
         async def read() -> OptionChain:
             if day is None:
-                index_raw, raws = await self._chains_script(args=chains_script_args(normal, self._clock, 1))
-                return chains_from_script(normal, index_raw, raws, self._clock)[0]
+                args = chains_script_args(normal, self._clock, 1)
+                index_raw, raws, kept = await self._chains_script(args=args)
+                return chains_from_script(normal, index_raw, raws, self._clock, kept)[0]
             raw, index_raw = await self._redis.mget([keys.chain(normal, day), keys.chain_index(normal)])
             return chain_for(normal, day, raw, index_raw, self._clock)
 
@@ -424,8 +425,8 @@ class Reader(_Base):
 
     async def _all_chains(self, symbol: str, wait_s: float | None, fresh: bool) -> _Chains:
         async def read() -> _Chains:
-            index_raw, raws = await self._chains_script(args=chains_script_args(symbol, self._clock, 0))
-            return _Chains(chains_from_script(symbol, index_raw, raws, self._clock))
+            index_raw, raws, kept = await self._chains_script(args=chains_script_args(symbol, self._clock, 0))
+            return _Chains(chains_from_script(symbol, index_raw, raws, self._clock, kept))
 
         request, mode = _chain_request(symbol, None)
         return await self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode)
@@ -558,8 +559,8 @@ class SyncReader(_Base):
 
         def read() -> OptionChain:
             if day is None:
-                index_raw, raws = self._chains_script(args=chains_script_args(normal, self._clock, 1))
-                return chains_from_script(normal, index_raw, raws, self._clock)[0]
+                index_raw, raws, kept = self._chains_script(args=chains_script_args(normal, self._clock, 1))
+                return chains_from_script(normal, index_raw, raws, self._clock, kept)[0]
             raw, index_raw = self._mget([keys.chain(normal, day), keys.chain_index(normal)])
             return chain_for(normal, day, raw, index_raw, self._clock)
 
@@ -615,8 +616,8 @@ class SyncReader(_Base):
         if actions[1] == "fetch":
 
             def read() -> _Chains:
-                index_raw, raws = self._chains_script(args=chains_script_args(normal, self._clock, 0))
-                return _Chains(chains_from_script(normal, index_raw, raws, self._clock))
+                index_raw, raws, kept = self._chains_script(args=chains_script_args(normal, self._clock, 0))
+                return _Chains(chains_from_script(normal, index_raw, raws, self._clock, kept))
 
             request, mode = _chain_request(normal, None)
             chains = self._or_error(

@@ -278,3 +278,23 @@ def test_market_status_follows_the_exchange_calendar(
         assert status.open is not None
         assert status.close is not None
         assert status.close.astimezone(ET).hour == (13 if early else 16)
+
+
+@pytest.mark.parametrize("options", [False, True], ids=["chain", "bundle"])
+async def test_a_chain_miss_of_a_symbol_the_schedule_keeps_says_so(redis_url: str, options: bool) -> None:
+    """MSFT is on the watchlist with chains (the worker's `keys.kept`): its miss says no chain is
+    stored yet, not "add it to the watchlist"; TSLA, not kept, is told how to keep it."""
+    admin = redis.Redis.from_url(redis_url)
+    admin.sadd(keys.kept("chains"), "MSFT")
+    admin.close()
+    async with Reader(redis_url, clock=FakeClock(NOW), wait_s=0) as reader:
+        for symbol, reason in (("MSFT", "on the watchlist with chains enabled"), ("TSLA", "add it to the")):
+            if options:
+                error = (await reader.bundle(symbol, options=True)).chains
+            else:
+                with pytest.raises(NotCached) as raised:
+                    await reader.chain(symbol)
+                error = raised.value
+            assert isinstance(error, NotCached)
+            assert reason in str(error), (symbol, str(error))
+            assert ("add it to the watchlist" in str(error)) == (symbol == "TSLA")
