@@ -230,10 +230,20 @@ class Secrets:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Secrets:
+        """The keys in `env` (default: the environment), spaces around them dropped; a `ConfigError`
+        for a key that cannot be sent as one (a space, a line break or a non-ASCII character inside,
+        as a bad paste leaves): the message names the variable and the position, never the key."""
         env = os.environ if env is None else env
 
         def read(name: str) -> SecretStr | None:
             value = env.get(name, "").strip()
+            flaw = _unsendable(value)
+            if flaw is not None:
+                position, what = flaw
+                raise ConfigError(
+                    f"{name} holds {what} at character {position}: an API key is one word of printable "
+                    f"ASCII; set {name} again, copied without it (the key is not shown here)"
+                )
             return SecretStr(value) if value else None
 
         return cls(read(API_KEY_ENV["tradier"]), read(API_KEY_ENV["polygon"]))
@@ -251,6 +261,18 @@ class Secrets:
     def values(self) -> list[str]:
         """Every secret value, for log redaction."""
         return [s.get_secret_value() for s in (self.tradier_api_key, self.polygon_api_key) if s is not None]
+
+
+def _unsendable(key: str) -> tuple[int, str] | None:
+    """The first character of `key` that no API key holds (1-based position, what it is), or None."""
+    for position, char in enumerate(key, start=1):
+        if char in " \t":
+            return position, "a space or a tab"
+        if not char.isascii():
+            return position, "a non-ASCII character"
+        if not char.isprintable():
+            return position, "a control character (a line break, a NUL...)"
+    return None
 
 
 def resolve_config_path(path: str | Path | None, env: Mapping[str, str] | None = None) -> Path:
