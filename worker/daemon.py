@@ -33,7 +33,7 @@ from worker.logs import fields
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 3.0
+LEASE_S = 5.0
 """How long a running job's in-progress key outlives its worker's last renewal."""
 
 LEASE_RENEW_S = 1.0
@@ -92,6 +92,10 @@ class MarketWorker(Worker):
             self._redis_back()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # A job whose lease lapsed while this process's loop was busy is still its own: never run
+        # it twice here (another worker may take it; then both finish, and newer data wins).
+        running = {job_id for job_id, task in self.tasks.items() if not task.done()}
+        job_ids = [job_id for job_id in job_ids if job_id.decode() not in running]
         try:
             await super().start_jobs(job_ids)
         except REDIS_ERRORS:

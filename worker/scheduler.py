@@ -189,7 +189,6 @@ class Scheduler:
                 if await self._enqueue(due, now):
                     report.catch_up[name] += 1
 
-
     async def _publish_kept(self) -> None:
         """Tell readers which symbols each dataset's schedule keeps (`keys.kept`), so that a miss
         can say why: not kept, or kept and not stored yet. At start and after each reload."""
