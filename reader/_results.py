@@ -185,6 +185,14 @@ MAX_WAIT_S = 300.0
 """The longest `wait_s` a read accepts: an on-demand fetch lands within a job timeout or not at all."""
 
 
+def check_flag(name: str, value: object) -> bool:
+    """`value` of the option `name` (`fresh`, `options`, `technical`), which must be a bool: a
+    string such as "false" would otherwise count as true."""
+    if not isinstance(value, bool):
+        raise InvalidRequest(name, shown(value), "expected True or False")
+    return value
+
+
 def check_wait_s(wait_s: object) -> float:
     """`wait_s` as seconds to wait for an on-demand fetch: a finite number from 0 to `MAX_WAIT_S`."""
     fix = f"expected seconds from 0 (enqueue a fetch, do not wait) to {MAX_WAIT_S:g}, e.g. 3"

@@ -31,8 +31,10 @@ from reader._results import (
     chain_for,
     chains_from_script,
     chains_script_args,
+    check_flag,
     check_interval,
     check_side,
+    check_wait_s,
     decode,
     parse_expiration,
     quote_results,
@@ -113,12 +115,6 @@ def _stale_miss(item: Fresh, request: FetchRequest) -> NotCached:
     return NotCached(
         label, request.symbol, f"only stale data is cached (fetched {item.fetched_at.isoformat()})"
     )
-
-
-def _checked_wait_s(wait_s: float) -> float:
-    if not wait_s >= 0 or wait_s == float("inf"):  # NaN fails every comparison
-        raise ValueError(f"wait_s={wait_s!r}: expected 0 (enqueue a fetch, do not wait) or more seconds")
-    return wait_s
 
 
 def _checked_timeout_s(timeout_s: float) -> float:
@@ -202,13 +198,20 @@ class _Base:
         self, url: str | None, clock: Clock, calendar: MarketCalendar | None, wait_s: float, timeout_s: float
     ) -> None:
         self.url = resolve_url(url)
-        self.wait_s = _checked_wait_s(wait_s)
+        self.wait_s = check_wait_s(wait_s)
         self.timeout_s = _checked_timeout_s(timeout_s)
         self._clock = clock
         self._calendar = calendar
 
     def _wait_s(self, wait_s: float | None) -> float:
-        return self.wait_s if wait_s is None else _checked_wait_s(wait_s)
+        return self.wait_s if wait_s is None else check_wait_s(wait_s)
+
+    def _check(self, wait_s: float | None, fresh: bool, **flags: bool) -> None:
+        """Refuse a bad `wait_s` or flag before anything is read (a read and an enqueue otherwise)."""
+        if wait_s is not None:
+            check_wait_s(wait_s)
+        for name, value in {"fresh": fresh, **flags}.items():
+            check_flag(name, value)
 
     def market_status(self) -> MarketStatus:
         """The exchange's phase now (pre, regular, post, closed), today's hours and the next open and
@@ -287,6 +290,7 @@ class Reader(_Base):
     async def quote(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Quote:
         """The quote of `symbol`; raises `NotCached`, `UnknownSymbol` or `InvalidSymbol`."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh)
         return await self._through(
             FetchRequest("quotes", normal), lambda: self._quote(normal), wait_s=wait_s, fresh=fresh
         )
@@ -304,6 +308,7 @@ class Reader(_Base):
         as given (a non-string by its repr), to an `InvalidSymbol`. Nothing is raised for one bad symbol.
         """
         wanted, errors = symbol_list(symbols)
+        self._check(wait_s, fresh)
         raws = await self._redis.mget([keys.quote(s) for s in wanted]) if wanted else []
         results = quote_results(wanted, raws, errors, self._clock)
         actions = {s: _action(results[s], fresh) for s in wanted}
@@ -321,6 +326,7 @@ class Reader(_Base):
     ) -> Expirations:
         """Every option expiration the upstream lists for `symbol` (the chains cached are a subset)."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh)
 
         async def read() -> Expirations:
             raw = await self._redis.get(keys.expirations(normal))
@@ -340,6 +346,7 @@ class Reader(_Base):
         """The option chain of `symbol` for `expiration` (None: the nearest cached one from today on),
         with the contracts of `side` ("calls", "puts", or None/"both")."""
         normal, chosen = normalize_symbol(symbol), check_side(side)
+        self._check(wait_s, fresh)
         day = None if expiration is None else parse_expiration(expiration)
 
         async def read() -> OptionChain:
@@ -359,6 +366,7 @@ class Reader(_Base):
     ) -> PriceHistory:
         """Price bars of `symbol` at `interval` ("1d", "1m", "5m", "15m"), oldest first."""
         normal, checked = normalize_symbol(symbol), check_interval(interval)
+        self._check(wait_s, fresh)
 
         async def read() -> PriceHistory:
             raw = await self._redis.get(keys.history(normal, checked))
@@ -371,6 +379,7 @@ class Reader(_Base):
     ) -> Indicators:
         """The latest SMA, EMA, RSI and MACD of `symbol` on daily closes."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh)
         return await self._through(
             FetchRequest("indicators", normal), lambda: self._indicators(normal), wait_s=wait_s, fresh=fresh
         )
@@ -392,6 +401,7 @@ class Reader(_Base):
         trip when all are cached; missing parts are then fetched on demand together. Each part is
         the item or the error that explains its absence."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh, options=options, technical=technical)
         plan = _bundle_plan(normal, technical=technical)
         answer: list[Any]
         if options:
@@ -507,6 +517,7 @@ class SyncReader(_Base):
     def quote(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Quote:
         """The quote of `symbol`; see `Reader.quote`."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh)
 
         def read() -> Quote:
             return decode(Quote, "quote", normal, self._get(keys.quote(normal)), self._clock)
@@ -519,6 +530,7 @@ class SyncReader(_Base):
         """Quotes of many symbols; see `Reader.quotes` (here every miss is enqueued first, then each
         is waited for in turn, all within one `wait_s`)."""
         wanted, errors = symbol_list(symbols)
+        self._check(wait_s, fresh)
         results = quote_results(wanted, self._mget([keys.quote(s) for s in wanted]), errors, self._clock)
         actions = {s: _action(results[s], fresh) for s in wanted}
         missing = [s for s in wanted if actions[s] == "fetch"]
@@ -536,6 +548,7 @@ class SyncReader(_Base):
     def expirations(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Expirations:
         """See `Reader.expirations`."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh)
 
         def read() -> Expirations:
             return decode(
@@ -555,6 +568,7 @@ class SyncReader(_Base):
     ) -> OptionChain:
         """See `Reader.chain`."""
         normal, chosen = normalize_symbol(symbol), check_side(side)
+        self._check(wait_s, fresh)
         day = None if expiration is None else parse_expiration(expiration)
 
         def read() -> OptionChain:
@@ -572,6 +586,7 @@ class SyncReader(_Base):
     ) -> PriceHistory:
         """See `Reader.history`."""
         normal, checked = normalize_symbol(symbol), check_interval(interval)
+        self._check(wait_s, fresh)
 
         def read() -> PriceHistory:
             raw = self._get(keys.history(normal, checked))
@@ -582,6 +597,7 @@ class SyncReader(_Base):
     def indicators(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Indicators:
         """See `Reader.indicators`."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh)
 
         def read() -> Indicators:
             return decode(Indicators, "indicators", normal, self._get(keys.indicators(normal)), self._clock)
@@ -599,6 +615,7 @@ class SyncReader(_Base):
     ) -> Bundle:
         """See `Reader.bundle` (here missing parts are fetched one after another)."""
         normal = normalize_symbol(symbol)
+        self._check(wait_s, fresh, options=options, technical=technical)
         plan = _bundle_plan(normal, technical=technical)
         answer: list[Any]
         if options:

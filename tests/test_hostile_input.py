@@ -317,11 +317,6 @@ async def _wait_refusals(
     return wrong
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reader/client.py checks wait_s only after a miss, so every bad wait_s is read and enqueued "
-    "first; and it takes a huge one: each read method should call reader._results.check_wait_s first",
-)
 async def test_reader_methods_refuse_a_hostile_wait_before_redis(
     redis_url: str, emulator: RunningEmulator, reader: Reader | SyncReader
 ) -> None:
@@ -343,11 +338,6 @@ def test_a_reader_refuses_a_hostile_default_wait(redis_url: str, kind: type[Read
     assert_refused(raised.value, value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reader/client.py's _checked_wait_s takes a huge wait_s, and fails on '>=' (a TypeError that "
-    "names neither value nor fix) with a non-number: it should be reader._results.check_wait_s",
-)
 @pytest.mark.parametrize("kind", [Reader, SyncReader])
 def test_a_reader_refuses_a_huge_or_non_numeric_default_wait(redis_url: str, kind: type[Reader]) -> None:
     """The same for a huge wait_s and for one that is not a number."""
