@@ -498,11 +498,6 @@ async def test_a_worker_with_a_one_letter_key_prints_its_log_lines_whole(
     assert REDACTED not in err.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/providers/http.py's _redact replaces the key wherever it occurs in an upstream body "
-    "('Invalid Access To***en'): it should cut it with worker.logs.Redactor(secrets).in_bytes",
-)
 async def test_an_upstream_message_quoting_a_short_key_is_cut_not_garbled(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock
 ) -> None:

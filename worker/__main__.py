@@ -19,7 +19,7 @@ from reader.client import redact_url
 from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
 from worker.daemon import MarketWorker
 from worker.errors import ConfigError
-from worker.logs import setup_logging
+from worker.logs import Redactor, setup_logging
 from worker.plan import dataset_plans, scheduled_plans, used_upstreams
 from worker.risks import config_warnings
 from worker.runtime import Runtime
@@ -67,6 +67,7 @@ async def _refresh_once(config: Config, secrets: Secrets) -> int:
             reports = await runtime.refresh_watchlist()
     finally:
         await client.aclose()
+    redact = Redactor(secrets.values())  # errors quote upstream text: cut keys as the logs do
     for report in reports:
         print(
             f"refreshed {report.dataset}: stored {len(report.stored)} of {len(report.requested)} symbols"
@@ -74,7 +75,7 @@ async def _refresh_once(config: Config, secrets: Secrets) -> int:
             + (f"; failed: {len(report.failed)}" if report.failed else "")
         )
         for error in dict.fromkeys(report.errors):
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {redact(error)}", file=sys.stderr)
     return 0 if all(report.complete for report in reports) else EXIT_INCOMPLETE
 
 

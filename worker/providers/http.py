@@ -30,6 +30,7 @@ a client send one; the real APIs ignore it): the emulator refuses a client on an
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -51,7 +52,7 @@ from worker.errors import (
 )
 from worker.health import UpstreamHealth
 from worker.incidents import FaultKind
-from worker.logs import REDACTED
+from worker.logs import Redactor
 from worker.ratelimit import RateGate, RateWindowClosed
 
 WindowReader = Callable[[CIMultiDictProxy[str]], tuple[int | None, datetime | None]]
@@ -301,10 +302,14 @@ def upstream_message(body: object) -> str | None:
 
 
 def _redact(body: bytes, secrets: Sequence[str]) -> bytes:
-    for secret in secrets:
-        if secret:
-            body = body.replace(secret.encode(), REDACTED.encode())
-    return body
+    """`body` with the keys cut out as the logs cut them: a short key only where it stands alone
+    (a 401 body "Invalid Access Token k" must not turn "Token" into "To***en")."""
+    return _redactor(tuple(secrets)).in_bytes(body)
+
+
+@functools.lru_cache(maxsize=16)
+def _redactor(secrets: tuple[str, ...]) -> Redactor:
+    return Redactor(secrets)
 
 
 def _excerpt(body: bytes) -> str:
