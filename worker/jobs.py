@@ -101,11 +101,7 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
             retry = None
         if retry is not None:
             summary["retry"] = {"job": retry.job_id, "attempt": retry.attempt, "delay_s": retry.delay_s}
-        for health in running_health(runtime.providers).values():
-            try:
-                await health.incidents.flush(ctx["redis"])
-            except RedisError as e:  # kept for the next job's flush
-                log.debug("upstream.counts_not_saved provider=%s error=%s", health.name, e)
+        await _save_fault_counts(ctx)
         return summary
 
     refresh.__name__ = refresh.__qualname__ = refresh_job(dataset)
@@ -148,7 +144,18 @@ async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
         outcome = Outcome(job=job_id, status="failed", detail=detail)
     finally:
         await publish(ctx["redis"], outcome)
+        await _save_fault_counts(ctx)
     return outcome.status
+
+
+async def _save_fault_counts(ctx: Ctx) -> None:
+    """Save the upstreams' fault counts and incidents of this process to Redis (`worker.incidents`)."""
+    runtime: Runtime = ctx["runtime"]
+    for health in running_health(runtime.providers).values():
+        try:
+            await health.incidents.flush(ctx["redis"])
+        except RedisError as e:  # kept for the next job's flush
+            log.debug("upstream.counts_not_saved provider=%s error=%s", health.name, e)
 
 
 async def tick(ctx: Ctx) -> int:

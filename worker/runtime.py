@@ -23,7 +23,7 @@ from worker import schedule
 from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
 from worker.plan import COMPUTED, DatasetPlan, dataset_plans, scheduled_plans
-from worker.providers import Providers, build_providers, running_gates
+from worker.providers import Providers, build_providers, running_gates, running_health
 from worker.providers.base import Freshness
 from worker.refresh import FetchOne, RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
@@ -84,8 +84,10 @@ class Runtime:
         new_sources = _sources(dataset_plans(new))
         upstreams_changed = new.providers != self.config.providers or new_sources != _sources(self.plans)
         if upstreams_changed and self._secrets is not None and self._session is not None:
-            gates = running_gates(self.providers)
-            providers = build_providers(new, self._secrets, self._session, clock=self.clock, gates=gates)
+            gates, health = running_gates(self.providers), running_health(self.providers)
+            providers = build_providers(
+                new, self._secrets, self._session, clock=self.clock, gates=gates, health=health
+            )
         if new.schedule != self.config.schedule:  # e.g. an unscheduled closure announced today
             self.calendar = MarketCalendar(new.schedule.exchange, new.schedule.extra_closed)
         self._use(new, providers)
