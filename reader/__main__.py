@@ -18,7 +18,7 @@ import redis
 from pydantic import BaseModel
 
 from reader._results import MAX_WAIT_S, Bundle, check_wait_s
-from reader.client import DEFAULT_WAIT_S, SyncReader
+from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, SyncReader
 from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError, UnknownSymbol
 from reader.models import CachedItem
 from reader.symbols import normalize_symbol, shown
@@ -104,6 +104,15 @@ def _wait_s(text: str) -> float:
     return check_wait_s(float(text))
 
 
+def _timeout_s(text: str) -> float:
+    """--timeout: plain decimal seconds above 0, at most MAX_WAIT_S."""
+    if _SECONDS.fullmatch(text) is None or not 0 < float(text) <= MAX_WAIT_S:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)!r}: expected seconds above 0 and up to {MAX_WAIT_S:g}, e.g. 2"
+        )
+    return float(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m reader", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)")
@@ -113,6 +122,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_WAIT_S,
         metavar="SECONDS",
         help=f"on a miss, wait this long for an on-demand fetch (default {DEFAULT_WAIT_S:g}; 0: do not wait)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout_s,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"longest wait for Redis to connect, then to answer a command (default {DEFAULT_TIMEOUT_S:g})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     quote = commands.add_parser("quote", help="the cached quotes of SYMBOLs")
@@ -147,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with SyncReader(args.url, wait_s=args.wait) as reader:
+    with SyncReader(args.url, wait_s=args.wait, timeout_s=args.timeout) as reader:
         try:
             code: int = args.run(reader, args)
         except (InvalidSymbol, InvalidRequest) as e:
