@@ -390,7 +390,11 @@ def _process_config(tmp_path: Path) -> Path:
         "chains": {"provider": "tradier", "expirations": 1, "max_days": 60},
     }
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({"watchlist": ["AAPL"], "datasets": datasets}))
+    # Polygon's default allowance is its free plan's 5 calls a minute: a cycle would take a minute.
+    providers = {"polygon": {"rate_per_min": 600}}
+    worker = {"shutdown_grace_s": 1}
+    config = {"watchlist": ["AAPL"], "datasets": datasets, "providers": providers, "worker": worker}
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
