@@ -47,6 +47,7 @@ bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/chain_storage.py
 	$(BIN)/python bench/calls_per_week.py
 	$(BIN)/python bench/miss_path.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage
