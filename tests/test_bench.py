@@ -61,3 +61,16 @@ def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) 
     assert found is not None, result.stdout
     assert float(found.group(1)) >= 50  # a miss costs at least the upstream's latency: it was fetched
     assert re.search(rf"target: miss p50 <= latency \+ 30 ms{number}", result.stdout)
+
+
+def test_load_bench_reads_under_refreshes_with_no_error_and_no_torn_read(redis_url: str) -> None:
+    """A short run: readers in processes read while the worker refreshes, with 0 errors and 0 torn
+    reads, and the figures beside the paused baseline."""
+    result = _bench(
+        "bench/load.py",
+        *("--seconds", "3", "--paused-seconds", "1", "--rounds", "1", "--readers", "2"),
+        *("--symbols", "20", "--optionable", "3", "--url", redis_url),
+    )
+    assert re.search(r"all reads\s+\d+\s+\d+\s+\d+\s+0\s+\d+\s+\d+\s+\d+\s+0", result.stdout), result.stdout
+    assert re.search(r"torn reads: 0 of [1-9]\d* bundles", result.stdout), result.stdout
+    assert "errors 0, torn reads 0: ok" in result.stdout
