@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from devtools.redis_server import RedisServer, find_redis_server, free_port, port_open
-from reader.client import redact_url
+from reader.redis_url import redact_url
 
 DATA_DIR = Path(".data")
 EMULATOR_TOKEN = "emulator-token"  # noqa: S105 - the emulator accepts any token; not a secret

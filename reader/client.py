@@ -8,7 +8,6 @@ from the exchange calendar.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -16,7 +15,6 @@ from datetime import date, datetime
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -55,9 +53,9 @@ from reader.models import (
     Side,
 )
 from reader.ondemand import FetchRequest, Mode
+from reader.redis_url import redact_url, resolve_url
 from reader.symbols import normalize_symbol
 
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_WAIT_S = 3.0
 """How long a read waits, by default, for an on-demand fetch after a miss."""
 
@@ -69,21 +67,6 @@ _Item = TypeVar("_Item", bound=Fresh)
 _T = TypeVar("_T")
 
 __all__ = ["Reader", "SyncReader"]
-
-
-def resolve_url(url: str | None) -> str:
-    """The Redis URL to use: `url`, else `REDIS_URL`, else the local default."""
-    return url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, for reprs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def _bundle_plan(symbol: str, *, technical: bool) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 import redis.asyncio
 
-from reader.client import redact_url
+from reader.redis_url import redact_url
 from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
 from worker.daemon import MarketWorker
 from worker.errors import ConfigError

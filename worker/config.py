@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from reader.client import DEFAULT_REDIS_URL, redact_url
+from reader.redis_url import DEFAULT_REDIS_URL, redact_url
 from worker.dataset_config import (
     ChainGroup,
     ChainsConfig,

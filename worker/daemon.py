@@ -28,7 +28,7 @@ from arq import Worker
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 
-from reader.client import redact_url
+from reader.redis_url import redact_url
 from worker.logs import fields
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from reader.client import redact_url
+from reader.redis_url import redact_url
 from worker.config import Config, ProviderConfig
 from worker.plan import calls_per_minute, scheduled_plans
 
