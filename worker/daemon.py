@@ -78,7 +78,10 @@ class MarketWorker(Worker):
             expires_extra_ms=self.expires_extra_ms,
         )
         pool.connection_pool.connection_kwargs["socket_timeout"] = REDIS_TIMEOUT_S
-        await pool.connection_pool.disconnect()  # the connection arq opened has none: a new one will
+        # The connection arq opened was made without it: close it and forget it, so that every
+        # connection from now on is made with the timeout.
+        await pool.connection_pool.disconnect()
+        pool.connection_pool.reset()
         return pool
 
     async def _poll_iteration(self) -> None:
