@@ -198,3 +198,47 @@ async def test_the_store_never_writes_what_the_reader_cannot_read_back(
     assert await store.get(PriceHistory, keys.history("AAPL", "1d")) == good
     assert await store.get(Quote, keys.quote("MSFT")) == quote
     await client.aclose()
+
+
+async def test_one_absurd_quote_in_a_batch_keeps_its_old_value_and_the_others_are_stored(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> None:
+    """A negative volume for MSFT in a batch of three: MSFT keeps its stored quote, named with the
+    field and value; AAPL and SPY are refreshed (it refused the whole batch)."""
+    config = make_config(["AAPL", "MSFT", "SPY"], redis_url=redis_url, tradier_url=emulator.url)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        assert (await runtime.refresh("quotes", ["AAPL", "MSFT", "SPY"])).complete
+        before = {s: await client.get(keys.quote(s)) for s in ("AAPL", "MSFT", "SPY")}
+        clock.advance(60)
+        body = json.loads(await _upstream_body(emulator, QUOTES, symbols="AAPL,MSFT,SPY"))
+        for quote in body["quotes"]["quote"]:
+            if quote["symbol"] == "MSFT":
+                quote["volume"] = -1
+        text = json.dumps(body)
+        emulator.state.arm(Fault(path=QUOTES, status=200, body=text, content_type="application/json"))
+        report = await runtime.refresh("quotes", ["AAPL", "MSFT", "SPY"])
+        after = {s: await client.get(keys.quote(s)) for s in ("AAPL", "MSFT", "SPY")}
+    await client.aclose()
+    assert report.failed == ("MSFT",), report
+    assert sorted(report.stored) == ["AAPL", "SPY"]
+    assert "MSFT" in report.errors[0]
+    assert "volume = -1" in report.errors[0], report.errors
+    assert after["MSFT"] == before["MSFT"]
+    assert after["AAPL"] != before["AAPL"]
+    assert after["SPY"] != before["SPY"]
+
+
+def test_a_crossed_contract_loses_its_quote_not_the_chain() -> None:
+    """The providers clear the bid and ask of a contract crossed by more than a tick (a stale side
+    of a far strike is common in options data), so the chain is stored; the others are untouched."""
+    from worker.providers.wire import uncrossed
+
+    good = OptionContract("AAPL261127C00150000", "call", 150.0, 1.0, 1.1)
+    locked = OptionContract("AAPL261127C00155000", "call", 155.0, 1.01, 1.0)
+    crossed = OptionContract("AAPL261127P00317500", "put", 317.5, 109.98, 109.93, 110.0)
+    cleaned = uncrossed([good, locked, crossed])
+    assert cleaned[:2] == (good, locked)
+    assert (cleaned[2].bid, cleaned[2].ask, cleaned[2].last) == (None, None, 110.0)
+    chain = OptionChain(**{**_chain(1.0, 1.1), "contracts": cleaned})
+    assert len(chain.contracts) == 3

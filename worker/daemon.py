@@ -81,7 +81,7 @@ class MarketWorker(Worker):
         # The connection arq opened was made without it: close it and forget it, so that every
         # connection from now on is made with the timeout.
         await pool.connection_pool.disconnect()
-        pool.connection_pool.reset()
+        pool.connection_pool.reset()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
         return pool
 
     async def _poll_iteration(self) -> None:

@@ -93,7 +93,8 @@ async def refresh_quotes(
         )
     stored = tuple(q.symbol for q in quotes)
     unmatched = tuple(s for s in batch.unmatched if s in wanted)
-    missing = wanted - set(stored) - set(unmatched)
+    refused = {symbol: reason for symbol, reason in batch.refused if symbol in wanted}
+    missing = wanted - set(stored) - set(unmatched) - set(refused)
     log.info(
         "refresh.batch_done %s",
         fields(
@@ -103,17 +104,20 @@ async def refresh_quotes(
             stored=len(stored),
             unmatched=",".join(unmatched) or "-",
             missing=len(missing),
+            refused=",".join(sorted(refused)) or "-",
             kept_newer=len(quotes) - written,
             elapsed_s=round(time.perf_counter() - started, 3),
         ),
     )
-    errors = (f"{provider.name} returned no quote for {sorted(missing)}",) if missing else ()
+    errors: tuple[str, ...] = (f"{provider.name} returned no quote for {sorted(missing)}",) if missing else ()
+    # A quote with a value the model refuses keeps its previous value; the others are stored.
+    errors += tuple(f"{provider.name} {symbol}: {reason}" for symbol, reason in sorted(refused.items()))
     return RefreshReport(
         "quotes",
         requested=requested,
         stored=stored,
         unmatched=unmatched,
-        failed=tuple(sorted(missing)),
+        failed=tuple(sorted(missing | set(refused))),
         errors=errors,
     )
 

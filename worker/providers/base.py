@@ -22,10 +22,13 @@ Freshness = Callable[[datetime], datetime]
 
 @dataclass(frozen=True)
 class QuoteBatch:
-    """What one upstream call answered: the quotes, and the symbols it does not know."""
+    """What one upstream call answered: the quotes, the symbols it does not know, and the symbols
+    whose quote parsed but holds a value the `Quote` model refuses (a negative volume, a bid above
+    the ask), each with the reason: those are left out, the others kept."""
 
     quotes: tuple[Quote, ...]
     unmatched: tuple[str, ...]
+    refused: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

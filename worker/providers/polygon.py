@@ -34,7 +34,7 @@ from worker.providers.polygon_wire import (
     parse_snapshot,
     to_quote,
 )
-from worker.providers.wire import from_epoch, refused_as_bad
+from worker.providers.wire import each_refused_apart, from_epoch, refused_as_bad, uncrossed
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
 MAX_PAGES = 50
@@ -64,9 +64,14 @@ class PolygonProvider(UpstreamClient):
         payload = await self._get(self.base_url + SNAPSHOT_ENDPOINT, SNAPSHOT_ENDPOINT, params)
         stamp = self._stamp(freshness)
         found, unmatched = parse_snapshot(payload, list(symbols))
-        with refused_as_bad(self.name, SNAPSHOT_ENDPOINT, "quote"):
-            quotes = tuple(to_quote(t, **stamp) for t in found)
-        return QuoteBatch(quotes=quotes, unmatched=tuple(unmatched))
+        quotes, refused = each_refused_apart(
+            found,
+            lambda t: to_quote(t, **stamp),
+            lambda t: t.ticker,
+            provider=self.name,
+            endpoint=SNAPSHOT_ENDPOINT,
+        )
+        return QuoteBatch(quotes=tuple(quotes), unmatched=tuple(unmatched), refused=tuple(refused))
 
     async def fetch_chain(
         self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
@@ -88,7 +93,7 @@ class PolygonProvider(UpstreamClient):
                 expiration=expiration,
                 underlying_price=underlying_price,
                 greeks_updated_at=None,  # the snapshot does not say when its greeks were computed
-                contracts=tuple(contracts),
+                contracts=uncrossed(contracts),
                 **stamp,
             )
 

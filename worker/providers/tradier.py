@@ -33,10 +33,12 @@ from worker.providers.tradier_wire import (
 )
 from worker.providers.wire import (
     as_list,
+    each_refused_apart,
     from_epoch,
     is_null,
     refused_as_bad,
     shape,
+    uncrossed,
     validation_detail,
 )
 
@@ -119,8 +121,14 @@ class TradierProvider(UpstreamClient):
             payload = await self._call(QUOTES_ENDPOINT, params=query)
         stamp = self._stamp(freshness)
         wire, unmatched = parse_quotes(payload)
-        quotes = tuple(_to_quote(w, **stamp) for w in wire)
-        return QuoteBatch(quotes=quotes, unmatched=tuple(unmatched))
+        quotes, refused = each_refused_apart(
+            wire,
+            lambda w: _to_quote(w, **stamp),
+            lambda w: w.symbol,
+            provider=self.name,
+            endpoint=QUOTES_ENDPOINT,
+        )
+        return QuoteBatch(quotes=tuple(quotes), unmatched=tuple(unmatched), refused=tuple(refused))
 
     async def fetch_expirations(self, symbol: str, *, freshness: Freshness) -> Expirations | None:
         params = {"symbol": symbol, "includeAllRoots": "true"}
@@ -147,7 +155,7 @@ class TradierProvider(UpstreamClient):
                 expiration=expiration,
                 underlying_price=None,  # Tradier's chain does not carry it
                 greeks_updated_at=rows.greeks_updated_at,
-                contracts=rows.contracts,
+                contracts=uncrossed(rows.contracts),
                 **stamp,
             )
 
@@ -215,8 +223,7 @@ def _to_quote(wire: _WireQuote, *, source: str, fetched_at: datetime, fresh_unti
     for name in _EPOCH_MS:
         data[name] = from_epoch(data[name]) if data[name] else None
     data["symbol"] = wire.symbol.upper()
-    with refused_as_bad(TradierProvider.name, QUOTES_ENDPOINT, f"quote of {wire.symbol!r}"):
-        return Quote(**data, source=source, fetched_at=fetched_at, fresh_until=fresh_until)
+    return Quote(**data, source=source, fetched_at=fetched_at, fresh_until=fresh_until)
 
 
 def _bad(detail: str) -> UpstreamBadPayload:

@@ -6,7 +6,7 @@ first pydantic error into `path = value: problem`, the form every `UpstreamBadPa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from reader import __version__
 from reader.calendar import EXCHANGE_TZ
 from reader.clock import Clock
-from reader.models import Bar, OptionContract
+from reader.models import Bar, OptionContract, crossed
 from worker.errors import UpstreamBadPayload
 
 
@@ -102,6 +102,27 @@ def refused_as_bad(provider: str, endpoint: str, root: str) -> Iterator[None]:
         raise UpstreamBadPayload(provider, endpoint, validation_detail(e, root)) from None
 
 
+def each_refused_apart(
+    items: Iterable[T],
+    convert: Callable[[T], Any],
+    symbol_of: Callable[[T], str],
+    *,
+    provider: str,
+    endpoint: str,
+) -> tuple[list[Any], list[tuple[str, str]]]:
+    """`convert` each of `items` (one symbol's quote each); one the reader's model refuses is left
+    out with its reason instead of failing the whole batch: (converted, [(symbol, reason)])."""
+    converted: list[Any] = []
+    refused: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            with refused_as_bad(provider, endpoint, f"quote of {symbol_of(item)!r}"):
+                converted.append(convert(item))
+        except UpstreamBadPayload as e:
+            refused.append((symbol_of(item).upper(), e.detail))
+    return converted, refused
+
+
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
@@ -143,6 +164,16 @@ def unique_bars(bars: list[Bar]) -> list[Bar] | None:
     """`bars` sorted by start, one per start (the last sent wins); None if there are none."""
     by_start = {bar.start: bar for bar in bars}
     return [by_start[start] for start in sorted(by_start)] or None
+
+
+def uncrossed(contracts: Iterable[OptionContract]) -> tuple[OptionContract, ...]:
+    """`contracts` with the bid and ask of each contract whose bid exceeds its ask by more than a
+    tick set to None: such a quote (often a stale side of a far strike) is no quote, and one of
+    them must not cost the whole chain its refresh (the `OptionChain` model refuses it)."""
+    return tuple(
+        contract._replace(bid=None, ask=None) if crossed(contract.bid, contract.ask) else contract
+        for contract in contracts
+    )
 
 
 def contract_order(contract: OptionContract) -> tuple[float, int, str]:
