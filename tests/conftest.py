@@ -105,7 +105,12 @@ async def worker_processes(
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
     for process in started:
-        await asyncio.wait_for(process.wait(), timeout=20)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=20)
+        except TimeoutError:
+            process.kill()  # a worker outlives Redis now: never leave one behind
+            await process.wait()
+            raise
 
 
 StartWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]

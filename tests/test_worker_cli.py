@@ -138,10 +138,14 @@ async def test_ctrl_c_lets_the_refresh_in_flight_finish(
     """SIGINT during an upstream call: the batch completes and is stored, then the worker exits 0."""
     config = _write_config(tmp_path, ["AAPL", "MSFT"])
     process = await _start(emulator, "run", "--config", str(config), redis_url=redis_url)
-    deadline = asyncio.get_running_loop().time() + 20
-    while not emulator.state.methods:
-        assert asyncio.get_running_loop().time() < deadline, "the daemon made no call"
-        await asyncio.sleep(0.05)
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while not emulator.state.methods:
+            assert asyncio.get_running_loop().time() < deadline, "the daemon made no call"
+            await asyncio.sleep(0.05)
+    except BaseException:
+        process.kill()  # the daemon outlives Redis now: never leave it behind
+        raise
     process.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, err.decode()

@@ -82,7 +82,12 @@ async def _stop(process: asyncio.subprocess.Process) -> str:
     """Stop a worker with SIGINT: it exits 0 without a traceback. Returns what it logged."""
     if process.returncode is None:
         process.send_signal(signal.SIGINT)
-    _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
+    try:
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
+    except TimeoutError:
+        process.kill()  # never leave a worker behind (it outlives Redis)
+        await process.wait()
+        raise
     err = err_bytes.decode()
     assert process.returncode == 0, err
     assert "Traceback" not in err, err
@@ -330,3 +335,22 @@ async def test_a_deleted_truncated_or_invalid_config_keeps_the_last_good_one_run
         err = await _stop(process)
     assert err.count("config.reload_failed") == 4, err
     assert "added=MSFT" in err
+
+
+@pytest.mark.parametrize("password", ["", "wrong"], ids=["no-password", "wrong-password"])
+async def test_a_redis_that_refuses_the_credentials_is_a_config_error_not_a_wait(
+    tmp_path: Path, emulator: RunningEmulator, password: str
+) -> None:
+    """Waiting would not fix a missing or wrong password: one line naming REDIS_URL, exit 2."""
+    with RedisServer() as server:
+        with redis.Redis.from_url(server.url) as admin:
+            admin.config_set("requirepass", "right")
+        url = server.url.replace("redis://", f"redis://:{password}@") if password else server.url
+        process = await start_worker_process(_config(tmp_path, ["AAPL"]), url, emulator, API_KEY)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=20)
+    err = err_bytes.decode()
+    assert process.returncode == 2, err
+    assert err.count("\n") == 1, err
+    assert "refused the worker" in err
+    assert "check REDIS_URL" in err
+    assert "wrong" not in err  # the password is not shown

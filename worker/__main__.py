@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "refresh":
             return asyncio.run(_refresh_once(config, secrets))
         MarketWorker(**worker_options(config, secrets, config_path=path)).run()
+    except ConfigError as e:  # Redis refused the daemon's credentials: waiting would not help
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
     except (redis.ConnectionError, OSError) as e:  # `refresh` only: the daemon waits for Redis
         log.error("worker.redis_unreachable url=%s error=%r", redact_url(config.redis_url), str(e))
         return EXIT_INCOMPLETE

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 
 from reader.redis_url import redact_url
+from worker.errors import ConfigError
 from worker.logs import fields
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,23 @@ class MarketWorker(Worker):
             self.sem.release()
             raise
 
+    async def close(self) -> None:
+        """arq's close (wait for the jobs, delete the health key, run on_shutdown, close the pool),
+        which stops cleanly with Redis away too: the health key then expires by itself."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        try:
+            await self.pool.delete(self.health_check_key)
+        except REDIS_ERRORS as e:
+            log.warning("worker.stopped_without_redis %s", fields(error=f'"{type(e).__name__}: {e}"'))
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
+
     async def _renew_leases(self) -> None:
         now = time.monotonic()
         running = [job_id for job_id, task in self.tasks.items() if not task.done()]
@@ -148,9 +167,20 @@ class MarketWorker(Worker):
             scheduler.catch_up_pending = True  # a restarted Redis may have lost the cache and the queue
 
 
+# Answers that waiting will not change: a password missing or wrong, a user without the rights,
+# something else than Redis at that address.
+MISCONFIGURED = (
+    redis.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+    redis.exceptions.NoPermissionError,
+    redis.exceptions.InvalidResponse,
+)
+
+
 async def wait_for_redis(url: str, *, retry_s: float = 1.0) -> float:
     """Return once Redis at `url` answers PING, logging one line if it does not at first; the
-    seconds waited."""
+    seconds waited. Raises `ConfigError` at once if the answer says the URL is wrong (a password,
+    a user's rights, not a Redis there): waiting would not change it."""
     client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=retry_s, socket_timeout=retry_s)
     started = time.monotonic()
     first_error: BaseException | None = None
@@ -159,6 +189,11 @@ async def wait_for_redis(url: str, *, retry_s: float = 1.0) -> float:
             try:
                 await client.ping()
                 break
+            except MISCONFIGURED as e:
+                raise ConfigError(
+                    f"Redis at {redact_url(url)} refused the worker: {type(e).__name__}: {e}; check "
+                    "REDIS_URL (or redis_url in config.yaml): its user, password, host and port"
+                ) from None
             except REDIS_ERRORS as e:
                 if first_error is None:
                     first_error = e

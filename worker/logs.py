@@ -29,8 +29,9 @@ class Redactor:
         # Longest first, so that a secret containing another is cut whole.
         patterns = [_pattern(form) for form in sorted(forms, key=len, reverse=True)]
         self._forms = len(patterns)
-        self._text = re.compile("|".join(patterns)) if patterns else None
-        self._bytes = re.compile("|".join(patterns).encode()) if patterns else None
+        # Case-blind: an upstream may echo a key upper- or lower-cased.
+        self._text = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+        self._bytes = re.compile("|".join(patterns).encode(), re.IGNORECASE) if patterns else None
 
     def __call__(self, text: str) -> str:
         return text if self._text is None else self._text.sub(REDACTED, text)

@@ -83,7 +83,7 @@ async def refresh_quotes(
         quotes = [q for q in batch.quotes if q.symbol in wanted]
         written = await store.put_quotes(quotes)
     except (UpstreamError, redis.RedisError) as e:
-        _log_failure(reported_kind(e) is not None)(
+        _log_failure(reported_kind(e) is not None, breaker_open=reported_kind(e) == "circuit_open")(
             "refresh.batch_failed %s",
             fields(dataset="quotes", provider=provider.name, symbols=len(requested), error=f'"{e}"'),
         )
@@ -144,11 +144,13 @@ async def refresh_symbols(
     errors: list[str] = []
     retryable: list[str] = []
     counted = True  # every failure was counted as an upstream fault, which the incident log tells
+    breaker_open = True  # every failure was the breaker's: not called at all
     for symbol, outcome in zip(requested, outcomes, strict=True):
         if isinstance(outcome, WorkerError | ValueError | redis.RedisError):
             failed.append(symbol)
             errors.append(f"{symbol}: {outcome}")
             counted = counted and reported_kind(outcome) is not None
+            breaker_open = breaker_open and reported_kind(outcome) == "circuit_open"
             if transient(outcome):
                 retryable.append(symbol)
         elif isinstance(outcome, Exception):
@@ -156,7 +158,7 @@ async def refresh_symbols(
             log.error("refresh.symbol_crashed dataset=%s symbol=%s", dataset, symbol, exc_info=outcome)
             failed.append(symbol)
             errors.append(f"{symbol}: {type(outcome).__name__}: {outcome}")
-            counted = False
+            counted = breaker_open = False
         elif isinstance(outcome, BaseException):
             raise outcome
         elif outcome is None:
@@ -172,8 +174,8 @@ async def refresh_symbols(
         retryable.extend(stored)
         errors.append(f"redis: {e}")
         stored.clear()
-        counted = False
-    log_line = _log_failure(counted) if failed else log.info
+        counted = breaker_open = False
+    log_line = _log_failure(counted, breaker_open=breaker_open) if failed else log.info
     log_line(
         "refresh.batch_%s %s",
         "failed" if failed else "done",
@@ -200,6 +202,9 @@ async def refresh_symbols(
     )
 
 
-def _log_failure(counted: bool) -> Callable[..., None]:
-    """INFO for a failure the upstream's incident log counted (it warned once), else WARNING."""
+def _log_failure(counted: bool, *, breaker_open: bool = False) -> Callable[..., None]:
+    """INFO for a failure the upstream's incident log counted (it warned once), else WARNING;
+    DEBUG when every failure was the breaker refusing to call (a line per miss would flood)."""
+    if breaker_open:
+        return log.debug
     return log.info if counted else log.warning
