@@ -102,7 +102,7 @@ def _timeout(miss: NotCached, wait_s: float, fresh: bool) -> NotCached:
     return NotCached(
         miss.dataset,
         miss.symbol,
-        f"{before}a fetch is queued; waited {wait_s:g} s for {what}; ask again in a few seconds",
+        f"{before}a fetch is queued; waited {wait_s:.3g} s for {what}; ask again in a few seconds",
     )
 
 

@@ -28,8 +28,11 @@ def _to_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """An aware datetime, converted to UTC; a naive one is refused."""
 
-Price = Annotated[float, Field(ge=0)]
-"""Dollars per share (or index points): finite and not negative."""
+MAX_PRICE = 1e9
+"""No share, contract or index has come near a billion: a price above it is a garbled value."""
+
+Price = Annotated[float, Field(ge=0, le=MAX_PRICE)]
+"""Dollars per share (or index points): finite, not negative, at most `MAX_PRICE`."""
 
 Count = Annotated[int, Field(ge=0)]
 """Shares, contracts or lots: not negative."""

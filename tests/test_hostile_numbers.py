@@ -118,6 +118,7 @@ async def test_a_bad_close_in_daily_bars_keeps_the_good_history_and_indicators_r
         pytest.param("bid", "-1.25", "-1.25", id="negative-bid"),
         pytest.param("volume", "-100", "-100", id="negative-volume"),
         pytest.param("ask", "1e999", "inf", id="infinite-ask"),
+        pytest.param("last", "1e300", "1e+300", id="absurd-last"),
         pytest.param("bid", "250.0", "250.0", id="bid-above-ask"),
     ],
 )
