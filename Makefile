@@ -38,7 +38,7 @@ pytest: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest
 
 # The whole suite once per instant of devtools/test_dates.py (a weekend, a holiday, an early close,
-# a DST change, a year end, a session), each with the clock faked by libfaketime. 12 to 15 min.
+# a DST change, a year end, a session), each with the clock faked by libfaketime. about 23 min.
 test-dates: $(VENV)/.stamp-dev
 	$(BIN)/python -m devtools.test_dates
 
