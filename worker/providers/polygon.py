@@ -34,7 +34,7 @@ from worker.providers.polygon_wire import (
     parse_snapshot,
     to_quote,
 )
-from worker.providers.wire import each_refused_apart, from_epoch, refused_as_bad, uncrossed
+from worker.providers.wire import from_epoch, quote_batch, refused_as_bad, uncrossed
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
 MAX_PAGES = 50
@@ -64,14 +64,7 @@ class PolygonProvider(UpstreamClient):
         payload = await self._get(self.base_url + SNAPSHOT_ENDPOINT, SNAPSHOT_ENDPOINT, params)
         stamp = self._stamp(freshness)
         found, unmatched = parse_snapshot(payload, list(symbols))
-        quotes, refused = each_refused_apart(
-            found,
-            lambda t: to_quote(t, **stamp),
-            lambda t: t.ticker,
-            provider=self.name,
-            endpoint=SNAPSHOT_ENDPOINT,
-        )
-        return QuoteBatch(quotes=tuple(quotes), unmatched=tuple(unmatched), refused=tuple(refused))
+        return quote_batch(found, lambda t: to_quote(t, **stamp), lambda t: t.ticker, unmatched)
 
     async def fetch_chain(
         self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None

@@ -33,9 +33,9 @@ from worker.providers.tradier_wire import (
 )
 from worker.providers.wire import (
     as_list,
-    each_refused_apart,
     from_epoch,
     is_null,
+    quote_batch,
     refused_as_bad,
     shape,
     uncrossed,
@@ -121,14 +121,7 @@ class TradierProvider(UpstreamClient):
             payload = await self._call(QUOTES_ENDPOINT, params=query)
         stamp = self._stamp(freshness)
         wire, unmatched = parse_quotes(payload)
-        quotes, refused = each_refused_apart(
-            wire,
-            lambda w: _to_quote(w, **stamp),
-            lambda w: w.symbol,
-            provider=self.name,
-            endpoint=QUOTES_ENDPOINT,
-        )
-        return QuoteBatch(quotes=tuple(quotes), unmatched=tuple(unmatched), refused=tuple(refused))
+        return quote_batch(wire, lambda w: _to_quote(w, **stamp), lambda w: w.symbol, unmatched)
 
     async def fetch_expirations(self, symbol: str, *, freshness: Freshness) -> Expirations | None:
         params = {"symbol": symbol, "includeAllRoots": "true"}

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from reader import __version__
 from reader.calendar import EXCHANGE_TZ
 from reader.clock import Clock
-from reader.models import Bar, OptionContract, crossed
+from reader.models import Bar, OptionContract, Quote, crossed
 from worker.errors import UpstreamBadPayload
+from worker.providers.base import QuoteBatch
 
 
 class WireModel(BaseModel):
@@ -102,25 +103,24 @@ def refused_as_bad(provider: str, endpoint: str, root: str) -> Iterator[None]:
         raise UpstreamBadPayload(provider, endpoint, validation_detail(e, root)) from None
 
 
-def each_refused_apart(
-    items: Iterable[T],
-    convert: Callable[[T], Any],
+def quote_batch(
+    wire_quotes: Iterable[T],
+    to_quote: Callable[[T], Quote],
     symbol_of: Callable[[T], str],
-    *,
-    provider: str,
-    endpoint: str,
-) -> tuple[list[Any], list[tuple[str, str]]]:
-    """`convert` each of `items` (one symbol's quote each); one the reader's model refuses is left
-    out with its reason instead of failing the whole batch: (converted, [(symbol, reason)])."""
-    converted: list[Any] = []
+    unmatched: Iterable[str],
+) -> QuoteBatch:
+    """The `QuoteBatch` of one quotes answer: each of `wire_quotes` made a `Quote`, except one whose
+    value the model refuses (a negative volume, a bid above the ask), which is left out with its
+    reason instead of failing the whole batch."""
+    quotes: list[Quote] = []
     refused: list[tuple[str, str]] = []
-    for item in items:
+    for wire in wire_quotes:
+        symbol = symbol_of(wire)
         try:
-            with refused_as_bad(provider, endpoint, f"quote of {symbol_of(item)!r}"):
-                converted.append(convert(item))
-        except UpstreamBadPayload as e:
-            refused.append((symbol_of(item).upper(), e.detail))
-    return converted, refused
+            quotes.append(to_quote(wire))
+        except ValidationError as e:
+            refused.append((symbol.upper(), validation_detail(e, f"quote of {symbol!r}")))
+    return QuoteBatch(quotes=tuple(quotes), unmatched=tuple(unmatched), refused=tuple(refused))
 
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
