@@ -78,6 +78,13 @@ async def _quotes_body(emulator: RunningEmulator, symbols: str) -> str:
     return body
 
 
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL a worker unless it has exited (it outlives Redis: never leave one behind)."""
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
 async def _stop(process: asyncio.subprocess.Process) -> str:
     """Stop a worker with SIGINT: it exits 0 without a traceback. Returns what it logged."""
     if process.returncode is None:
@@ -85,8 +92,7 @@ async def _stop(process: asyncio.subprocess.Process) -> str:
     try:
         _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=30)
     except TimeoutError:
-        process.kill()  # never leave a worker behind (it outlives Redis)
-        await process.wait()
+        await _kill(process)
         raise
     err = err_bytes.decode()
     assert process.returncode == 0, err
@@ -167,8 +173,7 @@ async def test_a_batch_of_a_killed_worker_is_retaken_within_seconds(
     try:
         in_flight = "mc:v1:refresh:quotes:*"
         await until(lambda: bool(_in_progress(redis_url, in_flight)), 30, "the batch in flight")
-        process.kill()
-        await process.wait()
+        await _kill(process)
         killed_at = time.monotonic()
         client = redis.Redis.from_url(redis_url)
         assert client.get(keys.quote("AAPL")) is None  # nothing of the batch is stored
@@ -180,9 +185,7 @@ async def test_a_batch_of_a_killed_worker_is_retaken_within_seconds(
             )
         assert time.monotonic() - killed_at < LEASE_S + 5
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill(process)
 
 
 async def test_an_on_demand_fetch_lost_in_a_crash_is_retried_while_the_reader_waits(
@@ -205,17 +208,14 @@ async def test_an_on_demand_fetch_lost_in_a_crash_is_retried_while_the_reader_wa
         async with Reader(redis_url, clock=clock, wait_s=12) as reader:
             asked = asyncio.create_task(reader.quote("MSFT"))
             await until(lambda: bool(_in_progress(redis_url, "mc:v1:fetch:*")), 10, "the fetch in flight")
-            process.kill()
-            await process.wait()
+            await _kill(process)
             killed_at = time.monotonic()
             async with start_worker(["AAPL"]):
                 quote = await asyncio.wait_for(asked, timeout=15)
         assert quote.symbol == "MSFT"
         assert time.monotonic() - killed_at < LEASE_S + 5
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await _kill(process)
 
 
 async def test_the_worker_rides_out_a_stalled_redis(

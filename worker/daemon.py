@@ -99,7 +99,7 @@ class MarketWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # A job whose lease lapsed while this process's loop was busy is still its own: never run
         # it twice here (another worker may take it; then both finish, and newer data wins).
-        running = {job_id for job_id, task in self.tasks.items() if not task.done()}
+        running = set(self._running())
         job_ids = [job_id for job_id in job_ids if job_id.decode() not in running]
         try:
             await super().start_jobs(job_ids)
@@ -126,9 +126,13 @@ class MarketWorker(Worker):
         await self.pool.aclose(close_connection_pool=True)
         self._pool = None
 
+    def _running(self) -> list[str]:
+        """Ids of the jobs this process runs now (arq keeps finished tasks until its next poll)."""
+        return [job_id for job_id, task in self.tasks.items() if not task.done()]
+
     async def _renew_leases(self) -> None:
         now = time.monotonic()
-        running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+        running = self._running()
         if not running or now - self._renewed_at < LEASE_RENEW_S:
             return
         self._renewed_at = now
