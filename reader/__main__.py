@@ -156,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--options", action="store_true", help="add the cached chains from today on")
     bundle.add_argument("--technical", action="store_true", help="add the indicators")
     bundle.set_defaults(run=_bundle)
-    status = commands.add_parser("status", help="the market's phase and next open/close (no Redis)")
+    status = commands.add_parser(
+        "status", help="the market's phase and next open/close, by the worker's calendar"
+    )
     status.set_defaults(run=_single(lambda r, a: r.market_status()))
     return parser
 

@@ -52,6 +52,14 @@ class MarketCalendar:
         self._last: date | None = None
         self._lock = threading.Lock()
 
+    def with_extra_closed(self, extra_closed: Iterable[date]) -> MarketCalendar:
+        """This calendar with `extra_closed` added to its closures. The sessions loaded so far are
+        shared, not loaded again (loading takes about a second)."""
+        adjusted = MarketCalendar(self.exchange, self.extra_closed | frozenset(extra_closed))
+        with self._lock:  # `_ensure_range` replaces these, never mutates them: sharing is safe
+            adjusted._sessions, adjusted._first, adjusted._last = self._sessions, self._first, self._last
+        return adjusted
+
     def trading_day(self, day: date) -> TradingDay | None:
         """The session on `day` (an exchange-local date), or None if the exchange is closed."""
         self._ensure_range(day)

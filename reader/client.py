@@ -1,8 +1,8 @@
 """`Reader` (asyncio) and `SyncReader` (blocking): read cached market data from Redis.
 
 Both only read data keys: one GET per single item, one MGET per list, one read-only script for
-"the nearest chains" and bundles; never KEYS or SCAN. `market_status()` asks no one: it comes
-from the exchange calendar.
+"the nearest chains" and bundles; never KEYS or SCAN. `market_status()` reads one key, the
+calendar the worker published (`reader.market_status`), and asks no upstream.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from reader._results import (
 from reader.calendar import MarketCalendar
 from reader.clock import Clock, utc_now
 from reader.errors import NotCached, ReaderError
+from reader.market_status import UNREADABLE, StatusTeller
 from reader.models import (
     BarInterval,
     CachedItem,
@@ -184,7 +185,7 @@ class _Base:
         self.wait_s = check_wait_s(wait_s)
         self.timeout_s = _checked_timeout_s(timeout_s)
         self._clock = clock
-        self._calendar = calendar
+        self._status = StatusTeller(calendar)
 
     def _wait_s(self, wait_s: float | None) -> float:
         return self.wait_s if wait_s is None else check_wait_s(wait_s)
@@ -196,13 +197,6 @@ class _Base:
         for name, value in {"fresh": fresh, **flags}.items():
             check_flag(name, value)
 
-    def market_status(self) -> MarketStatus:
-        """The exchange's phase now (pre, regular, post, closed), today's hours and the next open and
-        close, from the exchange calendar: no Redis, no upstream call."""
-        if self._calendar is None:
-            self._calendar = MarketCalendar()
-        return self._calendar.status(self._clock())
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact_url(self.url)}>"
 
@@ -212,7 +206,9 @@ class Reader(_Base):
 
     `url`: a Redis URL; None means `REDIS_URL`, else `redis://localhost:6379/0`.
     `clock`: returns the current aware UTC time; it decides `age_s`, `stale`, today's date for
-    chains, and `market_status()`. `calendar`: the exchange calendar (XNYS by default).
+    chains, and `market_status()`. `calendar`: the exchange calendar to tell the market status
+    by (default: the installed calendar of the worker's exchange, XNYS); the unscheduled closures
+    the worker published are added to it.
 
     A miss enqueues an on-demand fetch (one per request however many processes miss at once) and
     waits up to `wait_s` seconds for it (0: enqueue and raise `NotCached` at once); a stale item is
@@ -269,6 +265,18 @@ class Reader(_Base):
             return await through
         except ReaderError as e:
             return e
+
+    async def market_status(self) -> MarketStatus:
+        """The exchange's phase now (pre, regular, post, closed), today's hours and the next open and
+        close, by the worker's calendar: the installed exchange calendar plus the unscheduled
+        closures the worker published (one GET, no upstream call). Without a published calendar,
+        or when Redis cannot be read, the installed calendar alone (`calendar` says which)."""
+        try:
+            raw: bytes | object | None = await self._redis.get(keys.CALENDAR)
+        except redis.RedisError:
+            raw = UNREADABLE
+        # The first status loads the exchange calendar (pandas, about a second): off the event loop.
+        return await asyncio.to_thread(self._status.status, raw, self._clock())
 
     async def quote(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Quote:
         """The quote of `symbol`; raises `NotCached`, `UnknownSymbol` or `InvalidSymbol`."""
@@ -496,6 +504,14 @@ class SyncReader(_Base):
             return through()
         except ReaderError as e:
             return e
+
+    def market_status(self) -> MarketStatus:
+        """See `Reader.market_status`."""
+        try:
+            raw: bytes | object | None = self._get(keys.CALENDAR)
+        except redis.RedisError:
+            raw = UNREADABLE
+        return self._status.status(raw, self._clock())
 
     def quote(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Quote:
         """The quote of `symbol`; see `Reader.quote`."""

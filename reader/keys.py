@@ -21,6 +21,10 @@ FETCHED = PREFIX + "fetched"
 # TTL a second longer): while it is absent, no worker is alive to run what a reader enqueues.
 WORKER_HEALTH = PREFIX + "worker:health"
 
+# The worker's calendar adjustments (a JSON `reader.models.PublishedCalendar`), which readers apply
+# to the installed exchange calendar so that every market status agrees with the worker's schedule.
+CALENDAR = PREFIX + "calendar"
+
 
 def quote(symbol: str) -> str:
     """Latest quote of one symbol: a JSON `reader.models.Quote`."""

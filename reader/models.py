@@ -303,11 +303,34 @@ class Indicators(CachedItem):
     macd: Macd | None = None
 
 
+CalendarSource = Literal["worker", "installed", "installed-redis-unreadable"]
+"""Where a `MarketStatus` took the exchange and its unscheduled closures from: the calendar the
+worker published (`PublishedCalendar`); the installed exchange calendar alone, because no worker
+has published one to this Redis; or the installed one alone because Redis could not be read."""
+
+
+class PublishedCalendar(BaseModel):
+    """The worker's calendar adjustments, published to `reader.keys.CALENDAR` at start, after each
+    config reload and after Redis comes back, so that readers tell the phase the worker schedules by.
+
+    `exchange` is the exchange-calendars code (config `schedule.exchange`, "XNYS"); `extra_closed`
+    the unscheduled closures the installed calendar does not know (config `schedule.extra_closed`,
+    exchange-local dates, ascending); `published_at` when the worker wrote it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    exchange: str
+    extra_closed: tuple[date, ...] = ()
+    published_at: UtcDatetime
+
+
 class MarketStatus(BaseModel):
     """Where the exchange is at `at`, from its calendar. Not cached: computed on each ask.
 
-    `session` is the exchange-local date of today's session (None on a closed day); `open` and
-    `close` its hours. `next_open` and `next_close` are the first open and close after `at`.
+    `session` is the exchange-local date of today's session (None on a closed day, including an
+    unscheduled closure); `open` and `close` its hours. `next_open` and `next_close` are the first
+    open and close after `at`. `calendar` says whose calendar it is (`CalendarSource`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -321,3 +344,4 @@ class MarketStatus(BaseModel):
     early_close: bool
     next_open: UtcDatetime
     next_close: UtcDatetime
+    calendar: CalendarSource = "installed"

@@ -215,6 +215,7 @@ def _status_fields(status: MarketStatus) -> dict[str, Any]:
         "session": session,
         "next_open": _et(status.next_open),
         "next_close": _et(status.next_close),
+        "calendar": status.calendar,
     }
 
 
@@ -326,8 +327,7 @@ async def _indicators(symbol: str) -> dict[str, Any]:
 
 
 async def _market_status() -> dict[str, Any]:
-    # The first call loads the exchange calendar (pandas): off the event loop.
-    return _status_fields(await asyncio.to_thread(_reader().market_status))
+    return _status_fields(await _reader().market_status())
 
 
 def _chains_part(chains: tuple[OptionChain, ...]) -> dict[str, Any]:
@@ -478,7 +478,10 @@ async def get_market_status_and_date_time() -> str:
     "next_open", "next_close"}`, computed now from the exchange calendar. `phase` is "pre"
     (pre-market, from 04:00), "regular" (the session, usually 09:30-16:00), "post" (after hours,
     to 20:00) or "closed". `session` is today's (`date`, `open`, `close`, `early_close`) or
-    null on a holiday or weekend. Times are New York local with their UTC offset.
+    null on a holiday, a weekend or an unscheduled closure. Times are New York local with their
+    UTC offset. `calendar` is "worker" when the answer follows the cache worker's calendar
+    (holidays plus unscheduled closures it was told of); otherwise the installed exchange calendar
+    answered alone, which does not know unscheduled closures.
     """
     return await _respond("get_market_status_and_date_time", _market_status())
 

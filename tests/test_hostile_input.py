@@ -357,13 +357,16 @@ def test_a_reader_refuses_a_huge_or_non_numeric_default_wait(redis_url: str, kin
     assert not wrong, "\n".join(wrong)
 
 
-async def test_market_status_takes_no_input_and_asks_redis_nothing(
+async def test_market_status_takes_no_input_and_reads_only_the_published_calendar(
     redis_url: str, emulator: RunningEmulator, reader: Reader | SyncReader
 ) -> None:
-    """The one method without arguments answers from the calendar alone."""
+    """The one method without arguments reads one key (the worker's calendar) and calls no upstream."""
     reset_command_calls(redis_url)
-    assert reader.market_status().phase == "regular"
-    assert_untouched(redis_url, emulator)
+    status = reader.market_status()
+    status = await status if isinstance(reader, Reader) else status  # type: ignore[misc]
+    assert status.phase == "regular"
+    assert _commands(redis_url) == {"get": 1}
+    assert emulator.state.stats()["total"] == 0
 
 
 async def test_the_counters_see_a_read_and_an_enqueue(
@@ -602,13 +605,14 @@ async def test_tools_answer_a_hostile_argument_with_an_error_before_redis(
     assert_untouched(redis_url, emulator)
 
 
-async def test_the_market_status_tool_asks_redis_nothing(
+async def test_the_market_status_tool_reads_only_the_published_calendar(
     redis_url: str, emulator: RunningEmulator, tool_reader: Reader
 ) -> None:
-    """The one tool without arguments: an answer from the calendar, no command."""
+    """The one tool without arguments: an answer from the calendar, one GET, no upstream call."""
     reset_command_calls(redis_url)
     assert json.loads(await tools.get_market_status_and_date_time())["phase"] == "regular"
-    assert_untouched(redis_url, emulator)
+    assert _commands(redis_url) == {"get": 1}
+    assert emulator.state.stats()["total"] == 0
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,14 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
 
 from reader import Reader, SyncReader
+from reader.calendar import MarketCalendar
+from reader.clock import utc_now
 from reader.tools import TOOLS, use_reader
 from tests.support import child_env
 
@@ -80,17 +83,22 @@ def test_sync_reads_against_a_silent_redis_raise_within_the_timeout(silent_redis
 
 
 async def test_every_tool_answers_an_error_within_the_bound(silent_redis: str) -> None:
-    """Each agent tool answers `{"error": ...}` (without the URL) instead of hanging."""
-    reader = Reader(silent_redis, timeout_s=TIMEOUT_S, wait_s=1.0)
+    """Each agent tool answers `{"error": ...}` (without the URL) instead of hanging; the market status
+    tool answers from the installed calendar, flagged."""
+    calendar = MarketCalendar()
+    calendar.status(utc_now())  # loaded before the clock starts: the bound is Redis's, not pandas's
+    reader = Reader(silent_redis, timeout_s=TIMEOUT_S, wait_s=1.0, calendar=calendar)
     use_reader(reader)
     try:
         for tool in TOOLS:
-            if tool.__name__ == "get_market_status_and_date_time":
-                continue  # from the calendar: no Redis
-            args = (["AAPL"],) if tool.__name__ == "get_multiple_stock_quotes" else ("AAPL",)
+            args: tuple[Any, ...] = (["AAPL"],) if tool.__name__ == "get_multiple_stock_quotes" else ("AAPL",)
+            status_tool = tool.__name__ == "get_market_status_and_date_time"
             started = time.perf_counter()
-            answer = json.loads(await asyncio.wait_for(tool(*args), timeout=10))
+            answer = json.loads(await asyncio.wait_for(tool(*(() if status_tool else args)), timeout=10))
             assert time.perf_counter() - started < TIMEOUT_S + 1.0 + SLACK_S, tool.__name__
+            if status_tool:  # the installed calendar answers, flagged
+                assert answer["calendar"] == "installed-redis-unreadable", answer
+                continue
             assert "error" in answer, (tool.__name__, answer)
             assert "127.0.0.1" not in answer["error"], answer
     finally:

@@ -216,7 +216,7 @@ async def test_sync_reader_matches_reader_on_every_dataset(redis_url: str, store
             await reader.history("AAPL"),
             await reader.indicators("AAPL"),
             await reader.bundle("AAPL", options=True, technical=True),
-            reader.market_status(),
+            await reader.market_status(),
         ]
     with SyncReader(redis_url, clock=clock, wait_s=0) as sync:
         got = [
@@ -264,7 +264,8 @@ def test_market_status_follows_the_exchange_calendar(
     next_open: str,
     next_close: str,
 ) -> None:
-    """market_status() at an injected ET time: phase, session, early close, next open and close; no Redis."""
+    """market_status() at an injected ET time: phase, session, early close, next open and close;
+    without Redis, from the installed calendar."""
     reader = SyncReader("redis://127.0.0.1:1/0", clock=FakeClock(_et(at).astimezone(UTC)), calendar=calendar)
     status = reader.market_status()
     reader.close()

@@ -302,10 +302,11 @@ async def test_get_market_status_and_date_time_tells_the_phase_and_the_time(
         },
         "next_open": "2026-11-25T09:30:00-05:00",
         "next_close": "2026-11-24T16:00:00-05:00",
+        "calendar": "installed",  # no worker has published its calendar to this Redis
     }
     thanksgiving = FakeClock(datetime(2026, 11, 26, 17, tzinfo=UTC))
     async with Reader("redis://127.0.0.1:1/0", clock=thanksgiving, calendar=calendar) as holiday:
-        use_reader(holiday)  # market status asks no Redis
+        use_reader(holiday)  # no Redis there: the installed calendar answers
         closed = await invoke(tools["get_market_status_and_date_time"])
         use_reader(reader)
     assert (closed["weekday"], closed["phase"], closed["session"]) == ("Thursday", "closed", None)

@@ -24,6 +24,7 @@ from arq.jobs import Job, JobStatus
 from reader import keys
 from reader.calendar import exchange_date
 from reader.jobs import DATASETS, refresh_job
+from reader.models import PublishedCalendar
 from reader.ondemand import FetchRequest
 from worker import schedule
 from worker.logs import fields
@@ -166,7 +167,7 @@ class Scheduler:
         """Enqueue every symbol of every scheduled dataset whose item is missing, or whose next
         scheduled refresh has come (`fresh_until` minus the slack is at or before `now`): that
         covers the refresh due now too, so the tick claims its slot without enqueueing it again."""
-        await self._publish_kept()
+        await self._publish_schedule(now)
         slack = timedelta(seconds=self.runtime.config.cache.fresh_slack_s)
         run = f"catchup-{int(now.timestamp() * 1000)}"
         symbols = self.runtime.config.watchlist
@@ -189,10 +190,19 @@ class Scheduler:
                 if await self._enqueue(due, now):
                     report.catch_up[name] += 1
 
-    async def _publish_kept(self) -> None:
-        """Tell readers which symbols each dataset's schedule keeps (`keys.kept`), so that a miss
-        can say why: not kept, or kept and not stored yet. At start and after each reload."""
+    async def _publish_schedule(self, now: datetime) -> None:
+        """Tell readers what the schedule follows, at start, after each reload and after Redis came
+        back: the calendar (`keys.CALENDAR`: the exchange and its unscheduled closures, so their
+        market status agrees with the worker's), and which symbols each dataset's schedule keeps
+        (`keys.kept`), so that a miss can say why: not kept, or kept and not stored yet."""
+        schedule_config = self.runtime.config.schedule
+        published = PublishedCalendar(
+            exchange=schedule_config.exchange,
+            extra_closed=tuple(sorted(set(schedule_config.extra_closed))),
+            published_at=now,
+        )
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.CALENDAR, published.model_dump_json())
             for name in DATASETS:
                 pipe.delete(keys.kept(name))
                 if name in self.runtime.scheduled and self.runtime.config.watchlist:
