@@ -35,6 +35,25 @@ API_KEY = "test-key-0123456789abcdef"
 POLYGON_API_KEY = "polygon-key-0123456789"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked `long(seconds=...)` first, longest first, so that the parallel processes
+    end together instead of one running a long test alone at the end.
+
+    pytest-xdist (with `--maxschedchunk=2`, see pyproject.toml) hands each of its `n` processes the
+    next 2 tests, then one at a time from the head: the first 2n long tests are paired longest with
+    shortest, one pair per process."""
+    long = sorted(
+        (item for item in items if item.get_closest_marker("long") is not None),
+        key=lambda item: -float(item.get_closest_marker("long").kwargs["seconds"]),  # type: ignore[union-attr]
+    )
+    nodes = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    first, later = long[: 2 * nodes], long[2 * nodes :]
+    paired = [item for i in range(len(first) - len(first) // 2) for item in (first[i], first[-1 - i])]
+    ordered = list(dict.fromkeys(paired)) + later
+    chosen = set(ordered)
+    items[:] = ordered + [item for item in items if item not in chosen]
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free port (never 6379), for the whole session."""

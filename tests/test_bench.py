@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -51,6 +53,7 @@ def test_calls_per_week_bench_compares_the_schedule_with_round_the_clock_polling
     assert re.search(r"total\s+(\d+)\s+(\d+)\s+[\d.]+%", result.stdout)
 
 
+@pytest.mark.long(seconds=20)
 def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) -> None:
     """A short run prints p50/p99 of a miss and of the direct upstream call, and the target."""
     result = _bench("bench/miss_path.py", "--misses", "20", "--latency-ms", "50", "--url", redis_url)
@@ -63,6 +66,7 @@ def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) 
     assert re.search(rf"target: miss p50 <= latency \+ 30 ms{number}", result.stdout)
 
 
+@pytest.mark.long(seconds=23)
 def test_load_bench_reads_under_refreshes_with_no_error_and_no_torn_read(redis_url: str) -> None:
     """A short run: readers in processes read while the worker refreshes, with 0 errors and 0 torn
     reads, and the figures beside the paused baseline."""

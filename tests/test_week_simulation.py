@@ -79,6 +79,7 @@ async def _read_everything(reader: Reader, at: datetime) -> list[str]:
     return stale
 
 
+@pytest.mark.long(seconds=105)
 async def test_a_week_calls_upstream_only_when_data_can_change(
     worker_ctx: dict[str, Any], emulator: RunningEmulator, clock: FakeClock, redis_url: str
 ) -> None:

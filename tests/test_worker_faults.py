@@ -218,6 +218,7 @@ async def test_an_on_demand_fetch_lost_in_a_crash_is_retried_while_the_reader_wa
         await _kill(process)
 
 
+@pytest.mark.long(seconds=23)
 async def test_the_worker_rides_out_a_stalled_redis(
     tmp_path: Path, own_redis: RedisServer, emulator: RunningEmulator, clock: Clock
 ) -> None:
@@ -243,6 +244,7 @@ async def test_the_worker_rides_out_a_stalled_redis(
     assert "worker.redis_available" in err
 
 
+@pytest.mark.long(seconds=26)
 async def test_at_maxmemory_the_worker_stays_up_says_so_and_reads_go_on(
     tmp_path: Path, own_redis: RedisServer, emulator: RunningEmulator, clock: Clock
 ) -> None:
@@ -305,6 +307,7 @@ async def test_sigterm_abandons_a_batch_past_the_grace_cleanly(
         client.close()
 
 
+@pytest.mark.long(seconds=25)
 async def test_a_deleted_truncated_or_invalid_config_keeps_the_last_good_one_running(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: Clock
 ) -> None:
