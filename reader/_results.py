@@ -108,6 +108,13 @@ def decode_or_error(
         return e
 
 
+def cached_quote(symbol: str, raw: bytes | None, clock: Clock) -> Quote | None:
+    """The quote in `raw` (a GET's answer) to price a chain stored without its underlying's price;
+    None if absent or unreadable (the chain is then served without one)."""
+    found = decode_or_error(Quote, "quote", symbol, raw, clock)
+    return found if isinstance(found, Quote) else None
+
+
 def symbol_list(symbols: Iterable[str]) -> tuple[list[str], dict[str, QuoteResult]]:
     """Split `symbols` into the distinct normal forms to fetch and the errors of malformed ones."""
     if isinstance(symbols, str | bytes):

@@ -26,6 +26,7 @@ from reader._results import (
     Bundle,
     QuoteResult,
     bundle_from,
+    cached_quote,
     chain_for,
     chains_from_script,
     chains_script_args,
@@ -165,10 +166,12 @@ def _bundle_of(
     chains: _Chains | ReaderError | None,
     indicators: Indicators | ReaderError | None,
 ) -> Bundle:
+    """`found` with its final parts; chains stored without the underlying's price get the quote's."""
+    priced = None if not isinstance(quote, Quote) else quote
     return replace(
         found,
         quote=quote,
-        chains=chains.chains if isinstance(chains, _Chains) else chains,
+        chains=tuple(c.priced_by(priced) for c in chains.chains) if isinstance(chains, _Chains) else chains,
         indicators=indicators,
     )
 
@@ -335,18 +338,25 @@ class Reader(_Base):
         fresh: bool = False,
     ) -> OptionChain:
         """The option chain of `symbol` for `expiration` (None: the nearest cached one from today on),
-        with the contracts of `side` ("calls", "puts", or None/"both")."""
+        with the contracts of `side` ("calls", "puts", or None/"both"). A chain stored without
+        the underlying's price (Tradier sends none) carries that of the cached quote
+        (`Quote.reference_price`, as of `underlying_price_at`), read in the same round trip."""
         normal, chosen = normalize_symbol(symbol), check_side(side)
         self._check(wait_s, fresh)
         day = None if expiration is None else parse_expiration(expiration)
 
         async def read() -> OptionChain:
+            # The cached quote rides the same round trip: it prices a chain stored without one.
             if day is None:
-                args = chains_script_args(normal, self._clock, 1)
-                index_raw, raws, kept = await self._chains_script(args=args)
-                return chains_from_script(normal, index_raw, raws, self._clock, kept)[0]
-            raw, index_raw = await self._redis.mget([keys.chain(normal, day), keys.chain_index(normal)])
-            return chain_for(normal, day, raw, index_raw, self._clock)
+                args = [*chains_script_args(normal, self._clock, 1), keys.quote(normal)]
+                index_raw, raws, kept, quote_raw = await self._chains_script(args=args)
+                chain = chains_from_script(normal, index_raw, raws, self._clock, kept)[0]
+            else:
+                raw, index_raw, quote_raw = await self._redis.mget(
+                    [keys.chain(normal, day), keys.chain_index(normal), keys.quote(normal)]
+                )
+                chain = chain_for(normal, day, raw, index_raw, self._clock)
+            return chain.priced_by(cached_quote(normal, quote_raw, self._clock))
 
         request, mode = _chain_request(normal, day)
         found = await self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode)
@@ -390,7 +400,8 @@ class Reader(_Base):
     ) -> Bundle:
         """Quote, plus the chains from today on (`options`) and indicators (`technical`), in one round
         trip when all are cached; missing parts are then fetched on demand together. Each part is
-        the item or the error that explains its absence."""
+        the item or the error that explains its absence. Chains stored without the underlying's
+        price carry the bundle's quote's, as in `chain()`."""
         normal = normalize_symbol(symbol)
         self._check(wait_s, fresh, options=options, technical=technical)
         plan = _bundle_plan(normal, technical=technical)
@@ -572,10 +583,15 @@ class SyncReader(_Base):
 
         def read() -> OptionChain:
             if day is None:
-                index_raw, raws, kept = self._chains_script(args=chains_script_args(normal, self._clock, 1))
-                return chains_from_script(normal, index_raw, raws, self._clock, kept)[0]
-            raw, index_raw = self._mget([keys.chain(normal, day), keys.chain_index(normal)])
-            return chain_for(normal, day, raw, index_raw, self._clock)
+                args = [*chains_script_args(normal, self._clock, 1), keys.quote(normal)]
+                index_raw, raws, kept, quote_raw = self._chains_script(args=args)
+                chain = chains_from_script(normal, index_raw, raws, self._clock, kept)[0]
+            else:
+                raw, index_raw, quote_raw = self._mget(
+                    [keys.chain(normal, day), keys.chain_index(normal), keys.quote(normal)]
+                )
+                chain = chain_for(normal, day, raw, index_raw, self._clock)
+            return chain.priced_by(cached_quote(normal, quote_raw, self._clock))
 
         request, mode = _chain_request(normal, day)
         return self._through(request, read, wait_s=wait_s, fresh=fresh, mode=mode).only(chosen)

@@ -154,6 +154,16 @@ class Quote(CachedItem):
             raise ValueError(f"bid={self.bid!r} is above ask={self.ask!r} by more than a tick ({TICK})")
         return self
 
+    @property
+    def reference_price(self) -> float | None:
+        """The price to centre an option chain on: `last`, else the midpoint of `bid` and `ask` when
+        both are quoted, else `prevclose`; None when none of them is above 0 (never 0)."""
+        if self.last:
+            return self.last
+        if self.bid and self.ask:
+            return (self.bid + self.ask) / 2
+        return self.prevclose or None
+
 
 BarInterval = Literal["1d", "1m", "5m", "15m"]
 """Bar lengths the cache knows: daily, and intraday minutes."""
@@ -198,13 +208,31 @@ class OptionContract(NamedTuple):
 
 
 class OptionChain(CachedItem):
-    """The contracts of one underlying for one expiration, sorted by strike, calls before puts."""
+    """The contracts of one underlying for one expiration, sorted by strike, calls before puts.
+
+    `underlying_price` is the underlying's price the chain was cut around: the upstream's own
+    (Polygon sends it with the chain; `underlying_price_at` is then None, meaning as of
+    `fetched_at`), or, for an upstream that sends none (Tradier), the reference price of the
+    underlying's cached quote (`Quote.reference_price`), with that quote's `fetched_at` as
+    `underlying_price_at`. None when neither is known.
+    """
 
     symbol: str
     expiration: date
     underlying_price: Price | None = None
+    underlying_price_at: UtcDatetime | None = None
     greeks_updated_at: UtcDatetime | None = None
     contracts: tuple[OptionContract, ...] = ()
+
+    def priced_by(self, quote: Quote | None) -> OptionChain:
+        """This chain with the underlying price of `quote` (its `reference_price`, as of its
+        `fetched_at`) when the chain has none (None or 0); else this chain itself."""
+        price = None if quote is None else quote.reference_price
+        if self.underlying_price or quote is None or price is None:
+            return self
+        copy = self.model_copy(update={"underlying_price": price, "underlying_price_at": quote.fetched_at})
+        copy._read_at = self._read_at
+        return copy
 
     @model_validator(mode="after")
     def _not_crossed(self) -> OptionChain:

@@ -5,6 +5,12 @@ upstream, `stale`: read after its freshness window), or `{"error": ...}` with a 
 can act on. Reader errors and an unreachable Redis never escape a tool; an argument of the wrong
 type or out of range (a NaN strike, "false" for a flag) is such an error, found before any read.
 
+No answer is longer than `MAX_ANSWER_CHARS` characters: a tool that must leave rows out (strikes,
+bars, quotes, dates, chains) leaves them out whole and says so with `"truncated": true`,
+`left_out` (what, and how many) and `hint` (how to ask for the rest). Each tool's schema obeys
+OpenAI's strict function calling: every parameter is required, and one with a default takes null
+for it (the plain functions keep their defaults).
+
     from agents import Agent
     from reader.tools import function_tools
     agent = Agent(name="markets", tools=function_tools())
@@ -55,6 +61,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+MAX_ANSWER_CHARS = 20_000
+"""The longest answer of any tool, in characters (about 5,000 tokens at 4 characters a token)."""
+
 CHAIN_STRIKES = 30
 """At most this many strikes per chain answer, those nearest the underlying's price."""
 
@@ -63,6 +72,9 @@ BUNDLE_STRIKES = 3
 
 MAX_BARS = 500
 """The largest `limit` of `get_stock_price_history`."""
+
+DEFAULT_BARS = 30
+"""The `limit` of `get_stock_price_history` when none is given (null)."""
 
 UNAVAILABLE = "the market data cache is unavailable right now; try again in a minute"
 
@@ -108,7 +120,7 @@ def _reader() -> Reader:
 # Answers.
 
 
-def _dumps(data: dict[str, Any]) -> str:
+def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -121,10 +133,26 @@ def _error(error: ReaderError, symbol: object) -> dict[str, Any]:
     return {"error": str(error), **({"symbol": _echo(named)} if isinstance(named, str) else {})}
 
 
+def _bounded(tool: str, answer: dict[str, Any]) -> str:
+    """`answer` as compact JSON, or an error if it is still over `MAX_ANSWER_CHARS` (each tool cuts
+    its rows to fit first; this only stops an answer no tool foresaw, such as a huge upstream text)."""
+    text = _dumps(answer)
+    if len(text) <= MAX_ANSWER_CHARS:
+        return text
+    logger.warning("tools.answer_too_long tool=%s chars=%d bound=%d", tool, len(text), MAX_ANSWER_CHARS)
+    return _dumps(
+        {
+            "error": f"the answer would be {len(text)} characters, over the bound of {MAX_ANSWER_CHARS}; "
+            "ask for less (fewer symbols, a narrower strike range, a smaller limit)"
+        }
+    )
+
+
 async def _respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object = None) -> str:
-    """`answer` as compact JSON; a reader error, or Redis out of reach, as `{"error": ...}`."""
+    """`answer` as compact JSON, within `MAX_ANSWER_CHARS`; a reader error, or Redis out of reach,
+    as `{"error": ...}`."""
     try:
-        return _dumps(await answer)
+        return _bounded(tool, await answer)
     except ReaderError as e:
         return _dumps(_error(e, symbol))
     except redis.exceptions.RedisError as e:
@@ -163,27 +191,85 @@ def _contract(contract: OptionContract) -> dict[str, Any]:
     return {k: v for k, v in contract._asdict().items() if v is not None}
 
 
-def _nearest_strikes(contracts: Sequence[OptionContract], center: float | None, count: int) -> set[float]:
-    """The `count` distinct strikes nearest `center` (the middle strike when it is unknown)."""
-    strikes = sorted({c.strike for c in contracts})
-    if not strikes:
-        return set()
-    middle = strikes[len(strikes) // 2] if center is None else center
-    return set(sorted(strikes, key=lambda s: (abs(s - middle), s))[:count])
+_TRUNCATION_ROOM = 600
+"""Characters kept free for `truncated`, `left_out` and `hint` when rows are counted into a bound."""
+
+
+def _size(value: object) -> int:
+    return len(_dumps(value))
+
+
+def _fitting(sizes: Sequence[int], room: int) -> int:
+    """How many items of `sizes` (each item's compact JSON length), taken in order, fit in a
+    compact JSON list or object of `room` characters (the brackets and commas counted)."""
+    used, count = 2, 0
+    for size in sizes:
+        used += size + (1 if count else 0)
+        if used > room:
+            break
+        count += 1
+    return count
+
+
+def _truncated(data: dict[str, Any], left_out: dict[str, Any], hint: str) -> dict[str, Any]:
+    data.update(truncated=True, left_out=left_out, hint=hint)
+    return data
+
+
+def _center(chain: OptionChain, contracts: Sequence[OptionContract]) -> tuple[float | None, str | None]:
+    """The price to centre the strikes on and, when the underlying's price is unknown, the note that
+    says so. Never the middle of the strike list: without a price, the strike whose delta is nearest
+    +-0.5 (about at the money), else none (the lowest strikes are shown)."""
+    if chain.underlying_price:
+        return chain.underlying_price, None
+    greeks = [c for c in contracts if c.delta is not None]
+    if greeks:
+        atm = min(greeks, key=lambda c: (abs(abs(c.delta or 0.0) - 0.5), c.strike)).strike
+        return atm, (
+            f"the underlying price is unknown: strikes are centred on {atm:g}, the strike whose delta "
+            "is nearest 0.5 in absolute value (about at the money); pass min_strike/max_strike to "
+            "choose the strikes"
+        )
+    return None, (
+        "the underlying price is unknown and the chain has no deltas: the strikes are not centred on "
+        "the money, the lowest are shown; pass min_strike/max_strike to choose the strikes"
+    )
 
 
 def _chain_fields(
-    chain: OptionChain, contracts: Sequence[OptionContract], strikes: int, key: str = "contracts"
+    chain: OptionChain,
+    contracts: Sequence[OptionContract],
+    strikes: int,
+    key: str = "contracts",
+    hint: str = "pass min_strike/max_strike to see the strikes left out",
 ) -> dict[str, Any]:
-    """`chain` with `contracts` cut to the `strikes` strikes nearest the money; `omitted` counts the rest."""
-    kept_strikes = _nearest_strikes(contracts, chain.underlying_price, strikes)
-    kept = [c for c in contracts if c.strike in kept_strikes]
+    """`chain` with `contracts` cut to the `strikes` strikes nearest the money (fewer if more would
+    not fit in `MAX_ANSWER_CHARS`); a cut says what it left out."""
     drop_type = key != "contracts"  # a calls or puts list needs no option_type per row
-    rows = [{k: v for k, v in _contract(c).items() if not (drop_type and k == "option_type")} for c in kept]
-    data = _fields(chain, ("contracts",))
-    data[key] = rows
-    if len(kept) < len(contracts):
-        data["omitted"] = len(contracts) - len(kept)
+    rows: dict[float, list[dict[str, Any]]] = {}
+    for c in contracts:
+        row = {k: v for k, v in _contract(c).items() if not (drop_type and k == "option_type")}
+        rows.setdefault(c.strike, []).append(row)
+    data = _fields(chain, ("contracts", "underlying_price_at"))
+    data["underlying_price"] = chain.underlying_price or None  # null, never 0, when unknown
+    if chain.underlying_price and chain.underlying_price_at is not None:
+        data["underlying_price_at"] = _iso(chain.underlying_price_at)
+    center, note = _center(chain, contracts)
+    if note is not None:
+        data["note"] = note
+    order = sorted(rows) if center is None else sorted(rows, key=lambda s: (abs(s - center), s))
+    room = MAX_ANSWER_CHARS - _size({**data, key: []}) - _TRUNCATION_ROOM
+    sizes = [_size(rows[s]) - 2 for s in order[:strikes]]  # a strike's rows, without their brackets
+    kept = sorted(order[: _fitting(sizes, room)])
+    data[key] = [row for s in kept for row in rows[s]]
+    if len(kept) < len(rows):
+        low, high = (kept[0], kept[-1]) if kept else (math.inf, math.inf)
+        left_out = {
+            "contracts": len(contracts) - len(data[key]),
+            "strikes_below": sum(s < low for s in rows),
+            "strikes_above": sum(s > high for s in rows),
+        }
+        _truncated(data, left_out, hint)
     return data
 
 
@@ -239,7 +325,10 @@ def _strike(name: str, value: object) -> float | None:
 
 
 def _limit(value: object) -> int:
-    """A number of bars from 1 to `MAX_BARS` (a whole float such as 30.0 is taken as an int)."""
+    """A number of bars from 1 to `MAX_BARS` (a whole float such as 30.0 is taken as an int); None
+    is the default, `DEFAULT_BARS`."""
+    if value is None:
+        return DEFAULT_BARS
     count = int(value) if isinstance(value, float) and value.is_integer() else value
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BARS:
         raise InvalidRequest("limit", shown(value), f"expected a whole number of bars from 1 to {MAX_BARS}")
@@ -247,8 +336,11 @@ def _limit(value: object) -> int:
 
 
 def _flag(name: str, value: object) -> bool:
+    """A flag: true or false; None is false (the default)."""
+    if value is None:
+        return False
     if not isinstance(value, bool):
-        raise InvalidRequest(name, shown(value), "expected true or false")
+        raise InvalidRequest(name, shown(value), "expected true, false, or null for false")
     return value
 
 
@@ -279,16 +371,32 @@ async def _quotes(symbols: list[str]) -> dict[str, Any]:
     if len(symbols) > MAX_SYMBOLS:
         raise InvalidRequest("symbols", f"{len(symbols)} symbols", f"ask for at most {MAX_SYMBOLS} at a time")
     results = await _reader().quotes(symbols)
-    return {
-        "quotes": {
-            _echo(symbol): _part(result, functools.partial(_quote_fields, with_symbol=False))
-            for symbol, result in results.items()
-        }
+    quotes = {
+        _echo(symbol): _part(result, functools.partial(_quote_fields, with_symbol=False))
+        for symbol, result in results.items()
     }
+    # Whole quotes in the order asked, as many as fit; the room of the left-out list is kept free.
+    room = MAX_ANSWER_CHARS - _size({"quotes": {}}) - _TRUNCATION_ROOM - _size(list(quotes))
+    kept = _fitting([_size(key) + 1 + _size(value) for key, value in quotes.items()], room)
+    data: dict[str, Any] = {"quotes": dict(list(quotes.items())[:kept])}
+    if kept < len(quotes):
+        left_out = {"symbols": list(quotes)[kept:]}
+        _truncated(data, left_out, "ask for the symbols left out in another call")
+    return data
 
 
 async def _expirations(symbol: str) -> dict[str, Any]:
-    return _fields(await _reader().expirations(symbol))
+    data = _fields(await _reader().expirations(symbol))
+    dates = data.pop("dates")
+    room = MAX_ANSWER_CHARS - _size({**data, "dates": []}) - _TRUNCATION_ROOM
+    kept = _fitting([_size(d) for d in dates], room)
+    data["dates"] = dates[:kept]
+    if kept < len(dates):
+        left_out = {"dates": len(dates) - kept, "last": dates[-1]}
+        _truncated(
+            data, left_out, "the nearest dates are listed; a chain of a later date is asked by its date"
+        )
+    return data
 
 
 async def _chain(
@@ -305,15 +413,21 @@ async def _chain(
     return _chain_fields(chain, contracts, CHAIN_STRIKES, key=side)
 
 
-async def _history(symbol: str, interval: str, limit: object) -> dict[str, Any]:
+async def _history(symbol: str, interval: object, limit: object) -> dict[str, Any]:
     count = _limit(limit)
-    history = await _reader().history(symbol, interval)  # type: ignore[arg-type]  # the reader checks it
+    length = "1d" if interval is None else interval
+    history = await _reader().history(symbol, length)  # type: ignore[arg-type]  # the reader checks it
     daily = history.interval == "1d"
-    return {
-        **_fields(history, ("bars",)),
-        "bars": [_bar(b, daily=daily) for b in history.bars[-count:]],
-        "total_bars": len(history.bars),
-    }
+    rows = [_bar(b, daily=daily) for b in history.bars[-count:]]
+    data = {**_fields(history, ("bars",)), "bars": [], "total_bars": len(history.bars)}
+    # The most recent bars first: those that do not fit are the oldest asked for.
+    room = MAX_ANSWER_CHARS - _size(data) - _TRUNCATION_ROOM
+    kept = _fitting([_size(row) for row in reversed(rows)], room)
+    data["bars"] = rows[len(rows) - kept :]
+    if kept < len(rows):
+        hint = f"the oldest bars asked for were left out: {kept} fit in one answer; ask with limit={kept}"
+        _truncated(data, {"bars": len(rows) - kept}, hint)
+    return data
 
 
 def _indicator_fields(item: Indicators) -> dict[str, Any]:
@@ -330,8 +444,21 @@ async def _market_status() -> dict[str, Any]:
     return _status_fields(await _reader().market_status())
 
 
-def _chains_part(chains: tuple[OptionChain, ...]) -> dict[str, Any]:
-    return {"chains": [_chain_fields(c, c.contracts, BUNDLE_STRIKES) for c in chains]}
+_BUNDLE_HINT = "use get_call_options_chain/get_put_options_chain with this expiration for more strikes"
+
+
+def _chains_part(chains: tuple[OptionChain, ...], room: int) -> dict[str, Any]:
+    """The chains near the money, nearest expiration first, as many whole chains as fit in `room`."""
+    parts = [_chain_fields(c, c.contracts, BUNDLE_STRIKES, hint=_BUNDLE_HINT) for c in chains]
+    # The room of the left-out expirations is kept free too.
+    room -= _size({"chains": []}) + _TRUNCATION_ROOM + _size([p["expiration"] for p in parts])
+    kept = _fitting([_size(p) for p in parts], room)
+    data: dict[str, Any] = {"chains": parts[:kept]}
+    if kept < len(parts):
+        left_out = {"chains": len(parts) - kept, "expirations": [p["expiration"] for p in parts[kept:]]}
+        hint = "ask get_call_options_chain/get_put_options_chain for the expirations left out"
+        _truncated(data, left_out, hint)
+    return data
 
 
 async def _bundle(symbol: str, options: object, technical: object) -> dict[str, Any]:
@@ -341,12 +468,17 @@ async def _bundle(symbol: str, options: object, technical: object) -> dict[str, 
         "symbol": bundle.symbol,
         "quote": _part(bundle.quote, functools.partial(_quote_fields, with_symbol=False)),
     }
-    if bundle.chains is not None:
-        chains = bundle.chains
-        data["options"] = {"error": str(chains)} if isinstance(chains, ReaderError) else _chains_part(chains)
     if bundle.indicators is not None:
         data["technical"] = _part(bundle.indicators, _indicator_fields)
-    return data
+    if bundle.chains is not None:
+        chains = bundle.chains
+        room = MAX_ANSWER_CHARS - _size({**data, "options": {}})
+        data["options"] = (
+            {"error": str(chains)} if isinstance(chains, ReaderError) else _chains_part(chains, room)
+        )
+    # Parts in the documented order: quote, options, technical.
+    order = ("symbol", "quote", "options", "technical")
+    return {name: data[name] for name in order if name in data}
 
 
 async def get_stock_quote(symbol: str) -> str:
@@ -372,7 +504,9 @@ async def get_multiple_stock_quotes(symbols: list[str]) -> str:
     The answer is `{"quotes": {SYMBOL: quote or {"error": ...}}}`, keyed by upper-case symbol
     (a malformed symbol keyed as given). Each quote has the fields of `get_stock_quote` with its
     own `as_of` and `stale`. One symbol that fails does not fail the others: retry only those
-    with an error, when the error says to.
+    with an error, when the error says to. If the quotes would not fit in one answer, the last
+    ones are left out: the answer then has `"truncated": true`, `left_out: {"symbols": [...]}`
+    and a `hint`; ask for those in another call.
 
     Args:
         symbols: Ticker symbols, e.g. ["AAPL", "MSFT", "SPY"]; at most 50.
@@ -384,7 +518,9 @@ async def get_options_expiration_dates(symbol: str) -> str:
     """List the option expiration dates of an underlying, as listed by the exchange.
 
     The answer is `{"symbol", "as_of", "stale", "dates": ["YYYY-MM-DD", ...]}`, ascending. Pass
-    one of the dates to `get_call_options_chain` or `get_put_options_chain`.
+    one of the dates to `get_call_options_chain` or `get_put_options_chain`. A list too long for
+    one answer keeps the nearest dates and has `"truncated": true`, `left_out: {"dates": count,
+    "last": the last date listed upstream}` and a `hint`.
 
     Args:
         symbol: Ticker symbol of the underlying, e.g. "AAPL" or "SPY".
@@ -401,11 +537,17 @@ async def get_call_options_chain(
     """Get the call options of an underlying for one expiration, with prices, IVs and greeks.
 
     The answer is `{"symbol", "as_of", "stale", "expiration", "underlying_price",
-    "greeks_updated_at", "calls": [...]}`, calls sorted by strike, each with `symbol` (OCC),
-    `strike`, `bid`, `ask`, `last`, `change`, `volume`, `open_interest`, `bid_iv`, `mid_iv`,
-    `ask_iv` (fractions: 0.25 is 25 %), `delta`, `gamma`, `theta` (per day), `vega`, `rho`
-    (fields the upstream lacks are left out). At most 30 strikes are returned, those nearest
-    the underlying price; `omitted` counts the others: narrow with min_strike/max_strike.
+    "underlying_price_at", "greeks_updated_at", "calls": [...]}`, calls sorted by strike, each
+    with `symbol` (OCC), `strike`, `bid`, `ask`, `last`, `change`, `volume`, `open_interest`,
+    `bid_iv`, `mid_iv`, `ask_iv` (fractions: 0.25 is 25 %), `delta`, `gamma`, `theta` (per day),
+    `vega`, `rho` (fields the upstream lacks are left out). `underlying_price` is the price the
+    strikes are centred on: the upstream's, or the cached quote's as of `underlying_price_at`
+    (UTC; absent when it came with the chain, at `as_of`). It is null when unknown: a `note` then
+    says which strikes are shown instead; pass min_strike/max_strike to choose them. At most 30
+    strikes are returned, those nearest the underlying price (fewer if they would not fit in one
+    answer); when strikes are left out the answer has `"truncated": true`, `left_out:
+    {"contracts", "strikes_below", "strikes_above"}` (counts) and a `hint`: narrow with
+    min_strike/max_strike to see the others.
 
     Args:
         symbol: Ticker symbol of the underlying, e.g. "AAPL".
@@ -426,9 +568,10 @@ async def get_put_options_chain(
 ) -> str:
     """Get the put options of an underlying for one expiration, with prices, IVs and greeks.
 
-    The answer has the shape of `get_call_options_chain`, with `puts` instead of `calls`. At most
-    30 strikes are returned, those nearest the underlying price; `omitted` counts the others:
-    narrow with min_strike/max_strike.
+    The answer has the shape of `get_call_options_chain`, with `puts` instead of `calls`: the
+    same `underlying_price` (null and a `note` when unknown), at most 30 strikes nearest it, and
+    `"truncated": true`, `left_out` and `hint` when strikes are left out: narrow with
+    min_strike/max_strike.
 
     Args:
         symbol: Ticker symbol of the underlying, e.g. "AAPL".
@@ -441,18 +584,20 @@ async def get_put_options_chain(
     return await _respond("get_put_options_chain", answer, symbol)
 
 
-async def get_stock_price_history(symbol: str, interval: str = "1d", limit: int = 30) -> str:
+async def get_stock_price_history(symbol: str, interval: str | None = None, limit: int | None = None) -> str:
     """Get the most recent price bars (OHLCV) of a stock or ETF, oldest first.
 
     The answer is `{"symbol", "as_of", "stale", "interval", "bars": [...], "total_bars"}`. Daily
     bars carry their session `date`, intraday bars their `start` (UTC); each has `open`, `high`,
     `low`, `close`, `volume` and, when known, `vwap`. The last bar may still be forming.
-    `total_bars` is how many the cache holds.
+    `total_bars` is how many the cache holds. If the bars asked for would not fit in one answer
+    (150 to 250 daily bars do, by their prices), the oldest are left out: the answer then has
+    `"truncated": true`, `left_out: {"bars": count}` and a `hint` with the largest limit that fits.
 
     Args:
         symbol: Ticker symbol, e.g. "AAPL".
-        interval: Bar length: "1d" (daily), "1m", "5m" or "15m".
-        limit: How many of the most recent bars to return, 1 to 500.
+        interval: Bar length: "1d" (daily), "1m", "5m" or "15m"; null for "1d".
+        limit: How many of the most recent bars to return, 1 to 500; null for 30.
     """
     return await _respond("get_stock_price_history", _history(symbol, interval, limit), symbol)
 
@@ -487,20 +632,24 @@ async def get_market_status_and_date_time() -> str:
 
 
 async def get_stock_data_bundle(
-    symbol: str, include_options: bool = False, include_technical: bool = False
+    symbol: str, include_options: bool | None = None, include_technical: bool | None = None
 ) -> str:
     """Get a stock's quote and, optionally, its option chains and technical indicators, in one call.
 
     The answer is `{"symbol", "quote", "options", "technical"}`; each part is what the single
     tools return (with its own `as_of` and `stale`) or `{"error": ...}`, and parts not asked for
     are left out. `options` is `{"chains": [...]}`: every cached expiration from today on,
-    nearest first, each with the 3 strikes nearest the money (calls and puts, `option_type`
-    says which). Use `get_call_options_chain`/`get_put_options_chain` for whole chains.
+    nearest first, each with `underlying_price` (null and a `note` when unknown, as in
+    `get_call_options_chain`) and the 3 strikes nearest it (calls and puts, `option_type` says
+    which); each chain says `"truncated": true` with `left_out` counts for its other strikes.
+    Chains that would not fit in one answer are left out whole: `options` then has
+    `"truncated": true`, `left_out: {"chains", "expirations"}` and a `hint`. Use
+    `get_call_options_chain`/`get_put_options_chain` for whole chains.
 
     Args:
         symbol: Ticker symbol, e.g. "AAPL".
-        include_options: Also return the option chains near the money.
-        include_technical: Also return the technical indicators (SMA, EMA, RSI, MACD).
+        include_options: Also return the option chains near the money; null for false.
+        include_technical: Also return the technical indicators (SMA, EMA, RSI, MACD); null for false.
     """
     answer = _bundle(symbol, include_options, include_technical)
     return await _respond("get_stock_data_bundle", answer, symbol)

@@ -13,7 +13,7 @@ import redis.asyncio
 from emulator.state import Fault
 from reader import Quote, Reader, keys
 from reader.calendar import EXCHANGE_TZ as ET
-from reader.models import ChainIndex
+from reader.models import ChainIndex, OptionChain
 from tests.support import FakeClock, RunningEmulator, make_config
 from worker.config import ChainSelection, Config, Secrets
 from worker.runtime import Runtime
@@ -280,6 +280,43 @@ async def test_a_strike_window_without_a_stored_quote_fetches_the_price_first(
         chain = await reader.chain("AAPL")
     assert chain.contracts
     assert all(last.last * 0.95 <= c.strike <= last.last * 1.05 for c in chain.contracts)
+    assert (chain.underlying_price, chain.underlying_price_at) == (last.last, clock.now)
+
+
+async def test_a_tradier_chain_is_stored_with_the_price_of_the_stored_quote(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> None:
+    """Tradier's chain has no underlying price: a chains refresh stores the stored quote's, with the
+    quote's fetch time, and asks no quote of the upstream; a quote over a day old is not used."""
+    config = make_config(
+        ["AAPL"], redis_url=redis_url, tradier_url=emulator.url, datasets={"chains": {"expirations": 1}}
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        assert (await runtime.refresh("quotes", ["AAPL"])).complete
+        quoted_at = clock.now
+        clock.advance(60)
+        report = await runtime.refresh("chains", ["AAPL"])
+        store = Store(client, keep_stale_s=86_400, clock=clock)
+        quote = await store.get(Quote, keys.quote("AAPL"))
+        (expiration,) = (await store.get(ChainIndex, keys.chain_index("AAPL"))).expirations  # type: ignore[union-attr]
+        stored = await store.get(OptionChain, keys.chain("AAPL", expiration))
+        clock.advance(86_400 + 60)
+        assert (await runtime.refresh("chains", ["AAPL"])).complete
+        later = await store.get(OptionChain, keys.chain("AAPL", expiration))
+    await client.aclose()
+    assert report.complete, report.errors
+    assert emulator.calls("/v1/markets/quotes") == {"200": 1}  # the quotes refresh's own
+    assert quote is not None
+    assert quote.last
+    assert stored is not None
+    assert (stored.source, stored.underlying_price, stored.underlying_price_at) == (
+        "tradier",
+        quote.last,
+        quoted_at,
+    )
+    assert later is not None
+    assert (later.underlying_price, later.fetched_at) == (None, clock.now)
 
 
 async def test_a_full_pass_fetches_expirations_once_before_the_chains(

@@ -509,7 +509,11 @@ TOOL_ARGUMENTS: dict[str, tuple[ToolCall, list[Any]]] = {
     "put-expiration": (lambda v: tools.get_put_options_chain("AAPL", v), HOSTILE_DATES),
     "call-min_strike": (lambda v: tools.get_call_options_chain("AAPL", None, v), NUMBERS),
     "put-max_strike": (lambda v: tools.get_put_options_chain("AAPL", None, None, v), NUMBERS),
-    "history-interval": (lambda v: tools.get_stock_price_history("AAPL", v), HOSTILE_INTERVALS),
+    # A tool takes null for its default (strict schemas carry no `default`): None is not hostile there.
+    "history-interval": (
+        lambda v: tools.get_stock_price_history("AAPL", v),
+        [p for p in HOSTILE_INTERVALS if p.id != "None"],
+    ),
     "history-limit": (
         lambda v: tools.get_stock_price_history("AAPL", "1d", v),
         [
@@ -517,7 +521,6 @@ TOOL_ARGUMENTS: dict[str, tuple[ToolCall, list[Any]]] = {
             pytest.param(0, id="zero"),
             pytest.param(501, id="over-500"),
             pytest.param(1.5, id="fraction"),
-            pytest.param(None, id="None"),
         ],
     ),
     "bundle-include_options": (
@@ -525,7 +528,6 @@ TOOL_ARGUMENTS: dict[str, tuple[ToolCall, list[Any]]] = {
         [
             pytest.param("false", id="str-false"),
             pytest.param(1, id="int"),
-            pytest.param(None, id="None"),
             pytest.param(NAN, id="nan"),
             pytest.param([True], id="list"),
         ],

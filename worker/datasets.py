@@ -3,9 +3,10 @@
 - expirations: the listed dates.
 - chains: the chains of the selected expirations (read from the stored expirations, fetched
   first if none are stored or they are stale), strikes limited around the last price if
-  configured, plus the chain index the reader uses to find them. A symbol's chains are stored
-  together or not at all: one failed expiration keeps all of the previous ones, and an answer of
-  "no chain" for every date stores nothing.
+  configured, plus the chain index the reader uses to find them. A chain the upstream sends
+  without the underlying's price (Tradier) gets that of the stored quote, if under a day old. A
+  symbol's chains are stored together or not at all: one failed expiration keeps all of the
+  previous ones, and an answer of "no chain" for every date stores nothing.
 - history: daily bars over the lookback, and the indicators computed from them (source
   `computed`), stored together.
 - intraday: bars of the configured length over the intraday lookback.
@@ -98,13 +99,13 @@ class DatasetFetcher:
             chosen = (extra,)
         else:
             return entries  # not listed: nothing to fetch (the caller tells the asker which are)
-        price, quote_entries = await self._last_price(symbol, selection.strike_window_pct)
-        strikes = strike_range(price, selection)
+        quote, quote_entries = await self._underlying_quote(symbol, selection.strike_window_pct)
+        strikes = strike_range(None if quote is None else quote.reference_price, selection)
         freshness = self.freshness["chains"]
         fetched = await asyncio.gather(
             *(chains.fetch_chain(symbol, d, freshness=freshness, strikes=strikes) for d in chosen)
         )
-        found = {chain.expiration: chain for chain in fetched if chain is not None}
+        found = {chain.expiration: chain.priced_by(quote) for chain in fetched if chain is not None}
         if not found:
             # No chain to store: the chains stored before stay, and so does their index; expirations
             # fetched on the way are still worth keeping.
@@ -125,19 +126,22 @@ class DatasetFetcher:
         chain_entries: list[Entry] = [(keys.chain(symbol, d), chain) for d, chain in sorted(found.items())]
         return [*entries, *quote_entries, *chain_entries, (keys.chain_index(symbol), index)]
 
-    async def _last_price(self, symbol: str, window_pct: float | None) -> tuple[float | None, list[Entry]]:
-        """The price to centre the strike window on: the stored quote if it is under a day old,
-        else a fresh one, which is stored with the chains (so the call is not wasted)."""
+    async def _underlying_quote(
+        self, symbol: str, window_pct: float | None
+    ) -> tuple[Quote | None, list[Entry]]:
+        """The quote whose price centres the strike window and prices a chain sent without one: the
+        stored quote if it is under a day old (one GET, always read); else, only when a strike
+        window needs a price, a fresh one, which is stored with the chains (so the call is not
+        wasted). Without a window no quote call is made: the quotes dataset keeps the quote, and the
+        reader prices a chain stored without one from the cached quote at read time."""
+        quote = await self.store.get(Quote, keys.quote(symbol))
+        if quote is not None and self.clock() - quote.fetched_at <= _PRICE_MAX_AGE:
+            return quote, []
         if window_pct is None:
             return None, []
-        quote = await self.store.get(Quote, keys.quote(symbol))
-        entries: list[Entry] = []
-        if quote is None or self.clock() - quote.fetched_at > _PRICE_MAX_AGE:
-            batch = await self.providers.quotes.fetch_quotes([symbol], freshness=self.freshness["quotes"])
-            quote = next((q for q in batch.quotes if q.symbol == symbol), None)
-            entries = [] if quote is None else [(keys.quote(symbol), quote)]
-        price = None if quote is None else quote.last or quote.prevclose
-        return price, entries
+        batch = await self.providers.quotes.fetch_quotes([symbol], freshness=self.freshness["quotes"])
+        quote = next((q for q in batch.quotes if q.symbol == symbol), None)
+        return quote, [] if quote is None else [(keys.quote(symbol), quote)]
 
     async def history(self, symbol: str) -> list[Entry] | None:
         settings = self.config.datasets
