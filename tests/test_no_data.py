@@ -1,0 +1,153 @@
+"""Empty is not unknown: a listed symbol without data of a kind now (no options, no bars yet for a
+new listing, no intraday bars over a weekend) is remembered as such until the dataset's next
+refresh, so neither a restart nor a reader's ask calls the upstream again for it before then; and
+readers are told "no data", not `UnknownSymbol`.
+
+The emulator lists `NOOPT*` without options and `IPO*` as new listings without bars (as Tradier
+answers them: `{"expirations": null}`, `{"options": null}`, `{"history": null}`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from emulator.state import EmulatorOptions
+from reader import NoData, Reader, UnknownSymbol, keys
+from tests.conftest import RunBatches, StartWorker
+from tests.support import FakeClock, RunningEmulator, make_config
+
+WAIT_S = 5.0
+EXPIRATIONS = "/v1/markets/options/expirations"
+CHAINS = "/v1/markets/options/chains"
+HISTORY = "/v1/markets/history"
+TIMESALES = "/v1/markets/timesales"
+QUOTES = "/v1/markets/quotes"
+ONLY_CHAINS = {"history": {"enabled": False}, "indicators": {"enabled": False}}
+DAILY_ONLY = {
+    "expirations": {"enabled": False},
+    "chains": {"enabled": False},
+    "history": {"intraday": None},
+}
+
+
+@pytest.fixture
+def emulator_options() -> EmulatorOptions:
+    return EmulatorOptions(seed=11, rate_per_min=1000)
+
+
+def _calls(emulator: RunningEmulator) -> dict[str, int]:
+    return {path: sum(by_status.values()) for path, by_status in emulator.state.stats()["calls"].items()}
+
+
+async def test_an_underlying_without_options_costs_no_call_after_a_restart_and_reads_as_no_options(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, run_scheduled_batches: RunBatches
+) -> None:
+    """First start: one expirations call for NOOPT; a restart while that answer is fresh: no more;
+    `chain()` says it lists no options, with when that was checked and when it is checked again."""
+    config = make_config(
+        ["SPY", "NOOPT"], redis_url=redis_url, tradier_url=emulator.url, datasets=ONLY_CHAINS
+    )
+    first = await run_scheduled_batches(config)
+    assert first.jobs_failed == 0
+    started = _calls(emulator)
+    assert started[EXPIRATIONS] == 2  # SPY and NOOPT
+    clock.advance(60)
+    await run_scheduled_batches(config)  # a second worker starting: its catch-up finds them fresh
+    assert _calls(emulator)[EXPIRATIONS] == 2
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
+        with pytest.raises(
+            NoData, match=r"'NOOPT'.*NOOPT lists no options \(checked 2026-11-24 15:01 UTC"
+        ) as no:
+            await reader.chain("NOOPT")
+        assert "checks again after 2026-11-2" in no.value.detail
+        assert (await reader.expirations("NOOPT")).dates == ()
+        bundle = await reader.bundle("NOOPT", options=True)
+        assert isinstance(bundle.chains, NoData)
+        assert (await reader.chain("SPY")).contracts
+
+
+async def test_a_new_listing_without_daily_bars_costs_no_call_after_a_restart(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, run_scheduled_batches: RunBatches
+) -> None:
+    """A listing with no bars yet is stored as an empty bar list, fresh until the next daily refresh:
+    a restart a minute later makes no history call, and the reader returns no bars (not UnknownSymbol)."""
+    config = make_config(["SPY", "IPOX"], redis_url=redis_url, tradier_url=emulator.url, datasets=DAILY_ONLY)
+    await run_scheduled_batches(config)
+    started = _calls(emulator)
+    assert started[HISTORY] == 2
+    clock.advance(60)
+    await run_scheduled_batches(config)
+    assert _calls(emulator)[HISTORY] == 2
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
+        empty = await reader.history("IPOX")
+        spy = await reader.history("SPY")
+    assert (empty.symbol, empty.interval, empty.bars, empty.stale) == ("IPOX", "1d", (), False)
+    assert empty.fresh_until == spy.fresh_until
+    assert len(spy.bars) > 200
+
+
+async def test_intraday_bars_asked_over_a_weekend_cost_no_call_after_a_reload(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, run_scheduled_batches: RunBatches
+) -> None:
+    """Saturday, a one-day intraday lookback: no bars; remembered until Monday's refresh, so a second
+    start a minute later (with a reload's catch-up) makes no timesales call."""
+    clock.now = datetime(2026, 11, 28, 17, 0, tzinfo=UTC)  # Saturday, 12:00 ET
+    datasets = {
+        "expirations": {"enabled": False},
+        "chains": {"enabled": False},
+        "indicators": {"enabled": False},
+        "history": {"intraday": {"bar": "5m", "lookback_days": 1}},
+    }
+    config = make_config(["SPY"], redis_url=redis_url, tradier_url=emulator.url, datasets=datasets)
+    await run_scheduled_batches(config)
+    started = _calls(emulator)
+    assert started[TIMESALES] == 1
+    clock.advance(60)
+    redis.Redis.from_url(redis_url).set(keys.catch_up(), "1")  # as a reload elsewhere in the fleet
+    await run_scheduled_batches(config)
+    assert _calls(emulator)[TIMESALES] == 1
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
+        bars = await reader.history("SPY", "5m")
+    assert (bars.bars, bars.stale) == ((), False)
+    assert bars.fresh_until.astimezone(UTC) > datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # Monday's refresh
+
+
+async def test_on_demand_no_options_is_no_data_not_unknown_and_costs_no_second_call(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """An underlying off the watchlist without options: the first ask calls expirations once (and
+    quotes once, to tell it is listed); every later ask, nearest or dated, is answered NoData without
+    a call; nothing lands in the negative cache. A symbol the upstream does not know stays unknown."""
+    async with start_worker(datasets={"chains": {}}), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        with pytest.raises(NoData, match=r"NOOPTB lists no options \(checked 2026-11-24 15:00 UTC"):
+            await reader.chain("NOOPTB")
+        calls = _calls(emulator)
+        assert (calls[EXPIRATIONS], calls[QUOTES], calls.get(CHAINS, 0)) == (1, 1, 0)
+        for ask in (None, "2026-11-27", None):
+            with pytest.raises(NoData, match="NOOPTB lists no options"):
+                await reader.chain("NOOPTB", ask)
+        assert _calls(emulator) == calls
+        with pytest.raises(UnknownSymbol, match=r"tradier has no options for it, and tradier does not know"):
+            await reader.chain("ZZQQ")
+    client = redis.Redis.from_url(redis_url)
+    assert not client.exists(keys.unknown("chains", "NOOPTB"))
+    assert client.exists(keys.unknown("chains", "ZZQQ"))
+
+
+async def test_on_demand_new_listing_has_empty_bars_and_no_indicators_without_a_second_call(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """A new listing's daily bars are an empty list; its computed indicators are NoData, answered from
+    the remembered empty bars without another history call."""
+    datasets = {"history": {"intraday": None}}
+    async with start_worker(datasets=datasets), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        bars = await reader.history("IPOY")
+        assert bars.bars == ()
+        with pytest.raises(NoData, match=r"tradier has no daily bars of IPOY yet.*checked 2026-11-24 15:00"):
+            await reader.indicators("IPOY")
+        assert (await reader.history("IPOY")).bars == ()
+    assert _calls(emulator)[HISTORY] == 1
+    assert not redis.Redis.from_url(redis_url).exists(keys.unknown("indicators", "IPOY"))
