@@ -9,15 +9,19 @@ answers them: `{"expirations": null}`, `{"options": null}`, `{"history": null}`)
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 import redis
+import redis.asyncio
 
-from emulator.state import EmulatorOptions
-from reader import NoData, Reader, UnknownSymbol, keys
+from emulator.state import EmulatorOptions, Fault
+from reader import NoData, PriceHistory, Reader, UnknownSymbol, keys
 from tests.conftest import RunBatches, StartWorker
 from tests.support import FakeClock, RunningEmulator, make_config
+from worker.config import Secrets
+from worker.runtime import Runtime
 
 WAIT_S = 5.0
 EXPIRATIONS = "/v1/markets/options/expirations"
@@ -151,3 +155,62 @@ async def test_on_demand_new_listing_has_empty_bars_and_no_indicators_without_a_
         assert (await reader.history("IPOY")).bars == ()
     assert _calls(emulator)[HISTORY] == 1
     assert not redis.Redis.from_url(redis_url).exists(keys.unknown("indicators", "IPOY"))
+
+
+@pytest.fixture
+async def runtime(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> AsyncIterator[Runtime]:
+    datasets = {"chains": {}, "history": {"intraday": None}}
+    config = make_config(["AAPL"], redis_url=redis_url, tradier_url=emulator.url, datasets=datasets)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as opened:
+        yield opened
+    await client.aclose()
+
+
+async def test_a_stored_quote_tells_a_symbol_is_listed_without_a_quotes_call(
+    runtime: Runtime, emulator: RunningEmulator
+) -> None:
+    """With its quote stored, a symbol without options costs the expirations call only."""
+    await runtime.refresh("quotes", ["NOOPTC"])
+    report = await runtime.refresh("expirations", ["NOOPTC"])
+    assert (report.no_data, report.unmatched, report.failed) == (("NOOPTC",), (), ())
+    assert _calls(emulator)[QUOTES] == 1
+    stored = await runtime.store.get(PriceHistory, keys.history("NOOPTC", "1d"))
+    assert stored is None  # only what was asked for is stored
+
+
+async def test_a_symbol_whose_listing_cannot_be_told_fails_and_is_neither_unknown_nor_empty(
+    runtime: Runtime, emulator: RunningEmulator
+) -> None:
+    """History answers null while the quotes endpoint is down: a failed refresh (worth a retry),
+    nothing stored; not unmatched, so no negative cache would follow."""
+    emulator.state.arm(Fault(path=QUOTES, status=503, body="down", times=None))
+    report = await runtime.refresh("history", ["IPOZ"])
+    assert (report.failed, report.unmatched, report.no_data, report.retryable) == (
+        ("IPOZ",),
+        (),
+        (),
+        ("IPOZ",),
+    )
+    assert "whether it lists the symbol could not be told" in report.errors[0]
+    assert await runtime.store.get(PriceHistory, keys.history("IPOZ", "1d")) is None
+
+
+async def test_an_empty_answer_keeps_the_bars_stored_before_fresh_until_the_next_refresh(
+    runtime: Runtime, emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """`{"history": null}` for a symbol with stored bars keeps those bars (still the latest there
+    are) and moves their `fresh_until` to the next refresh, so no catch-up asks again before it."""
+    await runtime.refresh("history", ["AAPL"])
+    before = await runtime.store.get(PriceHistory, keys.history("AAPL", "1d"))
+    assert before is not None
+    clock.now = before.fresh_until
+    emulator.state.arm(Fault(path=HISTORY, status=200, body='{"history": null}'))
+    report = await runtime.refresh("history", ["AAPL"])
+    after = await runtime.store.get(PriceHistory, keys.history("AAPL", "1d"))
+    assert report.no_data == ("AAPL",)
+    assert after is not None
+    assert (after.bars, after.fetched_at) == (before.bars, before.fetched_at)
+    assert after.fresh_until > clock.now

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from reader import keys
 from worker.errors import UpstreamError
+from worker.incidents import transient
 from worker.providers.base import Freshness, QuoteProvider
 from worker.schedule import batches
 from worker.store import Entry, Store
@@ -24,12 +25,14 @@ from worker.store import Entry, Store
 @dataclass(frozen=True)
 class Listing:
     """Which symbols are `listed`, which the upstream says it does not know (`unknown`), the quotes
-    fetched to tell (`entries`, to store), and why the others could not be told (`error`)."""
+    fetched to tell (`entries`, to store), and why the others could not be told (`error`; worth
+    asking again soon if `transient`)."""
 
     listed: frozenset[str]
     unknown: frozenset[str]
-    entries: tuple[Entry, ...]
-    error: str | None
+    entries: tuple[Entry, ...] = ()
+    error: str | None = None
+    transient: bool = False
 
 
 async def check_listed(
@@ -41,15 +44,18 @@ async def check_listed(
     unknown: set[str] = set()
     entries: list[Entry] = []
     error: str | None = None
+    passing = False
     for batch in batches([s for s in symbols if s not in listed], provider.batch_size):
         try:
             answer = await provider.fetch_quotes(batch, freshness=freshness)
         except UpstreamError as e:
-            error = str(e)
+            error, passing = str(e), transient(e)
             continue
         wanted = set(batch)
         quoted = [q for q in answer.quotes if q.symbol in wanted]
         entries += [(keys.quote(q.symbol), q) for q in quoted]
         listed |= {q.symbol for q in quoted} | {s for s, _ in answer.refused if s in wanted}
         unknown |= {s for s in answer.unmatched if s in wanted}
-    return Listing(frozenset(listed), frozenset(unknown - listed), tuple(entries), error)
+        if missing := wanted - listed - unknown:
+            error = f"the quotes endpoint answered nothing for {', '.join(sorted(missing))}"
+    return Listing(frozenset(listed), frozenset(unknown - listed), tuple(entries), error, passing)

@@ -13,7 +13,7 @@ gets follow from the report:
   a restart nor a reader's miss calls the upstream again for it before then. The upstreams answer
   an unknown symbol the same way, so a `NoData` is stored only for a symbol known to be listed
   (`listed`, else the refresh asks the quotes endpoint: `worker.listing`); one that is not becomes
-  `NoSuchSymbol`.
+  `NoSuchSymbol`, one whose listing cannot be told (the quotes call failed) `Failed`.
 - `NoSuchSymbol`: the upstream does not know the symbol (negative-cached on demand).
 - `NotListed`: an on-demand chain of an expiration the underlying does not list; `entries` are the
   expirations fetched on the way (stored, so the next ask costs no call).
@@ -45,10 +45,7 @@ class NoData:
 
 @dataclass(frozen=True)
 class NoSuchSymbol:
-    """The upstream does not know the symbol. `confirmed`: its quotes endpoint said so (else the
-    dataset's own endpoint answered nothing and the listing could not be checked)."""
-
-    confirmed: bool = False
+    """The upstream does not know the symbol (its quotes endpoint says so)."""
 
 
 @dataclass(frozen=True)

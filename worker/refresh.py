@@ -141,14 +141,15 @@ async def refresh_symbols(
     symbols: Sequence[str],
     fetch_one: FetchOne,
     *,
-    check_listed: CheckListed | None = None,
+    check_listed: CheckListed,
 ) -> RefreshReport:
     """Fetch each symbol concurrently, then store every symbol that succeeded in one transaction.
 
     A symbol whose fetch fails stores nothing (its previous items stay); the others are stored.
     A symbol the upstream answered with no data (`NoData`) has its empty items stored once
     `check_listed` tells it is listed (one quotes call for the batch's symbols without a stored
-    quote, none otherwise); else, or without `check_listed`, it is reported unmatched.
+    quote, none otherwise); it is unmatched if the quotes endpoint does not know it, and failed if
+    that could not be told.
     """
     started = time.perf_counter()
     requested = tuple(symbols)
@@ -176,7 +177,8 @@ async def refresh_symbols(
             if isinstance(outcome, Failed):
                 counted = breaker_open = False
             resolved[symbol] = outcome
-    entries, listing_error = await _resolve_listing(resolved, check_listed)
+    entries, unlisted_retryable = await _resolve_listing(resolved, check_listed)
+    retryable += unlisted_retryable
     stored: list[str] = []
     no_data: list[str] = []
     unmatched: list[str] = []
@@ -218,7 +220,6 @@ async def refresh_symbols(
             kept_newer=len(entries) - written if stored or no_data else 0,
             elapsed_s=round(time.perf_counter() - started, 3),
             **({"error": f'"{errors[0]}"'} if errors else {}),
-            **({"listing_unknown": f'"{listing_error}"'} if listing_error else {}),
         ),
     )
     return RefreshReport(
@@ -234,25 +235,30 @@ async def refresh_symbols(
 
 
 async def _resolve_listing(
-    resolved: dict[str, SymbolOutcome], check_listed: CheckListed | None
-) -> tuple[list[Entry], str | None]:
-    """Turn each `NoData` of a symbol not known to be listed into `NoSuchSymbol` unless
-    `check_listed` finds it listed (in place); the quotes fetched to tell (to store with the
-    batch), and why some could not be told, if so."""
+    resolved: dict[str, SymbolOutcome], check_listed: CheckListed
+) -> tuple[list[Entry], list[str]]:
+    """Turn each `NoData` of a symbol not known to be listed into `NoSuchSymbol` if the quotes
+    endpoint does not know it, or `Failed` if that could not be told (in place); the quotes
+    fetched to tell (to store with the batch), and the failed symbols worth a retry soon."""
     unsure = [s for s, o in resolved.items() if isinstance(o, NoData) and not o.listed]
     if not unsure:
-        return [], None
-    if check_listed is None:
-        listing = Listing(frozenset(), frozenset(), (), None)
-    else:
-        try:
-            listing = await check_listed(unsure)
-        except redis.RedisError as e:
-            listing = Listing(frozenset(), frozenset(), (), f"redis: {e}")
+        return [], []
+    try:
+        listing = await check_listed(unsure)
+    except redis.RedisError as e:
+        listing = Listing(frozenset(), frozenset(), error=f"redis: {e}", transient=True)
+    retryable: list[str] = []
     for symbol in unsure:
-        if symbol not in listing.listed:
-            resolved[symbol] = NoSuchSymbol(confirmed=symbol in listing.unknown)
-    return list(listing.entries), listing.error
+        if symbol in listing.unknown:
+            resolved[symbol] = NoSuchSymbol()
+        elif symbol not in listing.listed:
+            resolved[symbol] = Failed(
+                f"the upstream answered no data, and whether it lists the symbol could not be told: "
+                f"{listing.error}"
+            )
+            if listing.transient:
+                retryable.append(symbol)
+    return list(listing.entries), retryable
 
 
 def _log_failure(counted: bool, *, breaker_open: bool = False) -> Callable[..., None]:
