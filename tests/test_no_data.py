@@ -20,6 +20,7 @@ from emulator.state import EmulatorOptions, Fault
 from reader import NoData, PriceHistory, Reader, UnknownSymbol, keys
 from tests.conftest import RunBatches, StartWorker
 from tests.support import FakeClock, RunningEmulator, make_config
+from tests.test_emulator_datasets import polygon, tradier
 from worker.config import Secrets
 from worker.runtime import Runtime
 
@@ -44,6 +45,28 @@ def emulator_options() -> EmulatorOptions:
 
 def _calls(emulator: RunningEmulator) -> dict[str, int]:
     return {path: sum(by_status.values()) for path, by_status in emulator.state.stats()["calls"].items()}
+
+
+async def test_the_emulator_answers_listed_symbols_without_data_as_the_upstreams_do(
+    emulator: RunningEmulator,
+) -> None:
+    """NOOPT and IPOX are quoted (listed); NOOPT has no options, IPOX no bars, options or indicators:
+    Tradier's null wrappers and Polygon's aggregates without `results`, as for an unknown symbol."""
+    quotes = await tradier(emulator, QUOTES, symbols="NOOPT,IPOX")
+    assert [q["symbol"] for q in quotes["quotes"]["quote"]] == ["NOOPT", "IPOX"]
+    assert "unmatched_symbols" not in quotes["quotes"]
+    for symbol in ("NOOPT", "IPOX"):
+        assert await tradier(emulator, EXPIRATIONS, symbol=symbol) == {"expirations": None}
+        assert await tradier(emulator, CHAINS, symbol=symbol, expiration="2026-11-27") == {"options": None}
+    assert await tradier(emulator, HISTORY, symbol="IPOX") == {"history": None}
+    assert await tradier(emulator, TIMESALES, symbol="IPOX") == {"series": None}
+    assert (await tradier(emulator, HISTORY, symbol="NOOPT"))["history"]["day"]
+    aggs = await polygon(emulator, "/v2/aggs/ticker/IPOX/range/1/day/2026-01-01/2026-11-24")
+    assert (aggs["status"], aggs["resultsCount"], "results" in aggs) == ("OK", 0, False)
+    sma = await polygon(emulator, "/v1/indicators/sma/IPOX", window=20)
+    assert sma["results"]["values"] == []
+    snapshot = await polygon(emulator, "/v3/snapshot/options/NOOPT")
+    assert snapshot["results"] == []
 
 
 async def test_an_underlying_without_options_costs_no_call_after_a_restart_and_reads_as_no_options(
