@@ -155,8 +155,9 @@ async def _remembered_no_data(runtime: Runtime, request: FetchRequest, now: date
     if request.dataset == "chains":
         index = await runtime.store.get(ChainIndex, keys.chain_index(request.symbol))
         listed = await runtime.store.get(Expirations, keys.expirations(request.symbol))
-        found = [index if index is not None and not index.expirations else None]
-        found.append(listed if listed is not None and not listed.dates else None)
+        if listed is not None and listed.dates:
+            return None  # it lists options (again): an empty index left from before is no answer
+        found = [index if index is not None and not index.expirations else None, listed]
     elif request.dataset == "indicators" and runtime.on_demand_dataset(request) == "history":
         bars = await runtime.store.get(PriceHistory, keys.history(request.symbol, "1d"))
         found = [bars if bars is not None and not bars.bars else None]
