@@ -9,6 +9,7 @@ answers them: `{"expirations": null}`, `{"options": null}`, `{"history": null}`)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -17,7 +18,7 @@ import redis
 import redis.asyncio
 
 from emulator.state import EmulatorOptions, Fault
-from reader import NoData, PriceHistory, Reader, UnknownSymbol, keys
+from reader import NoData, PriceHistory, Reader, SyncReader, UnknownSymbol, keys
 from tests.conftest import RunBatches, StartWorker
 from tests.support import FakeClock, RunningEmulator, make_config
 from tests.test_emulator_datasets import polygon, tradier
@@ -159,6 +160,8 @@ async def test_on_demand_no_options_is_no_data_not_unknown_and_costs_no_second_c
         assert _calls(emulator) == calls
         with pytest.raises(UnknownSymbol, match=r"tradier has no options for it, and tradier does not know"):
             await reader.chain("ZZQQ")
+        with SyncReader(redis_url, clock=clock, wait_s=WAIT_S) as sync, pytest.raises(NoData, match="NOOPTB"):
+            await asyncio.to_thread(sync.chain, "NOOPTB", "2026-11-27")
     client = redis.Redis.from_url(redis_url)
     assert not client.exists(keys.unknown("chains", "NOOPTB"))
     assert client.exists(keys.unknown("chains", "ZZQQ"))
@@ -237,3 +240,32 @@ async def test_an_empty_answer_keeps_the_bars_stored_before_fresh_until_the_next
     assert after is not None
     assert (after.bars, after.fetched_at) == (before.bars, before.fetched_at)
     assert after.fresh_until > clock.now
+
+
+async def test_polygon_answers_without_results_are_no_data_for_a_listed_symbol_and_unknown_otherwise(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> None:
+    """Polygon's aggregates without `results` and its empty options snapshot: NoData (stored empty)
+    for IPOX and NOOPT, which Tradier quotes; unmatched for ZZQQ, which it does not."""
+    config = make_config(
+        ["AAPL"],
+        redis_url=redis_url,
+        tradier_url=emulator.url,
+        polygon_url=emulator.url,
+        datasets={
+            "chains": {"provider": "polygon"},
+            "history": {"provider": "polygon", "intraday": {"bar": "5m"}},
+            "indicators": {"source": "polygon"},
+        },
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        history = await runtime.refresh("history", ["IPOX", "ZZQQ"])
+        intraday = await runtime.refresh("intraday", ["IPOX"])
+        indicators = await runtime.refresh("indicators", ["IPOX"])
+        stored = await runtime.store.get(PriceHistory, keys.history("IPOX", "5m"))
+    await client.aclose()
+    assert (history.no_data, history.unmatched) == (("IPOX",), ("ZZQQ",))
+    assert (intraday.no_data, indicators.no_data) == (("IPOX",), ("IPOX",))
+    assert stored is not None
+    assert (stored.source, stored.bars) == ("polygon", ())
