@@ -160,6 +160,8 @@ async def test_on_demand_no_options_is_no_data_not_unknown_and_costs_no_second_c
         assert _calls(emulator) == calls
         with pytest.raises(UnknownSymbol, match=r"tradier has no options for it, and tradier does not know"):
             await reader.chain("ZZQQ")
+        with pytest.raises(NoData, match=r"NOOPTD lists no options \(checked 2026-11-24 15:00 UTC"):
+            await reader.chain("NOOPTD", "2026-11-27")  # a first ask for a date says the same
         with SyncReader(redis_url, clock=clock, wait_s=WAIT_S) as sync, pytest.raises(NoData, match="NOOPTB"):
             await asyncio.to_thread(sync.chain, "NOOPTB", "2026-11-27")
     client = redis.Redis.from_url(redis_url)

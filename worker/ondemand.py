@@ -108,7 +108,8 @@ async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRe
     if report.no_data and request.dataset in _EMPTY_ANSWERS:
         return Outcome(job=job, status="stored")  # the empty item stored is the answer
     if report.no_data:
-        found = await runtime.store.get(CachedItem, _served_key(runtime, request))
+        key = _empty_item_key(runtime, request)
+        found = None if key is None else await runtime.store.get(CachedItem, key)
         return Outcome(job=job, status="no_data", detail=_no_data_detail(runtime, request, found))
     if report.unmatched:
         dataset = runtime.on_demand_dataset(request)
@@ -140,10 +141,15 @@ async def _fresh(runtime: Runtime, request: FetchRequest, now: datetime) -> bool
     return bool(upcoming) and await runtime.store.exists(keys.chain(request.symbol, upcoming[0]))
 
 
-def _served_key(runtime: Runtime, request: FetchRequest) -> str:
-    """The key whose item answers `request`: computed indicators come with the daily bars."""
-    if runtime.on_demand_dataset(request) == "history" and request.dataset == "indicators":
-        return keys.history(request.symbol, "1d")
+def _empty_item_key(runtime: Runtime, request: FetchRequest) -> str | None:
+    """The key of the empty item that remembers "no data" for `request` (`outcome.NoData`): the
+    chain index for chains, the daily bars for computed indicators; None for Polygon's indicators
+    (no item remembers those)."""
+    if request.dataset == "chains":
+        return keys.chain_index(request.symbol)
+    if request.dataset == "indicators":
+        computed = runtime.on_demand_dataset(request) == "history"
+        return keys.history(request.symbol, "1d") if computed else None
     return request.data_key
 
 
