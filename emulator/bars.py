@@ -107,12 +107,17 @@ class History:
         self._closed_series = lru_cache(maxsize=1024)(self._compute_closed_series)
 
     def daily(self, symbol: str, day: TradingDay, at: datetime) -> Bar | None:
-        """`day`'s bar as of `at`, None before the session opens (or for an unlisted symbol)."""
-        if self.market.listing(symbol) is None or at < day.open:
+        """`day`'s bar as of `at`, None before the session opens (or for an unlisted symbol, or one
+        that has not traded yet)."""
+        if not self._has_bars(symbol) or at < day.open:
             return None
         if at >= day.close:
             return self._complete_daily(symbol, day, day.close)
         return self._daily_until(symbol, day, at.replace(microsecond=0))
+
+    def _has_bars(self, symbol: str) -> bool:
+        listing = self.market.listing(symbol)
+        return listing is not None and listing.has_bars
 
     def daily_range(self, symbol: str, first: date, last: date, at: datetime) -> list[Bar]:
         """The daily bars of the sessions dated `first` to `last` that have opened by `at`."""
@@ -151,7 +156,7 @@ class History:
 
     def intraday(self, symbol: str, day: TradingDay, at: datetime) -> list[Bar]:
         """`day`'s 1-minute bars from 04:00 ET to the end of the post-market, up to `at` (partial)."""
-        if self.market.listing(symbol) is None or at < day.pre_open:
+        if not self._has_bars(symbol) or at < day.pre_open:
             return []
         last_second = day.post_close - timedelta(seconds=1)
         if at >= last_second:
@@ -188,7 +193,7 @@ class History:
 
     def minute(self, symbol: str, day: TradingDay, at: datetime) -> Bar | None:
         """The (partial) 1-minute bar of `day` holding `at`, None outside `day`'s trading hours."""
-        if self.market.listing(symbol) is None or not day.pre_open <= at < day.post_close:
+        if not self._has_bars(symbol) or not day.pre_open <= at < day.post_close:
             return None
         at = at.replace(microsecond=0)
         return self._intraday_until(symbol, day, at, first=at.replace(second=0))[-1]

@@ -65,6 +65,12 @@ WELL_KNOWN = tuple(sorted(_NAMES))
 _EXCHANGES = "QNPZ"
 UNLISTED_PREFIX = "ZZ"
 """Symbols starting with this (and `NOPE`) are not listed, to exercise the unknown-symbol paths."""
+NO_OPTIONS_PREFIX = "NOOPT"
+"""Symbols starting with this are listed (quotes, bars) but have no options: the expirations and
+chain endpoints answer as for an unknown symbol (`{"expirations": null}`, `{"options": null}`)."""
+NEW_LISTING_PREFIX = "IPO"
+"""Symbols starting with this are new listings that have not traded yet: a quote, but no bars of
+any length (`{"history": null}`, aggregates without `results`), no indicators and no options."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,8 @@ class Listing:
     base_price: float
     daily_vol: float
     average_volume: int
+    has_options: bool = True
+    has_bars: bool = True
 
 
 FloatArray = npt.NDArray[np.float64]
@@ -325,4 +333,6 @@ def _listing(seed: int, symbol: str) -> Listing:
         base_price=round(base_price, 2),
         daily_vol=0.01 + 0.025 * unit(seed, symbol, "vol"),
         average_volume=int(10 ** (5.5 + 2.2 * unit(seed, symbol, "volume"))),
+        has_options=not symbol.startswith((NO_OPTIONS_PREFIX, NEW_LISTING_PREFIX)),
+        has_bars=not symbol.startswith(NEW_LISTING_PREFIX),
     )

@@ -138,8 +138,10 @@ class OptionBook:
         self._chains = lru_cache(maxsize=128)(self._compute_chain)
 
     def expirations(self, symbol: str, at: datetime) -> list[Expiration]:
-        """Expirations listed on `symbol` at `at`, soonest first; [] for an unlisted symbol."""
-        if self.market.listing(symbol) is None:
+        """Expirations listed on `symbol` at `at`, soonest first; [] for an unlisted symbol or one
+        without options."""
+        listing = self.market.listing(symbol)
+        if listing is None or not listing.has_options:
             return []
         return list(self._expirations(at.astimezone(EXCHANGE_TZ).date()))
 

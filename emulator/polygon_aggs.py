@@ -135,7 +135,8 @@ async def indicator(request: web.Request) -> web.Response:
         raise bad_request(f"series_type must be open, high, low or close, got {series_type!r}")
     limit = integer(params, "limit", 10, 1, 5000)
     descending = params.get("order", "desc") != "asc"
-    if state.market.listing(ticker) is None:
+    listing = state.market.listing(ticker)
+    if listing is None or not listing.has_bars:
         return ok(results={"values": []})
     stamps, series = _series(state, ticker, series_type, now)
     kept = range_filter(params, "timestamp", lambda raw: _ms(raw, end_of_day=False))

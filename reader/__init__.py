@@ -10,7 +10,15 @@ from importlib.metadata import PackageNotFoundError, version
 
 from reader._results import Bundle, QuoteResult
 from reader.client import Reader, SyncReader
-from reader.errors import InvalidRequest, InvalidSymbol, NotCached, NoWorker, ReaderError, UnknownSymbol
+from reader.errors import (
+    InvalidRequest,
+    InvalidSymbol,
+    NoData,
+    NotCached,
+    NoWorker,
+    ReaderError,
+    UnknownSymbol,
+)
 from reader.models import (
     Bar,
     CachedItem,
@@ -39,6 +47,7 @@ __all__ = [
     "InvalidSymbol",
     "Macd",
     "MarketStatus",
+    "NoData",
     "NoWorker",
     "NotCached",
     "OptionChain",

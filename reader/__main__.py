@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from reader._results import MAX_WAIT_S, Bundle, check_wait_s
 from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, SyncReader
-from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError, UnknownSymbol
+from reader.errors import InvalidRequest, InvalidSymbol, NoData, NotCached, ReaderError, UnknownSymbol
 from reader.models import CachedItem
 from reader.symbols import normalize_symbol, shown
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         except (InvalidSymbol, InvalidRequest) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
-        except (NotCached, UnknownSymbol) as e:
+        except (NotCached, UnknownSymbol, NoData) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_MISSING
         except redis.RedisError as e:

@@ -24,7 +24,7 @@ import redis.asyncio
 from pydantic import ValidationError
 
 from reader import keys
-from reader.errors import NotCached, NoWorker, UnknownSymbol
+from reader.errors import NoData, NotCached, NoWorker, UnknownSymbol
 from reader.ondemand import ENQUEUE_SCRIPT, FetchRequest, Mode, Outcome, Unknown
 
 FALLBACK_READ_S = 0.25
@@ -86,6 +86,8 @@ def _settle(outcome: Outcome, miss: NotCached) -> None:
             miss.symbol,
             f"{outcome.detail}; check the ticker (this answer is remembered for a few minutes)",
         )
+    if outcome.status == "no_data":
+        raise NoData(miss.dataset, miss.symbol, outcome.detail)
     if outcome.status == "unlisted":
         raise NotCached(miss.dataset, miss.symbol, outcome.detail)
     if outcome.status == "no_worker":

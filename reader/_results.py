@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from reader import keys
 from reader.calendar import exchange_date
 from reader.clock import Clock
-from reader.errors import InvalidRequest, InvalidSymbol, NotCached, ReaderError
+from reader.errors import InvalidRequest, InvalidSymbol, NoData, NotCached, ReaderError
 from reader.models import (
     BarInterval,
     CachedItem,
@@ -248,12 +248,29 @@ def chains_from_script(
             "the worker keeps no chains for it; add it to the watchlist with chains enabled in config.yaml",
         )
     index = decode(ChainIndex, "option chain", symbol, index_raw, clock)
-    listed = ", ".join(d.isoformat() for d in index.expirations) or "none"
+    if not index.expirations:
+        raise no_options(symbol, index)
+    listed = ", ".join(d.isoformat() for d in index.expirations)
     raise NotCached(
         "option chain",
         symbol,
         f"no cached chain expires on or after {exchange_date(clock())} (kept: {listed}); "
         "the next chains refresh adds the coming expirations",
+    )
+
+
+def no_options(symbol: str, index: ChainIndex) -> ReaderError:
+    """What an empty chain index (the worker found no listed options) answers: `NoData` while it is
+    fresh; once stale, `NotCached`, so that the miss path has the worker check again."""
+    checked = index.fetched_at.strftime("%Y-%m-%d %H:%M UTC")
+    if index.stale:
+        detail = f"{symbol} listed no options when last checked ({checked}); checking again"
+        return NotCached("option chain", symbol, detail)
+    return NoData(
+        "option chain",
+        symbol,
+        f"{symbol} lists no options (checked {checked} by {index.source}; the worker checks again after "
+        f"{index.fresh_until.strftime('%Y-%m-%d %H:%M UTC')}); asking before then gets this answer",
     )
 
 
@@ -270,6 +287,10 @@ def chain_for(
             kept = f" (cached: {', '.join(d.isoformat() for d in index.expirations) or 'none'})"
         except ValidationError:
             kept = ""
+        else:
+            index._read_at = clock()
+            if not index.expirations:
+                raise no_options(symbol, index)
     raise NotCached(
         "option chain",
         symbol,
@@ -297,6 +318,6 @@ def bundle_from(
     if options:
         try:
             chains = chains_from_script(symbol, index_raw, chain_raws, clock, kept)
-        except NotCached as e:
+        except (NotCached, NoData) as e:
             chains = e
     return Bundle(symbol=symbol, quote=quote, chains=chains, indicators=indicators)

@@ -43,8 +43,21 @@ class NoWorker(NotCached):
 
 
 class UnknownSymbol(ReaderError, LookupError):
-    """The upstream says it has no such symbol (or, for chains, no options on it). Remembered by the
-    worker for a while, so asking again soon costs no upstream call."""
+    """The upstream says it has no such symbol. Remembered by the worker for a while, so asking again
+    soon costs no upstream call. (A listed symbol without such data is `NoData`.)"""
+
+    def __init__(self, dataset: str, symbol: str, detail: str) -> None:
+        self.dataset = dataset
+        self.symbol = symbol
+        self.detail = detail
+        super().__init__(f"no {dataset} for {symbol!r}: {detail}")
+
+
+class NoData(ReaderError, LookupError):
+    """The upstream lists the symbol but has no data of this kind for it now (no listed options; no
+    bars yet for a new listing). Not a fault to retry in a few seconds: the worker checks again at
+    the dataset's next refresh, which `detail` names, and answers this until then without asking
+    the upstream."""
 
     def __init__(self, dataset: str, symbol: str, detail: str) -> None:
         self.dataset = dataset

@@ -43,10 +43,12 @@ Mode = Literal["miss", "refresh"]
 """`miss`: enqueue unless the data key now holds something (it landed meanwhile). `refresh`:
 enqueue even so (the item is stale, or present but not what was asked)."""
 
-Status = Literal["stored", "fresh", "unknown", "unlisted", "failed", "no_worker"]
+Status = Literal["stored", "fresh", "unknown", "no_data", "unlisted", "failed", "no_worker"]
 """How a fetch ended: stored new data; found it already fresh (no upstream call); the upstream
-has no such symbol (negative-cached); the expiration asked for is not listed; failed (the detail
-says why). `no_worker` is the reader's own: no worker is alive to run it (never published)."""
+has no such symbol (negative-cached); it lists the symbol but has no such data now (remembered
+until the dataset's next refresh; the detail says when it was checked and when it is checked
+again); the expiration asked for is not listed; failed (the detail says why). `no_worker` is the
+reader's own: no worker is alive to run it (never published)."""
 
 # Every key travels in ARGV (none in KEYS): Redis checks a script's declared keys against one ACL
 # selector for the script command itself, while the reader's user may write the job key and the

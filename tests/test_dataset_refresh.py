@@ -178,14 +178,16 @@ def _index(redis_url: str, symbol: str) -> ChainIndex:
 async def test_no_chain_for_any_date_keeps_the_stored_chains_and_their_index(
     redis_url: str, runtime: Runtime, emulator: RunningEmulator, clock: FakeClock
 ) -> None:
-    """`{"options": null}` for every selected date stores nothing: chains and index stay as stored."""
+    """`{"options": null}` for every selected date stores nothing: chains and index stay as stored, and
+    the refresh fails (it has options: neither unknown nor without data)."""
     await runtime.refresh("chains", ["AAPL"])
     before = _snapshot(redis_url)
     clock.advance(60)
     null = Fault(path="/v1/markets/options/chains", status=200, body='{"options": null}', times=2)
     emulator.state.arm(null)
     report = await runtime.refresh("chains", ["AAPL"])
-    assert report.unmatched == ("AAPL",)
+    assert (report.failed, report.unmatched, report.no_data) == (("AAPL",), (), ())
+    assert "tradier returned no chain for the selected expirations" in report.errors[0]
     assert _snapshot(redis_url) == before
     async with Reader(redis_url, clock=clock) as reader:
         assert (await reader.chain("AAPL")).expiration == _index(redis_url, "AAPL").expirations[0]

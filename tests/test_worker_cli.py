@@ -66,7 +66,7 @@ async def test_refresh_exits_1_when_a_symbol_is_not_listed(
     config = _write_config(tmp_path, ["AAPL", "NOPE"])
     code, out, _ = await _run(emulator, "refresh", "--config", str(config), redis_url=redis_url)
     assert code == 1
-    assert "refreshed quotes: stored 1 of 2 symbols; no data upstream: NOPE" in out
+    assert "refreshed quotes: stored 1 of 2 symbols; unknown upstream: NOPE" in out
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,8 @@ async def _refresh_once(config: Config, secrets: Secrets) -> int:
     for report in reports:
         print(
             f"refreshed {report.dataset}: stored {len(report.stored)} of {len(report.requested)} symbols"
-            + (f"; no data upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
+            + (f"; unknown upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
+            + (f"; no data upstream now: {', '.join(report.no_data)}" if report.no_data else "")
             + (f"; failed: {len(report.failed)}" if report.failed else "")
         )
         for error in dict.fromkeys(report.errors):

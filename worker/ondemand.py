@@ -8,7 +8,9 @@ A reader enqueues `fetch(dataset, symbol, option)` under a deterministic job id
 2. fetches and stores through the schedule's own refresh path: the same rate gates, the same
    freshness rules, newer data winning;
 3. remembers an upstream's "no such symbol" for `on_demand.unknown_ttl_s` (the negative cache
-   the readers check before enqueueing);
+   the readers check before enqueueing); a listed symbol without such data now (`outcome.NoData`)
+   is remembered by the empty items the refresh stores, until the dataset's next refresh, and
+   answered `no_data` without an upstream call while they are fresh;
 4. counts the symbol's on-demand fetches of the exchange day; with `on_demand.adopt`, a symbol
    fetched `adopt_after` times joins the schedule of that dataset for the rest of the day;
 5. publishes the `Outcome` on `keys.FETCHED`, which the waiting readers listen to.
@@ -18,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis.asyncio
 
 from reader import keys
 from reader.calendar import exchange_date
-from reader.models import CachedItem, ChainIndex, Expirations
+from reader.models import CachedItem, ChainIndex, Expirations, PriceHistory
 from reader.ondemand import FetchRequest, Outcome, Unknown
 from worker.logs import fields
 from worker.runtime import Runtime
@@ -34,12 +36,24 @@ log = logging.getLogger(__name__)
 _DEMAND_MEMORY_S = 2 * 86_400
 
 _NO_DATA = {
-    "quotes": "{source} does not know this symbol",
-    "expirations": "{source} lists no options for this symbol (or does not know it)",
-    "chains": "{source} lists no options for this symbol (or does not know it)",
-    "history": "{source} has no price history for this symbol (or does not know it)",
-    "intraday": "{source} has no intraday bars for this symbol (or does not know it)",
-    "indicators": "{source} has no indicators for this symbol (or does not know it)",
+    "expirations": "{symbol} lists no options",
+    "chains": "{symbol} lists no options",
+    "history": "{source} has no daily bars of {symbol} yet (a new listing?)",
+    "intraday": "{source} has no {option} bars of {symbol} in the lookback (no session in it?)",
+    "indicators": "{source} has no indicators of {symbol} yet (a new listing?)",
+}
+"""What an asker is told of a listed symbol without data now (`outcome.NoData`), by the dataset
+whose refresh serves the ask (computed indicators: the daily bars)."""
+
+_EMPTY_ANSWERS = frozenset({"expirations", "history", "intraday"})
+"""Datasets whose empty item (no dates, no bars), stored under the key asked for, is the answer."""
+
+_WHAT = {
+    "expirations": "options",
+    "chains": "options",
+    "history": "price history",
+    "intraday": "intraday bars",
+    "indicators": "indicators",
 }
 
 
@@ -73,6 +87,9 @@ async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRe
             job=job, status="failed", detail="datasets.indicators is disabled in config.yaml; enable it"
         )
     now = runtime.clock()
+    remembered = await _remembered_no_data(runtime, request, now)
+    if remembered is not None:
+        return Outcome(job=job, status="no_data", detail=_no_data_detail(runtime, request, remembered))
     if await _fresh(runtime, request, now):
         return Outcome(job=job, status="fresh")
     report = await runtime.fetch(request)
@@ -88,14 +105,18 @@ async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRe
         except redis.RedisError as e:  # the data is stored: the count can miss one
             log.warning("on_demand.count_failed symbol=%s error=%s", request.symbol, e)
         return Outcome(job=job, status="stored")
-    if report.unmatched and request.dataset == "chains" and await _has_expirations(runtime, request):
-        # It has options: no chain for the chosen dates this time is no reason to call it unknown.
-        detail = "the upstream returned no chain for the selected expirations"
-        return Outcome(job=job, status="failed", detail=detail)
+    if report.no_data and request.dataset in _EMPTY_ANSWERS:
+        return Outcome(job=job, status="stored")  # the empty item stored is the answer
+    if report.no_data:
+        key = _empty_item_key(runtime, request)
+        found = None if key is None else await runtime.store.get(CachedItem, key)
+        return Outcome(job=job, status="no_data", detail=_no_data_detail(runtime, request, found))
     if report.unmatched:
         dataset = runtime.on_demand_dataset(request)
-        source = runtime.plans[dataset].source
-        detail = _NO_DATA[request.dataset].format(source=source)
+        source, quotes = runtime.plans[dataset].source, runtime.providers.quotes.name
+        detail = f"{quotes} does not know this symbol"
+        if request.dataset != "quotes":
+            detail = f"{source} has no {_WHAT[request.dataset]} for it, and {detail}"
         unknown = Unknown(source=source, checked_at=now, detail=detail)
         await client.set(
             request.unknown_key, unknown.model_dump_json(), ex=runtime.config.on_demand.unknown_ttl_s
@@ -120,9 +141,51 @@ async def _fresh(runtime: Runtime, request: FetchRequest, now: datetime) -> bool
     return bool(upcoming) and await runtime.store.exists(keys.chain(request.symbol, upcoming[0]))
 
 
-async def _has_expirations(runtime: Runtime, request: FetchRequest) -> bool:
-    listed = await runtime.store.get(Expirations, keys.expirations(request.symbol))
-    return listed is not None and bool(listed.dates)
+def _empty_item_key(runtime: Runtime, request: FetchRequest) -> str | None:
+    """The key of the empty item that remembers "no data" for `request` (`outcome.NoData`): the
+    chain index for chains, the daily bars for computed indicators; None for Polygon's indicators
+    (no item remembers those)."""
+    if request.dataset == "chains":
+        return keys.chain_index(request.symbol)
+    if request.dataset == "indicators":
+        computed = runtime.on_demand_dataset(request) == "history"
+        return keys.history(request.symbol, "1d") if computed else None
+    return request.data_key
+
+
+async def _remembered_no_data(runtime: Runtime, request: FetchRequest, now: datetime) -> CachedItem | None:
+    """The stored item, still fresh, that says the upstream has no data for `request` now (so no call
+    is made): an empty chain index or expirations for chains; daily bars without a bar for
+    computed indicators. (Empty bars or expirations asked for directly are simply fresh.)"""
+    found: list[CachedItem | None] = []
+    if request.dataset == "chains":
+        index = await runtime.store.get(ChainIndex, keys.chain_index(request.symbol))
+        listed = await runtime.store.get(Expirations, keys.expirations(request.symbol))
+        if listed is not None and listed.dates:
+            return None  # it lists options (again): an empty index left from before is no answer
+        found = [index if index is not None and not index.expirations else None, listed]
+    elif request.dataset == "indicators" and runtime.on_demand_dataset(request) == "history":
+        bars = await runtime.store.get(PriceHistory, keys.history(request.symbol, "1d"))
+        found = [bars if bars is not None and not bars.bars else None]
+    return next((item for item in found if item is not None and item.fresh_until > now), None)
+
+
+def _no_data_detail(runtime: Runtime, request: FetchRequest, item: CachedItem | None) -> str:
+    """What to tell an asker of `request` whose symbol is listed but has no such data now, with when
+    that was checked and when the worker checks again (from `item`, the empty item stored)."""
+    dataset = runtime.on_demand_dataset(request)
+    source = item.source if item is not None else runtime.plans[dataset].source
+    text = _NO_DATA[dataset].format(source=source, symbol=request.symbol, option=request.option)
+    if item is None:
+        return text
+    return (
+        f"{text} (checked {_minute(item.fetched_at)}; the worker checks again after "
+        f"{_minute(item.fresh_until)}; asking before then gets this answer)"
+    )
+
+
+def _minute(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 async def _listed(runtime: Runtime, request: FetchRequest) -> str:

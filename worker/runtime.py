@@ -22,6 +22,7 @@ from reader.ondemand import FetchRequest
 from worker import schedule
 from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
+from worker.listing import Listing, check_listed
 from worker.plan import COMPUTED, DatasetPlan, dataset_plans, scheduled_plans
 from worker.providers import Providers, build_providers, running_gates, running_health
 from worker.providers.base import Freshness
@@ -115,7 +116,16 @@ class Runtime:
                 self.providers.quotes, self.store, symbols, freshness=partial(self.fresh_until, "quotes")
             )
         fetch_one = getattr(self.fetcher, dataset)
-        return await refresh_symbols(dataset, self.plans[dataset].source, self.store, symbols, fetch_one)
+        source = self.plans[dataset].source
+        return await refresh_symbols(
+            dataset, source, self.store, symbols, fetch_one, check_listed=self.check_listed
+        )
+
+    async def check_listed(self, symbols: Sequence[str]) -> Listing:
+        """Which of `symbols` the quotes upstream lists (`worker.listing`): what tells a symbol without
+        data of a dataset now from one the upstream does not know."""
+        freshness = partial(self.fresh_until, "quotes")
+        return await check_listed(self.providers.quotes, self.store, symbols, freshness=freshness)
 
     def on_demand_dataset(self, request: FetchRequest) -> str:
         """The dataset whose refresh serves `request`: computed indicators come with the daily bars."""
@@ -135,7 +145,9 @@ class Runtime:
         elif dataset == "intraday":
             fetch_one = partial(self.fetcher.intraday, bar=cast("BarInterval", request.option))
         source = self.plans[dataset].source
-        return await refresh_symbols(dataset, source, self.store, [request.symbol], fetch_one)
+        return await refresh_symbols(
+            dataset, source, self.store, [request.symbol], fetch_one, check_listed=self.check_listed
+        )
 
     async def refresh_watchlist(self) -> list[RefreshReport]:
         """Refresh every scheduled dataset of the whole watchlist once, in `DATASETS` order."""

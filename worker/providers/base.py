@@ -2,9 +2,11 @@
 
 Every fetch stamps what it returns with `source` (the provider's name), `fetched_at` (when the
 answer came, by the provider's clock) and `fresh_until = freshness(fetched_at)`. A fetch returns
-None when the upstream says it has no such data (an unknown symbol, an underlying without
-options), and raises an `UpstreamError` for anything else that is not a good answer: a payload
-that does not parse is rejected whole (`UpstreamBadPayload`), never stored in part.
+None when the upstream answers with nothing: the upstreams answer so both for a symbol they do
+not know and for a listed one without such data now (an underlying without options, a new
+listing without bars), and `worker.refresh` tells them apart (`worker.listing`). It raises an
+`UpstreamError` for anything else that is not a good answer: a payload that does not parse is
+rejected whole (`UpstreamBadPayload`), never stored in part.
 """
 
 from __future__ import annotations
