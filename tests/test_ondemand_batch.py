@@ -129,6 +129,22 @@ async def test_a_batch_answers_each_symbol_with_its_own_outcome(
         assert admin.exists(keys.unknown("quotes", "ZZZZ"))
 
 
+async def test_fresh_only_quotes_of_stale_items_are_refreshed_together(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """quotes(fresh=True) of 20 stale quotes waits for their refresh: 20 fresh quotes, 1 call."""
+    wanted = SYMBOLS[:20]
+    async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
+        first = await reader.quotes(wanted)
+        clock.advance(60)  # past fresh_until
+        stale = await reader.quotes(wanted, wait_s=0)
+        fresh = await reader.quotes(wanted, fresh=True)
+    assert all(isinstance(q, Quote) and q.stale for q in stale.values())
+    assert all(isinstance(q, Quote) and not q.stale and q.fetched_at == clock() for q in fresh.values())
+    assert all(isinstance(q, Quote) and q.fetched_at < clock() for q in first.values())
+    assert _calls(emulator) == 2
+
+
 async def test_quotes_claimed_by_a_worker_that_died_are_fetched_again_within_the_lease(
     redis_url: str,
     emulator: RunningEmulator,

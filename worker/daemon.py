@@ -21,6 +21,7 @@ config), so that a job whose worker was killed is retaken only after two minutes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -84,8 +85,12 @@ class Leads:
             if event is None or task is None:
                 return
             claimed = asyncio.ensure_future(event.wait())
-            await asyncio.wait({claimed, task}, timeout=CLAIM_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
-            claimed.cancel()
+            try:
+                await asyncio.wait({claimed, task}, timeout=CLAIM_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                claimed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await claimed
         finally:
             self._claims.pop(job_id, None)
 
