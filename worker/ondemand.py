@@ -12,6 +12,9 @@ A reader enqueues `fetch(dataset, symbol, option)` under a deterministic job id
 4. counts the symbol's on-demand fetches of the exchange day; with `on_demand.adopt`, a symbol
    fetched `adopt_after` times joins the schedule of that dataset for the rest of the day;
 5. publishes the `Outcome` on `keys.FETCHED`, which the waiting readers listen to.
+
+Quote fetches pending at once run together (`fetch_quotes_on_demand`): one job takes the others
+out of the queue (`worker.claims`), and steps 1-4 run for each with one upstream call for all.
 """
 
 from __future__ import annotations
