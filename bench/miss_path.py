@@ -7,7 +7,13 @@ same emulator, is one direct HTTP call to its quotes endpoint: what any fetch co
 Each miss asks for a symbol nobody has asked for before. Prints p50/p99 of both and the miss's
 overhead; the target is a miss p50 within the configured latency + 30 ms.
 
-    python bench/miss_path.py [--misses 100] [--latency-ms 150] [--url redis://...] [--check]
+Then misses in bulk: one `Reader.quotes` call of N symbols nobody has asked for, for each N of
+--bulk, with the upstream calls it cost (the emulator counts them) next to one call per symbol,
+and its time (mostly the emulator making up N new symbols). The quote fetches pending together
+are fetched in one call per `batch_size` (100).
+
+    python bench/miss_path.py [--misses 100] [--latency-ms 150] [--bulk 1,10,50,250]
+                              [--url redis://...] [--check]
 
 Without --url it starts a private redis-server on a free port (and stops it).
 """
@@ -90,6 +96,30 @@ async def _misses(url: str, count: int) -> list[float]:
     return samples
 
 
+async def _quote_calls(base_url: str) -> int:
+    """Quotes calls the emulator has served so far."""
+    async with aiohttp.ClientSession() as session, session.get(f"{base_url}/_emulator/stats") as r:
+        stats = await r.json()
+    return sum(stats["calls"].get("/v1/markets/quotes", {}).values())
+
+
+async def _bulk_misses(url: str, base_url: str, sizes: list[int]) -> list[tuple[int, int, float, int]]:
+    """For each size N: (N, upstream calls, seconds, quotes returned) of one `Reader.quotes` of N
+    symbols not cached yet."""
+    rows = []
+    async with Reader(url, wait_s=10) as reader:
+        await reader.quotes(["SPY"])  # connect first
+        for n in sizes:
+            symbols = [f"B{n}X{i}" for i in range(n)]
+            before = await _quote_calls(base_url)
+            started = time.perf_counter()
+            found = await reader.quotes(symbols)
+            elapsed = time.perf_counter() - started
+            got = sum(1 for q in found.values() if not isinstance(q, Exception))
+            rows.append((n, await _quote_calls(base_url) - before, elapsed, got))
+    return rows
+
+
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, *args],
@@ -100,7 +130,10 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def measure(url: str, misses: int, latency_ms: float) -> tuple[list[float], list[float]]:
+Measured = tuple[list[float], list[float], list[tuple[int, int, float, int]]]
+
+
+def measure(url: str, misses: int, latency_ms: float, bulk: list[int]) -> Measured:
     port = free_port()
     emulator_url = f"http://127.0.0.1:{port}"
     emulator = _start(
@@ -120,18 +153,22 @@ def measure(url: str, misses: int, latency_ms: float) -> tuple[list[float], list
             client.close()
             direct = asyncio.run(_direct_calls(emulator_url, misses))
             miss = asyncio.run(_misses(url, misses))
+            bulk_rows = asyncio.run(_bulk_misses(url, emulator_url, bulk))
         finally:
             for process in (worker, emulator):
                 if process is not None:
                     process.send_signal(signal.SIGINT)
                     process.wait(timeout=20)
-    return direct, miss
+    return direct, miss, bulk_rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--misses", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=150.0, help="the emulator's added latency")
+    parser.add_argument(
+        "--bulk", default="1,10,50,250", help="sizes of the quotes() misses in bulk, comma-separated"
+    )
     parser.add_argument("--url", help="an existing Redis, which is flushed (default: start a private one)")
     parser.add_argument(
         "--check",
@@ -139,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"exit 1 if the miss p50 exceeds latency + {TARGET_OVERHEAD_MS:g} ms",
     )
     args = parser.parse_args(argv)
+    bulk = [int(n) for n in args.bulk.split(",") if n.strip()]
     server = None if args.url else RedisServer().start()
     try:
-        direct, miss = measure(args.url or server.url, args.misses, args.latency_ms)  # type: ignore[union-attr]
+        direct, miss, bulk_rows = measure(args.url or server.url, args.misses, args.latency_ms, bulk)  # type: ignore[union-attr]
     finally:
         if server is not None:
             server.stop()
@@ -159,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'miss overhead over the direct call':44} {overhead:9.1f}")
     verdict = "ok" if miss_p50_ms <= target_ms else "OVER TARGET"
     print(f"{'target: miss p50 <= latency + 30 ms':44} {target_ms:9.1f}   {verdict}")
+    print()
+    print("misses in bulk: one Reader.quotes call of N symbols not cached")
+    print(f"{'N symbols':>10} {'calls':>7} {'1 per symbol':>13} {'ms':>9} {'quotes':>7}")
+    for n, calls, elapsed, got in bulk_rows:
+        print(f"{n:>10} {calls:>7} {n:>13} {elapsed * 1000:>9.1f} {got:>7}")
     return 1 if args.check and miss_p50_ms > target_ms else 0
 
 

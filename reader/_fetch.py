@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from reader import keys
 from reader.errors import NoData, NotCached, NoWorker, UnknownSymbol
-from reader.ondemand import ENQUEUE_SCRIPT, FetchRequest, Mode, Outcome, Unknown
+from reader.ondemand import ENQUEUE_SCRIPT, FetchRequest, Mode, Outcome, Unknown, enqueue_args
 
 FALLBACK_READ_S = 0.25
 """How often a waiting reader reads the key itself, in case the worker's message was lost."""
@@ -165,9 +165,15 @@ class _Revalidations:
         return True
 
 
-def _revalidation_failed(request: FetchRequest, error: Exception) -> None:
+def _revalidation_failed(requests: Sequence[FetchRequest], error: Exception) -> None:
     # A stale answer is still an answer: the refresh is retried on a later read.
-    log.warning("reader.revalidate_failed job=%s error=%s: %s", request.job_id, type(error).__name__, error)
+    jobs = ",".join(r.job_id for r in requests)
+    log.warning("reader.revalidate_failed jobs=%s error=%s: %s", jobs, type(error).__name__, error)
+
+
+def _decode_answers(asks: Sequence[tuple[FetchRequest, Mode]], answers: list[Any]) -> list[Outcome | None]:
+    """`_decode_answer` of each request, in order."""
+    return [_decode_answer(request, answer) for (request, _), answer in zip(asks, answers, strict=True)]
 
 
 @dataclass
@@ -189,20 +195,41 @@ class AsyncFetches:
         self._listener: asyncio.Task[None] | None = None
         self._subscribing: asyncio.Lock | None = None
         self._flights: dict[str, _Flight] = {}
+        self._inboxes: set[asyncio.Queue[Outcome]] = set()
         self._revalidations = _Revalidations()
 
     async def enqueue(self, request: FetchRequest, mode: Mode) -> Outcome | None:
         """Run the enqueue script; the outcome if it settles the request at once."""
-        answer = await self._script(args=request.script_args(mode))
-        return _decode_answer(request, answer)
+        return (await self.enqueue_many([(request, mode)]))[0]
 
-    async def revalidate(self, request: FetchRequest) -> None:
-        """Enqueue a refresh of a stale item without waiting for it (at most every few seconds)."""
-        if self._revalidations.due(request.job_id):
+    async def enqueue_many(self, asks: Sequence[tuple[FetchRequest, Mode]]) -> list[Outcome | None]:
+        """Run the enqueue script once for every (request, mode); for each, the outcome if it
+        settles the request at once."""
+        return _decode_answers(asks, await self._script(args=enqueue_args(asks)))
+
+    async def revalidate(self, *requests: FetchRequest) -> None:
+        """Enqueue refreshes of stale items without waiting for them (each at most every few
+        seconds), in one round trip."""
+        due = [r for r in requests if self._revalidations.due(r.job_id)]
+        if due:
             try:
-                await self.enqueue(request, "refresh")
+                await self.enqueue_many([(r, "refresh") for r in due])
             except redis.RedisError as e:
-                _revalidation_failed(request, e)
+                _revalidation_failed(due, e)
+
+    @contextlib.contextmanager
+    def inbox(self) -> Iterator[asyncio.Queue[Outcome]]:
+        """Every outcome announced while the block runs (once subscribed: `subscribe`)."""
+        queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._inboxes.add(queue)
+        try:
+            yield queue
+        finally:
+            self._inboxes.discard(queue)
+
+    async def subscribe(self) -> None:
+        """Subscribe to the announcements unless subscribed (confirmed before it returns)."""
+        await self._subscribe()
 
     async def wait(
         self,
@@ -338,6 +365,8 @@ class AsyncFetches:
                 flight = self._flights.get(outcome.job)
                 if flight is not None and not flight.future.done():
                     flight.future.set_result(outcome)
+                for inbox in self._inboxes:
+                    inbox.put_nowait(outcome)
         except (redis.RedisError, OSError) as e:
             # Waiters notice (`_listening`), subscribe again and re-run the script.
             log.warning("reader.subscription_lost error=%s: %s", type(e).__name__, e)
@@ -361,15 +390,32 @@ class SyncFetches:
         self._revalidations = _Revalidations()
 
     def enqueue(self, request: FetchRequest, mode: Mode) -> Outcome | None:
-        return _decode_answer(request, cast("list[Any]", self._script(args=request.script_args(mode))))
+        return self.enqueue_many([(request, mode)])[0]
 
-    def revalidate(self, request: FetchRequest) -> None:
+    def enqueue_many(self, asks: Sequence[tuple[FetchRequest, Mode]]) -> list[Outcome | None]:
+        """See `AsyncFetches.enqueue_many`."""
+        return _decode_answers(asks, cast("list[Any]", self._script(args=enqueue_args(asks))))
+
+    def revalidate(self, *requests: FetchRequest) -> None:
         """See `AsyncFetches.revalidate`."""
-        if self._revalidations.due(request.job_id):
+        due = [r for r in requests if self._revalidations.due(r.job_id)]
+        if due:
             try:
-                self.enqueue(request, "refresh")
+                self.enqueue_many([(r, "refresh") for r in due])
             except redis.RedisError as e:
-                _revalidation_failed(request, e)
+                _revalidation_failed(due, e)
+
+    def subscription(self) -> redis.client.PubSub:
+        """A pub/sub connection subscribed to the announcements (confirmed); the caller closes it."""
+        pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
+        try:
+            pubsub.subscribe(keys.FETCHED)
+            if pubsub.get_message(timeout=self._timeout_s) is None:  # the subscription's confirmation
+                raise _unconfirmed(self._timeout_s)
+        except BaseException:
+            pubsub.close()
+            raise
+        return cast("redis.client.PubSub", pubsub)
 
     def wait(
         self,
@@ -391,11 +437,8 @@ class SyncFetches:
             except _StaleAnswer as stale:
                 raise _already_stale(miss, stale) from None
         deadline = time.monotonic() + wait_s
-        pubsub = self._redis.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
+        pubsub = self.subscription()
         try:
-            pubsub.subscribe(keys.FETCHED)
-            if pubsub.get_message(timeout=self._timeout_s) is None:  # the subscription's confirmation
-                raise _unconfirmed(self._timeout_s)
             retries = 0
             while True:
                 got = self._attempt(pubsub, request, read, mode, fresh, deadline)

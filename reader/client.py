@@ -8,8 +8,7 @@ calendar the worker published (`reader.market_status`), and asks no upstream.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import partial
@@ -20,6 +19,7 @@ import redis
 import redis.asyncio
 
 from reader import keys
+from reader._batch import Ask, run_async, run_sync, wait_many
 from reader._fetch import AsyncFetches, Fresh, SyncFetches
 from reader._results import (
     CHAINS_SCRIPT,
@@ -35,6 +35,7 @@ from reader._results import (
     check_side,
     check_wait_s,
     decode,
+    decode_or_error,
     parse_expiration,
     quote_results,
     symbol_list,
@@ -145,6 +146,31 @@ def _action(part: object, fresh: bool) -> _Action:
     if isinstance(part, NotCached) or (fresh and stale):
         return "fetch"
     return "revalidate" if stale else "keep"
+
+
+def _quote_asks(results: Mapping[str, QuoteResult], actions: Mapping[str, _Action]) -> list[Ask]:
+    """The on-demand fetches a `quotes()` call waits for: its misses, and its stale quotes when
+    fresh ones are asked."""
+    asks = []
+    for symbol, action in actions.items():
+        if action != "fetch":
+            continue
+        request, part = FetchRequest("quotes", symbol), results[symbol]
+        if isinstance(part, NotCached):
+            asks.append(Ask(request, part))
+        elif isinstance(part, Quote):
+            asks.append(Ask(request, _stale_miss(part, request), "refresh"))
+    return asks
+
+
+def _quotes_read(
+    requests: Sequence[FetchRequest], raws: Sequence[bytes | None], clock: Clock
+) -> dict[str, Quote | ReaderError]:
+    """Job id -> the quote read for each request (one MGET's answers), or why there is none."""
+    return {
+        r.job_id: decode_or_error(Quote, "quote", r.symbol, raw, clock)
+        for r, raw in zip(requests, raws, strict=True)
+    }
 
 
 def _bundle_parts(
@@ -296,7 +322,8 @@ class Reader(_Base):
         self, symbols: Iterable[str], *, wait_s: float | None = None, fresh: bool = False
     ) -> dict[str, QuoteResult]:
         """Quotes of many symbols, keyed by normalised symbol: one round trip when all are cached,
-        then the misses fetched on demand together (each waits up to `wait_s`).
+        then the misses enqueued together in one more, fetched together by the worker (one
+        upstream call per `batch_size` symbols) and waited for together, up to `wait_s` in all.
 
         A symbol still missing maps to its `NotCached` or `UnknownSymbol`; a malformed one, keyed
         as given (a non-string by its repr), to an `InvalidSymbol`. Nothing is raised for one bad symbol.
@@ -306,14 +333,18 @@ class Reader(_Base):
         raws = await self._redis.mget([keys.quote(s) for s in wanted]) if wanted else []
         results = quote_results(wanted, raws, errors, self._clock)
         actions = {s: _action(results[s], fresh) for s in wanted}
-        for symbol in [s for s in wanted if actions[s] == "revalidate"]:
-            await self._fetches.revalidate(FetchRequest("quotes", symbol))
-        again = [s for s in wanted if actions[s] == "fetch"]
-        found = await asyncio.gather(
-            *(self._or_error(self.quote(s, wait_s=wait_s, fresh=fresh)) for s in again)
-        )
-        results.update(zip(again, found, strict=True))
+        stale = [FetchRequest("quotes", s) for s in wanted if actions[s] == "revalidate"]
+        await self._fetches.revalidate(*stale)
+        asks = _quote_asks(results, actions)
+        if asks:
+            plan = wait_many(asks, wait_s=self._wait_s(wait_s), fresh=fresh)
+            found = await run_async(self._fetches, plan, self._read_quotes)
+            results.update({a.request.symbol: found[a.request.job_id] for a in asks})
         return results
+
+    async def _read_quotes(self, requests: Sequence[FetchRequest]) -> dict[str, Quote | ReaderError]:
+        raws = await self._redis.mget([r.data_key for r in requests])
+        return _quotes_read(requests, raws, self._clock)
 
     async def expirations(
         self, symbol: str, *, wait_s: float | None = None, fresh: bool = False
@@ -537,23 +568,21 @@ class SyncReader(_Base):
     def quotes(
         self, symbols: Iterable[str], *, wait_s: float | None = None, fresh: bool = False
     ) -> dict[str, QuoteResult]:
-        """Quotes of many symbols; see `Reader.quotes` (here every miss is enqueued first, then each
-        is waited for in turn, all within one `wait_s`)."""
+        """Quotes of many symbols; see `Reader.quotes`."""
         wanted, errors = symbol_list(symbols)
         self._check(wait_s, fresh)
         results = quote_results(wanted, self._mget([keys.quote(s) for s in wanted]), errors, self._clock)
         actions = {s: _action(results[s], fresh) for s in wanted}
-        missing = [s for s in wanted if actions[s] == "fetch"]
-        for symbol in wanted:
-            if actions[symbol] == "fetch":
-                results[symbol] = self._or_error(partial(self.quote, symbol, wait_s=0, fresh=fresh))
-            elif actions[symbol] == "revalidate":
-                self._fetches.revalidate(FetchRequest("quotes", symbol))
-        deadline = time.monotonic() + self._wait_s(wait_s)
-        for symbol in missing:
-            if isinstance(results[symbol], NotCached) and (left := deadline - time.monotonic()) > 0:
-                results[symbol] = self._or_error(partial(self.quote, symbol, wait_s=left, fresh=fresh))
+        self._fetches.revalidate(*[FetchRequest("quotes", s) for s in wanted if actions[s] == "revalidate"])
+        asks = _quote_asks(results, actions)
+        if asks:
+            plan = wait_many(asks, wait_s=self._wait_s(wait_s), fresh=fresh)
+            found = run_sync(self._fetches, plan, self._read_quotes)
+            results.update({a.request.symbol: found[a.request.job_id] for a in asks})
         return results
+
+    def _read_quotes(self, requests: Sequence[FetchRequest]) -> dict[str, Quote | ReaderError]:
+        return _quotes_read(requests, self._mget([r.data_key for r in requests]), self._clock)
 
     def expirations(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Expirations:
         """See `Reader.expirations`."""

@@ -97,6 +97,12 @@ def fetch_job_id(dataset: str, symbol: str, option: str) -> str:
     return f"{FETCH_JOBS}{dataset}:{symbol}:{option}"
 
 
+def fetch_jobs_of(dataset: str) -> str:
+    """Every on-demand job id of `dataset` starts with this (a worker takes pending quote fetches
+    together by it)."""
+    return f"{FETCH_JOBS}{dataset}:"
+
+
 def unknown(dataset: str, symbol: str, option: str = "") -> str:
     """Negative cache: the upstream has no `dataset` for `symbol` (a JSON `reader.ondemand.Unknown`);
     `option` tells apart what can be absent separately (an intraday bar length)."""

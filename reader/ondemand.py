@@ -1,11 +1,12 @@
 """The on-demand fetch contract: what a reader enqueues on a miss, and what the worker announces.
 
-A reader that misses (or reads a stale item) runs `ENQUEUE_SCRIPT`: in one round trip it reads the
-data key again and the negative cache, and enqueues the arq job `fetch(dataset, symbol, option)`
-under the deterministic id `keys.fetch_job_id(...)` unless a job of that id is already queued or
-running. However many processes miss at once, one job runs. The worker fetches (no upstream call
-if the item became fresh meanwhile), stores, then publishes an `Outcome` on `keys.FETCHED`; the
-reader waits on that message, reading the key as a fallback.
+A reader that misses (or reads a stale item) runs `ENQUEUE_SCRIPT`: in one round trip, for every
+miss of one read, it reads the data key again and the negative cache, and enqueues the arq job
+`fetch(dataset, symbol, option)` under the deterministic id `keys.fetch_job_id(...)` unless a job
+of that id is already queued or running. However many processes miss at once, one job runs. The
+worker fetches (no upstream call if the item became fresh meanwhile; the quote fetches pending
+together in one upstream call, `worker.claims`), stores, then publishes an `Outcome` per job on
+`keys.FETCHED`; the reader waits on that message, reading the key as a fallback.
 
 The script writes the arq job format itself (so the blocking reader can enqueue too, and so the
 reader's Redis user needs write access to two key patterns only): a JSON payload
@@ -16,6 +17,7 @@ keys travel in ARGV, not KEYS (see the script).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -52,26 +54,39 @@ reader's own: no worker is alive to run it (never published)."""
 
 # Every key travels in ARGV (none in KEYS): Redis checks a script's declared keys against one ACL
 # selector for the script command itself, while the reader's user may write the job key and the
-# queue under two different selectors; commands inside the script are checked one by one. ARGV:
-# job id, payload, expires ms, score, mode, data key, unknown key, arq job key, queue, worker
-# health key. Returns {'data', value} | {'unknown', value} | {'pending'} | {'queued'}, or
-# {'no_worker'} when no worker is alive to run the job (it is queued all the same, for one that
-# starts within FETCH_EXPIRES_MS). arq's result key is not consulted: the fetch job keeps none.
+# queue under two different selectors; commands inside the script are checked one by one.
+# ARGV: expires ms, queue, worker health key, arq job key prefix, then six fields per request (job
+# id, payload, score, mode, data key, unknown key): every miss of one read goes in one round trip.
+# Returns one answer per request, in order: {'data', value} | {'unknown', value} | {'pending'} |
+# {'queued'}, or {'no_worker'} when no worker is alive to run the job (it is queued all the same,
+# for one that starts within FETCH_EXPIRES_MS). arq's result key is not consulted: the fetch job
+# keeps none.
 ENQUEUE_SCRIPT = """
-if ARGV[5] == 'miss' then
-  local data = redis.call('GET', ARGV[6])
-  if data then return {'data', data} end
+local alive = redis.call('EXISTS', ARGV[3]) == 1
+local answers = {}
+for i = 5, #ARGV, 6 do
+  local answer = nil
+  if ARGV[i + 3] == 'miss' then
+    local data = redis.call('GET', ARGV[i + 4])
+    if data then answer = {'data', data} end
+  end
+  if not answer then
+    local unknown = redis.call('GET', ARGV[i + 5])
+    if unknown then answer = {'unknown', unknown} end
+  end
+  if not answer then
+    answer = {'pending'}
+    local job = ARGV[4] .. ARGV[i]
+    if redis.call('EXISTS', job) == 0 then
+      redis.call('SET', job, ARGV[i + 1], 'PX', ARGV[1])
+      redis.call('ZADD', ARGV[2], ARGV[i + 2], ARGV[i])
+      answer = {'queued'}
+    end
+    if not alive then answer = {'no_worker'} end
+  end
+  answers[#answers + 1] = answer
 end
-local unknown = redis.call('GET', ARGV[7])
-if unknown then return {'unknown', unknown} end
-local answer = {'pending'}
-if redis.call('EXISTS', ARGV[8]) == 0 then
-  redis.call('SET', ARGV[8], ARGV[2], 'PX', ARGV[3])
-  redis.call('ZADD', ARGV[9], ARGV[4], ARGV[1])
-  answer = {'queued'}
-end
-if redis.call('EXISTS', ARGV[10]) == 0 then return {'no_worker'} end
-return answer
+return answers
 """
 
 
@@ -130,23 +145,25 @@ class FetchRequest:
         """The job's positional arguments."""
         return [self.dataset, self.symbol, self.option]
 
-    def script_args(self, mode: Mode, now_ms: int | None = None) -> list[str]:
-        """ARGV of `ENQUEUE_SCRIPT` for this request; `now_ms` is the enqueue time (wall clock:
-        arq orders its queue by it)."""
-        enqueued_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    def script_fields(self, mode: Mode, enqueued_ms: int) -> list[str]:
+        """This request's six fields in the ARGV of `ENQUEUE_SCRIPT` (see `enqueue_args`)."""
         payload = dumps({"t": None, "f": FETCH_JOB, "a": self.args(), "k": {}, "et": enqueued_ms})
         return [
             self.job_id,
             payload.decode(),
-            str(FETCH_EXPIRES_MS),
             str(enqueued_ms - PRIORITY_MS),
             mode,
             self.data_key,
             self.unknown_key,
-            job_key_prefix + self.job_id,
-            keys.QUEUE,
-            keys.WORKER_HEALTH,
         ]
+
+
+def enqueue_args(asks: Iterable[tuple[FetchRequest, Mode]], now_ms: int | None = None) -> list[str]:
+    """ARGV of `ENQUEUE_SCRIPT` for (request, mode) pairs, answered in the same order; `now_ms` is
+    the enqueue time (wall clock: arq orders its queue by it)."""
+    enqueued_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    shared = [str(FETCH_EXPIRES_MS), keys.QUEUE, keys.WORKER_HEALTH, job_key_prefix]
+    return shared + [field for request, mode in asks for field in request.script_fields(mode, enqueued_ms)]
 
 
 class Outcome(BaseModel):

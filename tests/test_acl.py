@@ -65,8 +65,9 @@ def test_the_shipped_acl_turns_anonymous_access_off() -> None:
 async def test_the_reader_user_reads_hits_and_gets_misses_fetched(
     acl_urls: dict[str, str], redis_url: str, clock: FakeClock, start_worker: StartWorker
 ) -> None:
-    """Hits (GET, MGET, the chains script) and a miss (enqueue script, subscription) all work
-    through the reader's user, against a worker running as the worker's user."""
+    """Hits (GET, MGET, the chains script) and misses, one and many (enqueue script,
+    subscription), all work through the reader's user, against a worker running as the worker's
+    user."""
     cached = Quote(
         source="tradier", fetched_at=clock(), fresh_until=clock() + timedelta(minutes=1), symbol="SPY"
     )
@@ -82,8 +83,11 @@ async def test_the_reader_user_reads_hits_and_gets_misses_fetched(
         with pytest.raises(NotCached, match="keeps no chains"):
             await reader.chain("SPY", wait_s=0)  # the script runs under the reader's user
         fetched = await reader.quote("AAPL")  # a miss: enqueued by the reader, run by the worker
+        # Misses in bulk: one enqueue script for both, fetched together (the worker's claim scripts)
+        many = await reader.quotes(["MSFT", "NVDA"])
     assert fetched.symbol == "AAPL"
     assert fetched.fetched_at == clock()
+    assert {s: getattr(q, "symbol", q) for s, q in many.items()} == {"MSFT": "MSFT", "NVDA": "NVDA"}
 
 
 def test_the_reader_user_cannot_write_data_or_run_other_jobs(acl_urls: dict[str, str]) -> None:

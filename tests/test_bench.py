@@ -55,8 +55,11 @@ def test_calls_per_week_bench_compares_the_schedule_with_round_the_clock_polling
 
 @pytest.mark.long(seconds=20)
 def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) -> None:
-    """A short run prints p50/p99 of a miss and of the direct upstream call, and the target."""
-    result = _bench("bench/miss_path.py", "--misses", "20", "--latency-ms", "50", "--url", redis_url)
+    """A short run prints p50/p99 of a miss and of the direct upstream call, and the target; and
+    the upstream calls of misses in bulk against one per symbol."""
+    result = _bench(
+        "bench/miss_path.py", "--misses", "20", "--latency-ms", "50", "--bulk", "1,50", "--url", redis_url
+    )
     number = r"\s+\d+\.\d+"
     assert "emulator latency 50 ms" in result.stdout
     assert re.search(rf"direct upstream call \(baseline\){number}{number}", result.stdout)
@@ -64,6 +67,8 @@ def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) 
     assert found is not None, result.stdout
     assert float(found.group(1)) >= 50  # a miss costs at least the upstream's latency: it was fetched
     assert re.search(rf"target: miss p50 <= latency \+ 30 ms{number}", result.stdout)
+    # 50 misses in one quotes() call: 1 upstream call (one per symbol would be 50), 50 quotes back
+    assert re.search(rf"\n\s+50\s+1\s+50{number}\s+50\n", result.stdout), result.stdout
 
 
 @pytest.mark.long(seconds=23)

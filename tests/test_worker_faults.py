@@ -195,24 +195,33 @@ async def test_an_on_demand_fetch_lost_in_a_crash_is_retried_while_the_reader_wa
     clock: Clock,
     start_worker: StartWorker,
 ) -> None:
-    """A reader waits for MSFT; the worker fetching it is killed mid-call; a survivor runs the
-    same job after the lease lapses, and the reader gets its quote within its `wait_s`."""
+    """A reader waits for MSFT, and for NVDA and AMD in one quotes() call (fetched in one batch: a
+    job and one it claimed); the worker fetching them is killed mid-call; a survivor runs MSFT's
+    job after its lease lapses, NVDA and AMD once their claims lapse, and the reader gets every
+    quote within its `wait_s`."""
     config = _config(tmp_path, ["AAPL"], cadence="{pre: 60}")  # nothing scheduled in the session
     process = await start_worker_process(config, redis_url, emulator, API_KEY)
     try:
         await until(lambda: _fresh_quote(redis_url, "AAPL", clock), 30, "the start-up catch-up")
         body = await _quotes_body(emulator, "MSFT")
-        emulator.state.arm(
-            Fault(path=QUOTES, status=200, body=body, content_type="application/json", delay_ms=20_000)
+        hang = Fault(
+            path=QUOTES, status=200, body=body, content_type="application/json", delay_ms=20_000, times=None
         )
+        emulator.state.arm(hang)  # every quotes call hangs until the faults are cleared
         async with Reader(redis_url, clock=clock, wait_s=12) as reader:
+            batch = asyncio.create_task(reader.quotes(["NVDA", "AMD"]))
+            in_flight = "mc:v1:fetch:quotes:*"
+            await until(lambda: len(_in_progress(redis_url, in_flight)) == 2, 10, "the batch in flight")
             asked = asyncio.create_task(reader.quote("MSFT"))
-            await until(lambda: bool(_in_progress(redis_url, "mc:v1:fetch:*")), 10, "the fetch in flight")
+            await until(lambda: len(_in_progress(redis_url, in_flight)) == 3, 10, "the fetch in flight")
             await _kill(process)
             killed_at = time.monotonic()
+            emulator.state.clear_faults()
             async with start_worker(["AAPL"]):
                 quote = await asyncio.wait_for(asked, timeout=15)
+                quotes = await asyncio.wait_for(batch, timeout=15)
         assert quote.symbol == "MSFT"
+        assert {s: getattr(q, "symbol", q) for s, q in quotes.items()} == {"NVDA": "NVDA", "AMD": "AMD"}
         assert time.monotonic() - killed_at < LEASE_S + 5
     finally:
         await _kill(process)

@@ -12,12 +12,16 @@ config), so that a job whose worker was killed is retaken only after two minutes
   have lost the cache and the queue) and records its health key at once;
 - holds each running job's in-progress key as a lease of `LEASE_S`, renewed every
   `LEASE_RENEW_S` while the job runs: a job whose worker died is retaken by another within
-  `LEASE_S` plus a poll, whatever its timeout.
+  `LEASE_S` plus a poll, whatever its timeout;
+- starts one on-demand quote fetch per poll, and waits for it to take the other pending ones out
+  of the queue (`worker.claims`) before polling again: arq would start each (up to `max_jobs`) as
+  a job of its own, each an upstream call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -29,11 +33,14 @@ from arq import Worker
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 
+from reader import keys
 from reader.redis_url import redact_url
 from worker.errors import ConfigError
 from worker.logs import fields
 
 log = logging.getLogger(__name__)
+
+QUOTE_FETCHES = keys.fetch_jobs_of("quotes").encode()
 
 LEASE_S = 5.0
 """How long a running job's in-progress key outlives its worker's last renewal."""
@@ -47,9 +54,45 @@ REDIS_TIMEOUT_S = 5.0
 REDIS_RETRY_MAX_S = 2.0
 """The longest pause between two attempts to reach Redis while it is away."""
 
+CLAIM_WAIT_S = 1.0
+"""The longest a poll waits for the quote fetch it started to take the other pending ones."""
+
 REDIS_ERRORS = (redis.RedisError, OSError)
 """What a Redis that is down, restarting, stalled or out of memory (`maxmemory` with `noeviction`:
 "OOM command not allowed") raises."""
+
+
+class Leads:
+    """The quote fetch jobs this process started whose claim of the other pending quote fetches
+    has not run yet (`worker.claims`): the poll that started one waits for it."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, asyncio.Event] = {}
+
+    def starting(self, job_id: str) -> None:
+        self._claims[job_id] = asyncio.Event()
+
+    def claimed(self, job_id: str) -> None:
+        """Called by the job once it has claimed (or failed to)."""
+        event = self._claims.get(job_id)
+        if event is not None:
+            event.set()
+
+    async def wait(self, job_id: str, task: asyncio.Task[Any] | None) -> None:
+        """Until `job_id`'s claim ran, its `task` ended, or `CLAIM_WAIT_S` passed."""
+        event = self._claims.get(job_id)
+        try:
+            if event is None or task is None:
+                return
+            claimed = asyncio.ensure_future(event.wait())
+            try:
+                await asyncio.wait({claimed, task}, timeout=CLAIM_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                claimed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await claimed
+        finally:
+            self._claims.pop(job_id, None)
 
 
 class MarketWorker(Worker):
@@ -62,6 +105,7 @@ class MarketWorker(Worker):
         self.redis_down_since: float | None = None
         self.redis_failures = 0
         self._renewed_at = 0.0
+        self.leads = self.ctx["leads"] = Leads()
 
     async def main(self) -> None:
         await wait_for_redis(self.redis_url)
@@ -101,6 +145,11 @@ class MarketWorker(Worker):
         # it twice here (another worker may take it; then both finish, and newer data wins).
         running = set(self._running())
         job_ids = [job_id for job_id in job_ids if job_id.decode() not in running]
+        quote_fetches = [job_id for job_id in job_ids if job_id.startswith(QUOTE_FETCHES)]
+        lead = quote_fetches[0].decode() if quote_fetches else None
+        job_ids = [job_id for job_id in job_ids if job_id not in quote_fetches[1:]]
+        if lead is not None:
+            self.leads.starting(lead)
         try:
             await super().start_jobs(job_ids)
         except REDIS_ERRORS:
@@ -108,6 +157,9 @@ class MarketWorker(Worker):
             self.job_counter -= 1
             self.sem.release()
             raise
+        finally:
+            if lead is not None:
+                await self.leads.wait(lead, self.tasks.get(lead) if lead in self._running() else None)
 
     async def close(self) -> None:
         """arq's close (wait for the jobs, delete the health key, run on_shutdown, close the pool),

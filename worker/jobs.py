@@ -24,10 +24,12 @@ from reader.errors import ReaderError
 from reader.jobs import refresh_job
 from reader.ondemand import FetchRequest, Outcome
 from reader.symbols import normalize_symbol
+from worker.claims import Claims
 from worker.config import Config, Secrets
+from worker.daemon import Leads
 from worker.errors import ConfigError
 from worker.logs import fields
-from worker.ondemand import fetch_on_demand, publish
+from worker.ondemand import fetch_on_demand, fetch_quotes_on_demand, publish
 from worker.providers import running_health
 from worker.reload import ConfigWatcher
 from worker.retry import retry_failures
@@ -117,11 +119,15 @@ async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
     """An on-demand fetch a reader enqueued (`worker.ondemand`); its outcome is published whatever
     happens, so waiting readers never wait for a job that has ended. Returns the outcome's status.
 
+    A quote fetch first takes the other pending quote fetches out of the queue (`worker.claims`)
+    and fetches them all in one upstream call, answering each job with its own outcome.
+
     It gives up `FETCH_MARGIN_S` before arq's time limit, with one line and an outcome that says
     why, instead of being cancelled by arq (a traceback at ERROR, and "see its log" for readers)."""
     job_id: str = ctx["job_id"]
-    outcome = Outcome(job=job_id, status="failed", detail="the worker failed on it; see its log")
     runtime: Runtime = ctx["runtime"]
+    claims = Claims(ctx["redis"], job_id)
+    outcomes: dict[str, Outcome] = {}
     limit_s = max(fetch_timeout_s(runtime.config) - FETCH_MARGIN_S, FETCH_MARGIN_S)
     try:
         async with asyncio.timeout(limit_s) as limit:
@@ -129,10 +135,13 @@ async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
             request = FetchRequest(dataset, normalize_symbol(symbol), option)
             if request.job_id != job_id:
                 raise ValueError(f"job id {job_id!r} does not match its arguments ({request.job_id!r})")
-            outcome = await fetch_on_demand(runtime, ctx["redis"], request)
+            if request.dataset == "quotes":
+                outcomes = await _fetch_quotes(ctx, claims, request)
+            else:
+                outcomes[job_id] = await fetch_on_demand(runtime, ctx["redis"], request)
     except (ValueError, ReaderError) as e:
         log.warning("on_demand.bad_request job=%s error=%s", job_id, e)
-        outcome = Outcome(job=job_id, status="failed", detail=f"bad request: {e}")
+        outcomes[job_id] = Outcome(job=job_id, status="failed", detail=f"bad request: {e}")
     except TimeoutError:
         if not limit.expired():
             raise
@@ -140,12 +149,49 @@ async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
             f"the fetch took longer than its {limit_s:g} s limit (a slow upstream, or a full rate "
             "limit); ask again later"
         )
-        log.warning("on_demand.timed_out %s", fields(job=job_id, limit_s=limit_s))
-        outcome = Outcome(job=job_id, status="failed", detail=detail)
+        log.warning("on_demand.timed_out %s", fields(job=job_id, limit_s=limit_s, claimed=len(claims.taken)))
+        outcomes = {
+            job: Outcome(job=job, status="failed", detail=detail) for job in _answering(job_id, claims)
+        }
     finally:
-        await publish(ctx["redis"], outcome)
+        _claimed(ctx, job_id)  # a poll waiting for this job's claim goes on
+        failed = "the worker failed on it; see its log"
+        try:
+            await publish(
+                ctx["redis"],
+                *(
+                    outcomes.get(job) or Outcome(job=job, status="failed", detail=failed)
+                    for job in _answering(job_id, claims)
+                ),
+            )
+        finally:
+            await claims.release()
         await _save_fault_counts(ctx)
-    return outcome.status
+    return outcomes[job_id].status if job_id in outcomes else "failed"
+
+
+async def _fetch_quotes(ctx: Ctx, claims: Claims, request: FetchRequest) -> dict[str, Outcome]:
+    """The quote fetch `request`, with the other quote fetches pending now, in one upstream call."""
+    runtime: Runtime = ctx["runtime"]
+    try:
+        taken = await claims.take(runtime.batch_size("quotes") - 1)
+    finally:
+        _claimed(ctx, request.job_id)
+    outcomes = {c.job_id: Outcome(job=c.job_id, status="failed", detail=c.error) for c in taken if c.error}
+    requests = [request, *(c.request for c in taken if c.request is not None)]
+    outcomes.update(await fetch_quotes_on_demand(runtime, ctx["redis"], requests))
+    return outcomes
+
+
+def _answering(job_id: str, claims: Claims) -> list[str]:
+    """The jobs whose outcome this job publishes: its own and those it claimed."""
+    return [job_id, *(c.job_id for c in claims.taken)]
+
+
+def _claimed(ctx: Ctx, job_id: str) -> None:
+    leads: Leads | None = ctx.get("leads")
+    if leads is not None:
+        leads.claimed(job_id)
 
 
 async def _save_fault_counts(ctx: Ctx) -> None:

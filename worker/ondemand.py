@@ -14,12 +14,19 @@ A reader enqueues `fetch(dataset, symbol, option)` under a deterministic job id
 4. counts the symbol's on-demand fetches of the exchange day; with `on_demand.adopt`, a symbol
    fetched `adopt_after` times joins the schedule of that dataset for the rest of the day;
 5. publishes the `Outcome` on `keys.FETCHED`, which the waiting readers listen to.
+
+Quote fetches pending at once run together (`fetch_quotes_on_demand`): one job takes the others
+out of the queue (`worker.claims`), and steps 1-4 run for each with one upstream call for all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import redis.asyncio
@@ -29,6 +36,7 @@ from reader.calendar import exchange_date
 from reader.models import CachedItem, ChainIndex, Expirations, PriceHistory
 from reader.ondemand import FetchRequest, Outcome, Unknown
 from worker.logs import fields
+from worker.refresh import RefreshReport
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,9 +83,61 @@ async def fetch_on_demand(runtime: Runtime, client: redis.asyncio.Redis, request
     return outcome
 
 
-async def publish(client: redis.asyncio.Redis, outcome: Outcome) -> None:
-    """Tell the waiting readers (step 5)."""
-    await client.publish(keys.FETCHED, outcome.model_dump_json())
+async def fetch_quotes_on_demand(
+    runtime: Runtime, client: redis.asyncio.Redis, requests: Sequence[FetchRequest]
+) -> dict[str, Outcome]:
+    """Run the on-demand fetches of quote `requests` (at most the provider's batch size) as
+    `fetch_on_demand` runs one, with one upstream call for all of them that are not fresh by now.
+    Returns job id -> outcome; the caller publishes them."""
+    started = time.perf_counter()
+    now = runtime.clock()
+    fresh = await asyncio.gather(*(_fresh(runtime, r, now) for r in requests))
+    due = [r for r, is_fresh in zip(requests, fresh, strict=True) if not is_fresh]
+    report = await runtime.refresh("quotes", [r.symbol for r in due]) if due else RefreshReport("quotes")
+    outcomes = {r.job_id: Outcome(job=r.job_id, status="fresh") for r in requests}
+    for request in due:
+        outcomes[request.job_id] = await _answer(runtime, client, request, _of(report, request.symbol), now)
+    statuses: dict[str, int] = dict(Counter(o.status for o in outcomes.values()))
+    log.info(
+        "on_demand.batch_done %s",
+        fields(
+            dataset="quotes",
+            symbols=len(requests),
+            calls=1 if due else 0,
+            **statuses,
+            elapsed_s=round(time.perf_counter() - started, 3),
+        ),
+    )
+    return outcomes
+
+
+def _of(report: RefreshReport, symbol: str) -> RefreshReport:
+    """The part of a quotes batch's report about `symbol`; its error is the one that names it (a
+    refused value), else the batch's first (a failed call, no quote returned)."""
+
+    def only(symbols: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(s for s in symbols if s == symbol)
+
+    named = re.compile(rf"(?<![\w.^/:-]){re.escape(symbol)}(?![\w.^/:-])")
+    errors = tuple(e for e in report.errors if named.search(e))[:1] or report.errors[:1]
+    return RefreshReport(
+        report.dataset,
+        requested=only(report.requested),
+        stored=only(report.stored),
+        unmatched=only(report.unmatched),
+        failed=only(report.failed),
+        errors=errors if symbol in report.failed else (),
+        retryable=only(report.retryable),
+        no_data=only(report.no_data),
+    )
+
+
+async def publish(client: redis.asyncio.Redis, *outcomes: Outcome) -> None:
+    """Tell the waiting readers (step 5), one message per outcome, in one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        for outcome in outcomes:
+            pipe.publish(keys.FETCHED, outcome.model_dump_json())
+        await pipe.execute()
 
 
 async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRequest) -> Outcome:
@@ -92,7 +152,14 @@ async def _fetch(runtime: Runtime, client: redis.asyncio.Redis, request: FetchRe
         return Outcome(job=job, status="no_data", detail=_no_data_detail(runtime, request, remembered))
     if await _fresh(runtime, request, now):
         return Outcome(job=job, status="fresh")
-    report = await runtime.fetch(request)
+    return await _answer(runtime, client, request, await runtime.fetch(request), now)
+
+
+async def _answer(
+    runtime: Runtime, client: redis.asyncio.Redis, request: FetchRequest, report: RefreshReport, now: datetime
+) -> Outcome:
+    """Steps 3-4 and the outcome, once `report` (of this request's symbol) says what the fetch did."""
+    job = request.job_id
     if report.stored:
         if (
             request.dataset == "chains"
