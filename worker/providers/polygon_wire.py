@@ -100,17 +100,27 @@ class _Details(WireModel):
 
 class _OptionDay(WireModel):
     change: float | None = None
+    change_percent: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
     close: float | None = None
+    previous_close: float | None = None
     volume: float | None = None
 
 
 class _OptionQuote(WireModel):
     bid: float | None = None
     ask: float | None = None
+    bid_size: float | None = None
+    ask_size: float | None = None
+    last_updated: int | None = None  # epoch ns
 
 
 class _OptionTrade(WireModel):
     price: float | None = None
+    size: float | None = None
+    sip_timestamp: int | None = None  # epoch ns
 
 
 class _Greeks(WireModel):
@@ -142,15 +152,23 @@ class ChainPage(Page):
     results: list[WireOption] | None = None
 
 
+class ContractPage(WireModel):
+    """`/v3/snapshot/options/{underlying}/{contract}`: one contract as `results`."""
+
+    results: WireOption | None = None
+
+
 # --- aggregates (B.3) and indicators (B.4) --------------------------------------------------
 
 
 class _WireBar(WireModel):
+    """One bar; an index's bars (`I:SPX`) have no `v`, `vw` or `n`."""
+
     o: float
     h: float
     low: float = Field(alias="l")
     c: float
-    v: float
+    v: float | None = None
     vw: float | None = None
     t: int  # start of the bar, epoch ms
 
@@ -206,8 +224,16 @@ def parse_snapshot(payload: Any, requested: list[str]) -> tuple[list[WireTicker]
     return found, unmatched
 
 
-def to_quote(wire: WireTicker, *, source: str, fetched_at: datetime, fresh_until: datetime) -> Quote:
-    """A snapshot ticker as a `Quote` with Tradier's field names; zeros of an empty day are None."""
+def to_quote(
+    wire: WireTicker,
+    symbol: str | None = None,
+    *,
+    source: str,
+    fetched_at: datetime,
+    fresh_until: datetime,
+) -> Quote:
+    """A snapshot ticker as the `Quote` of `symbol` (the reader form; default the ticker in upper
+    case) with Tradier's field names; zeros of an empty day are None."""
     day = wire.day or _DayAgg()
     minute = wire.minute or _DayAgg()
     last_quote, last_trade = wire.last_quote, wire.last_trade
@@ -218,7 +244,7 @@ def to_quote(wire: WireTicker, *, source: str, fetched_at: datetime, fresh_until
     )
     quote_at = _epoch(last_quote.sip_ns if last_quote else None)
     return Quote(
-        symbol=wire.ticker.upper(),
+        symbol=symbol or wire.ticker.upper(),
         last=last,
         change=wire.todays_change,
         change_percentage=wire.todays_change_pct,
@@ -236,6 +262,56 @@ def to_quote(wire: WireTicker, *, source: str, fetched_at: datetime, fresh_until
         ask=last_quote.ask if last_quote else None,
         asksize=_int(last_quote.ask_size if last_quote else None),
         ask_date=quote_at,
+        source=source,
+        fetched_at=fetched_at,
+        fresh_until=fresh_until,
+    )
+
+
+def option_quote(
+    option: WireOption,
+    symbol: str,
+    underlying: str,
+    *,
+    source: str,
+    fetched_at: datetime,
+    fresh_until: datetime,
+) -> Quote:
+    """One contract of the options snapshot as the `Quote` of `symbol` (reader form, OCC) with
+    Tradier's field names; `underlying` is the reader form of its underlying."""
+    details, day = option.details, option.day or _OptionDay()
+    quote = option.last_quote or _OptionQuote()
+    trade = option.last_trade or _OptionTrade()
+    greeks = option.greeks or _Greeks()
+    return Quote(
+        symbol=symbol,
+        type="option",
+        last=trade.price if trade.price is not None else day.close,
+        change=day.change,
+        change_percentage=day.change_percent,
+        volume=_int(day.volume),
+        last_volume=_int(trade.size),
+        trade_date=_epoch(trade.sip_timestamp),
+        open=day.open,
+        high=day.high,
+        low=day.low,
+        prevclose=day.previous_close,
+        bid=quote.bid,
+        bidsize=_int(quote.bid_size),
+        bid_date=_epoch(quote.last_updated),
+        ask=quote.ask,
+        asksize=_int(quote.ask_size),
+        ask_date=_epoch(quote.last_updated),
+        underlying=underlying,
+        strike=details.strike_price,
+        expiration_date=details.expiration_date,
+        option_type=details.contract_type if details.contract_type in ("call", "put") else None,
+        open_interest=option.open_interest,
+        mid_iv=none_if_zero(option.implied_volatility),
+        delta=greeks.delta,
+        gamma=greeks.gamma,
+        theta=greeks.theta,
+        vega=greeks.vega,
         source=source,
         fetched_at=fetched_at,
         fresh_until=fresh_until,
