@@ -45,8 +45,8 @@ INDICES = frozenset(
 )
 """Indices written bare in the reader form (`SPX`); another index keeps Polygon's prefix (`I:FOO`)."""
 
-WEEKLY_ROOTS = {"SPXW": "SPX", "SPXQ": "SPX", "RUTW": "RUT", "NDXP": "NDX", "VIXW": "VIX", "XNDW": "XND"}
-"""Option roots whose underlying has another name (PM-settled and weekly roots of indices)."""
+WEEKLY_ROOTS = {"SPXQ": "SPX", "NDXP": "NDX"}
+"""Option roots of an index not written name + W (which `parse_symbol` maps to the index too)."""
 
 INDEX_PREFIX = "I:"
 OPTION_PREFIX = "O:"
@@ -191,9 +191,17 @@ def _option(text: str) -> Symbol | str | None:
     strike = int(strike_milli) / 1000
     if strike <= 0:
         return f"its strike {strike_milli} is zero; {_OCC_FORM}"
-    underlying = WEEKLY_ROOTS.get(root) or root.rstrip("0123456789")
+    underlying = WEEKLY_ROOTS.get(root) or _underlying_of(root)
     parts = OccParts(root, underlying, expiration, "call" if kind == "C" else "put", strike)
     return Symbol(compact, "option", parts)
+
+
+def _underlying_of(root: str) -> str:
+    """An index's weekly root (name + W: RUTW) is on the index; an adjusted root (AAPL1) is taken
+    to be on the root without its digits (a guess: the OCC symbol does not say)."""
+    if root.endswith("W") and root[:-1] in INDICES:
+        return root[:-1]
+    return root.rstrip("0123456789") or root
 
 
 def _reason(symbol: str) -> str:

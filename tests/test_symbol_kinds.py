@@ -109,6 +109,7 @@ async def test_tradier_reports_an_unlisted_contract_and_a_dotted_class_share_as_
     batch = await _tradier(session, emulator, clock).fetch_quotes(["ZZZZ.B", unlisted], freshness=freshness)
     assert batch.quotes == ()
     assert sorted(batch.unmatched) == sorted(["ZZZZ.B", unlisted])
+    assert set(emulator.state.stats()["quoted"]) == {"ZZZZ/B", unlisted}
 
 
 async def test_tradier_emulator_knows_brk_slash_b_and_not_brk_dot_b(
@@ -213,6 +214,7 @@ async def test_polygon_reports_an_unlisted_contract_as_unmatched(
         ["AAPL261204C00150500"], freshness=freshness
     )
     assert (batch.quotes, batch.unmatched) == ((), ("AAPL261204C00150500",))
+    assert emulator.calls("/v3/snapshot/options/AAPL/O:AAPL261204C00150500") == {"404": 1}
 
 
 async def test_polygon_index_chain_and_index_option_quote(

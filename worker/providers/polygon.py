@@ -163,7 +163,7 @@ class PolygonProvider(UpstreamClient):
         params = {"adjusted": "true", "sort": "asc", "limit": str(AGGS_LIMIT)}
         pages = await self._pages_or_none(path, params, AggsPage)
         stamp = self._stamp(freshness)
-        bars = aggs_bars(pages or [])
+        bars = aggs_bars(pages or [], daily=interval == "1d")
         if bars is None:
             return None
         with refused_as_bad(self.name, path, "history"):

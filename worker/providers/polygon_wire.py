@@ -14,12 +14,14 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
+from reader.calendar import EXCHANGE_TZ
 from reader.models import Bar, OptionContract, Quote
 from worker.errors import UpstreamBadPayload
 from worker.providers.base import StrikeRange
 from worker.providers.wire import (
     WireModel,
     contract_order,
+    eastern_midnight,
     from_epoch,
     none_if_zero,
     shape,
@@ -131,7 +133,10 @@ class _Greeks(WireModel):
 
 
 class _Underlying(WireModel):
+    """`underlying_asset`: a stock's `price`, or an index's `value` (and only the ticker on lower plans)."""
+
     price: float | None = None
+    value: float | None = None
 
 
 class WireOption(WireModel):
@@ -327,7 +332,8 @@ def chain_contracts(
     underlying_price: float | None = None
     for option in options:
         if underlying_price is None and option.underlying_asset is not None:
-            underlying_price = option.underlying_asset.price
+            asset = option.underlying_asset
+            underlying_price = asset.price if asset.price is not None else asset.value
         details = option.details
         if details.contract_type not in ("call", "put") or details.expiration_date != expiration:
             continue
@@ -337,10 +343,16 @@ def chain_contracts(
     return sorted(contracts, key=contract_order), underlying_price
 
 
-def aggs_bars(pages: list[AggsPage]) -> list[Bar] | None:
-    """The bars of every page, oldest first, one per start; None for none (`resultsCount: 0`)."""
+def aggs_bars(pages: list[AggsPage], *, daily: bool = False) -> list[Bar] | None:
+    """The bars of every page, oldest first, one per start; None for none (`resultsCount: 0`).
+    `daily` bars start at midnight New York time of their day (an index's are stamped 01:00)."""
+
+    def start(t: int) -> datetime:
+        at = from_epoch(t)
+        return eastern_midnight(at.astimezone(EXCHANGE_TZ).date()) if daily else at
+
     bars = [
-        Bar(start=from_epoch(b.t), open=b.o, high=b.h, low=b.low, close=b.c, volume=b.v, vwap=b.vw)
+        Bar(start=start(b.t), open=b.o, high=b.h, low=b.low, close=b.c, volume=b.v, vwap=b.vw)
         for page in pages
         for b in page.results or ()
     ]
