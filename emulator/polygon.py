@@ -16,6 +16,11 @@ Fidelity points:
   `updated` and `t` of quotes and trades in ns, bar `t` in ms; `todaysChangePerc` in percent.
 - tickers: class shares `BRK.B` (`BRK/B` unknown), indices `I:SPX` (bare `SPX` is no stock:
   unknown), options `O:AAPL261204C00150000`; the stocks snapshot lists no index.
+- `/v3/snapshot/indices?ticker.any_of=I:SPX,...`: `{"status":"OK","request_id","results":[{ticker,
+  name, type "indices", market_status, value, session {change, change_percent, open, high, low,
+  close, previous_close}, last_updated (ns), timeframe}]}`; an unknown ticker comes inline as
+  `{"ticker", "error": "NOT_FOUND", "message": "Ticker not found."}` (as the universal snapshot
+  does; unconfirmed here).
 - `/v1/marketstatus/now` (`market` open / extended-hours / closed, `earlyHours`, `afterHours`,
   `serverTime` RFC 3339 with the ET offset) and `/v1/marketstatus/upcoming` (a bare array of the
   closures and early closes of NYSE and NASDAQ in the next 90 days; `open`/`close` in UTC for an
@@ -41,6 +46,7 @@ from emulator.state import STATE, EmulatorState
 from reader.calendar import EXCHANGE_TZ
 
 STOCKS_SNAPSHOT_PATH = "/v2/snapshot/locale/us/markets/stocks/tickers"
+INDICES_SNAPSHOT_PATH = "/v3/snapshot/indices"
 MARKET_NOW_PATH = "/v1/marketstatus/now"
 MARKET_UPCOMING_PATH = "/v1/marketstatus/upcoming"
 RATE_LIMITED = (
@@ -61,6 +67,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 def add_routes(app: web.Application) -> None:
     app.router.add_get(STOCKS_SNAPSHOT_PATH, stocks_snapshot)
     app.router.add_get(STOCKS_SNAPSHOT_PATH + "/{ticker}", ticker_snapshot)
+    app.router.add_get(INDICES_SNAPSHOT_PATH, indices_snapshot)
     app.router.add_get(MARKET_NOW_PATH, market_now)
     app.router.add_get(MARKET_UPCOMING_PATH, market_upcoming)
 
@@ -180,6 +187,39 @@ async def ticker_snapshot(request: web.Request) -> web.Response:
     if snapshot is None:
         raise fail(404, "NOT_FOUND", message="Ticker not found.")
     return ok(ticker=snapshot)
+
+
+async def indices_snapshot(request: web.Request) -> web.Response:
+    state, now = admit(request, snapshot=True)
+    raw = request.query.get("ticker.any_of") or request.query.get("ticker", "")
+    tickers = [t.strip() for t in raw.split(",") if t.strip()]
+    if not tickers:
+        tickers = [INDEX_PREFIX + name for name in sorted(INDICES)]
+    return ok(results=[_index(state, ticker, now) for ticker in dict.fromkeys(tickers)])
+
+
+def _index(state: EmulatorState, ticker: str, now: datetime) -> dict[str, Any]:
+    key = market_symbol(ticker) if is_index(ticker) else None
+    q = None if key is None else state.market.quote(key, now)
+    if q is None:
+        return {"ticker": ticker, "error": "NOT_FOUND", "message": "Ticker not found."}
+    session: dict[str, float | None] = {
+        "change": q.change,
+        "change_percent": q.change_percentage,
+        "close": q.last,
+    }
+    session |= {"open": q.open, "high": q.high, "low": q.low} if q.open is not None else {}
+    phase = phase_at(state.market.calendar, now).polygon_market
+    return {
+        "ticker": ticker,
+        "name": q.listing.description,
+        "type": "indices",
+        "market_status": "open" if phase == "open" else "closed",
+        "value": q.last,
+        "session": {**session, "previous_close": q.prevclose},
+        "last_updated": ns(q.trade_time),
+        "timeframe": "REAL-TIME",
+    }
 
 
 def _ticker(state: EmulatorState, ticker: str, now: datetime) -> dict[str, Any] | None:

@@ -206,6 +206,24 @@ async def test_polygon_quotes_an_option_from_its_contract_snapshot(
     assert option.open_interest is not None
 
 
+async def test_polygon_quotes_indices_from_the_indices_snapshot(
+    session: aiohttp.ClientSession, emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """SPX and VIX go out as I:SPX and I:VIX in one indices-snapshot call; an unknown index is unmatched."""
+    batch = await _polygon(session, emulator, clock).fetch_quotes(
+        ["SPX", "VIX", "I:NOPE", "AAPL"], freshness=freshness
+    )
+    assert emulator.calls("/v3/snapshot/indices") == {"200": 1}
+    quotes = {q.symbol: q for q in batch.quotes}
+    assert set(quotes) == {"SPX", "VIX", "AAPL"}
+    assert batch.unmatched == ("I:NOPE",)
+    spx = quotes["SPX"]
+    assert (spx.type, spx.description) == ("index", "S&P 500 Index")
+    assert spx.last is not None
+    assert spx.prevclose is not None
+    assert (spx.bid, spx.ask, spx.volume) == (None, None, None)
+
+
 async def test_polygon_reports_an_unlisted_contract_as_unmatched(
     session: aiohttp.ClientSession, emulator: RunningEmulator, clock: FakeClock
 ) -> None:

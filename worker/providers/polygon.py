@@ -31,16 +31,19 @@ from worker.providers.base import Freshness, IndicatorSpec, QuoteBatch, StrikeRa
 from worker.providers.client import UpstreamClient
 from worker.providers.http import upstream_message
 from worker.providers.polygon_wire import (
+    INDICES_ENDPOINT,
     SNAPSHOT_ENDPOINT,
     AggsPage,
     ChainPage,
     ContractPage,
     IndicatorPage,
+    IndicesPage,
     PageT,
     WireOption,
     WireValue,
     aggs_bars,
     chain_contracts,
+    index_quote,
     option_quote,
     parse_page,
     parse_snapshot,
@@ -57,6 +60,7 @@ from worker.providers.wire import (
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
 MAX_PAGES = 50
+INDICES_LIMIT = 250  # the most tickers (and results) of one indices-snapshot call
 CHAIN_PAGE_LIMIT = 250  # the most Polygon returns per chain page
 AGGS_LIMIT = 50_000  # base bars scanned per aggregates request, the most Polygon allows
 # Our bar lengths as Polygon's (multiplier, timespan).
@@ -76,11 +80,13 @@ class PolygonProvider(UpstreamClient):
     auth_hint = AUTH_HINT
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
-        """Stocks and class shares in one stocks-snapshot call; each OCC option symbol in one
-        options-snapshot call of its own."""
+        """Stocks and class shares in one stocks-snapshot call, indices in one indices-snapshot
+        call, each OCC option symbol in one options-snapshot call of its own."""
         self._check_batch(symbols)
-        options = [s for s in symbols if parse_symbol(s).kind == "option"]
-        stocks = [s for s in symbols if s not in options]
+        kinds = {s: parse_symbol(s).kind for s in symbols}
+        options = [s for s in symbols if kinds[s] == "option"]
+        indices = [s for s in symbols if kinds[s] == "index"]
+        stocks = [s for s in symbols if kinds[s] in ("stock", "class_share")]
         batch = QuoteBatch((), ())
         if stocks:  # an empty `tickers=` would ask for every ticker there is
             sent = SymbolMap(stocks, polygon_ticker)
@@ -94,9 +100,30 @@ class PolygonProvider(UpstreamClient):
                 lambda t: sent.reader_form(t.ticker),
                 [sent.reader_form(s) for s in unmatched],
             )
+        if indices:
+            batch = _merged(batch, await self._index_quotes(indices, freshness))
         for symbol in options:
             batch = _merged(batch, await self._option_quote(symbol, freshness))
         return batch
+
+    async def _index_quotes(self, symbols: list[str], freshness: Freshness) -> QuoteBatch:
+        """Indices from `/v3/snapshot/indices?ticker.any_of=I:SPX,...` (at most 250 a call)."""
+        sent = SymbolMap(symbols, polygon_ticker)
+        params = {"ticker.any_of": ",".join(sent.upstream), "limit": str(INDICES_LIMIT)}
+        page = parse_page(
+            IndicesPage,
+            await self._get(self.base_url + INDICES_ENDPOINT, INDICES_ENDPOINT, params),
+            INDICES_ENDPOINT,
+        )
+        stamp = self._stamp(freshness)
+        found = [r for r in page.results or () if r.error is None]
+        known = {sent.reader_form(r.ticker) for r in found}
+        return quote_batch(
+            found,
+            lambda r: index_quote(r, sent.reader_form(r.ticker), **stamp),
+            lambda r: sent.reader_form(r.ticker),
+            [s for s in symbols if s not in known],
+        )
 
     async def _option_quote(self, symbol: str, freshness: Freshness) -> QuoteBatch:
         """One contract's quote from `/v3/snapshot/options/{underlying}/O:...`; unmatched on a 404."""

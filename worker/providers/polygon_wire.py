@@ -31,6 +31,7 @@ from worker.providers.wire import (
 
 PROVIDER = "polygon"
 SNAPSHOT_ENDPOINT = "/v2/snapshot/locale/us/markets/stocks/tickers"
+INDICES_ENDPOINT = "/v3/snapshot/indices"
 OPTION_PREFIX = "O:"
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -88,6 +89,33 @@ class WireTicker(WireModel):
 
 class SnapshotPage(WireModel):
     tickers: list[WireTicker] | None = None
+
+
+# --- indices snapshot ----------------------------------------------------------------------
+
+
+class _IndexSession(WireModel):
+    change: float | None = None
+    change_percent: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    previous_close: float | None = None
+
+
+class WireIndex(WireModel):
+    """One element of `/v3/snapshot/indices` `results`; an unknown ticker comes with `error` set."""
+
+    ticker: str
+    error: str | None = None
+    name: str | None = None
+    value: float | None = None
+    session: _IndexSession | None = None
+    last_updated: int | None = None  # epoch ns
+
+
+class IndicesPage(Page):
+    results: list[WireIndex] | None = None
 
 
 # --- option-chain snapshot (B.5) ------------------------------------------------------------
@@ -267,6 +295,30 @@ def to_quote(
         ask=last_quote.ask if last_quote else None,
         asksize=_int(last_quote.ask_size if last_quote else None),
         ask_date=quote_at,
+        source=source,
+        fetched_at=fetched_at,
+        fresh_until=fresh_until,
+    )
+
+
+def index_quote(
+    wire: WireIndex, symbol: str, *, source: str, fetched_at: datetime, fresh_until: datetime
+) -> Quote:
+    """An index of the indices snapshot as the `Quote` of `symbol` (reader form): `value` is the
+    last, no bid, ask or volume (an index has none)."""
+    session = wire.session or _IndexSession()
+    return Quote(
+        symbol=symbol,
+        description=wire.name,
+        type="index",
+        last=wire.value,
+        change=session.change,
+        change_percentage=session.change_percent,
+        trade_date=_epoch(wire.last_updated),
+        open=session.open,
+        high=session.high,
+        low=session.low,
+        prevclose=session.previous_close,
         source=source,
         fetched_at=fetched_at,
         fresh_until=fresh_until,
