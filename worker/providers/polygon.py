@@ -100,14 +100,15 @@ class PolygonProvider(UpstreamClient):
                 lambda t: sent.reader_form(t.ticker),
                 [sent.reader_form(s) for s in unmatched],
             )
-        if indices:
-            batch = _merged(batch, await self._index_quotes(indices, freshness))
+        for start in range(0, len(indices), INDICES_LIMIT):
+            chunk = indices[start : start + INDICES_LIMIT]
+            batch = _merged(batch, await self._index_quotes(chunk, freshness))
         for symbol in options:
             batch = _merged(batch, await self._option_quote(symbol, freshness))
         return batch
 
     async def _index_quotes(self, symbols: list[str], freshness: Freshness) -> QuoteBatch:
-        """Indices from `/v3/snapshot/indices?ticker.any_of=I:SPX,...` (at most 250 a call)."""
+        """Up to `INDICES_LIMIT` indices from `/v3/snapshot/indices?ticker.any_of=I:SPX,...`."""
         sent = SymbolMap(symbols, polygon_ticker)
         params = {"ticker.any_of": ",".join(sent.upstream), "limit": str(INDICES_LIMIT)}
         page = parse_page(
