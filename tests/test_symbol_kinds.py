@@ -104,12 +104,14 @@ async def test_tradier_quotes_a_class_share_an_index_and_an_option_in_one_call(
 async def test_tradier_reports_an_unlisted_contract_and_a_dotted_class_share_as_unmatched(
     session: aiohttp.ClientSession, emulator: RunningEmulator, clock: FakeClock
 ) -> None:
-    """A well-formed OCC symbol that is not listed comes back unmatched, keyed by reader form."""
+    """A well-formed OCC symbol that is not listed comes back unmatched, keyed by reader form; an
+    unmatched class share is asked once more as ZZZZ.B (Tradier's form is unconfirmed)."""
     unlisted = "AAPL261204C00150500"  # no $150.50 strike
     batch = await _tradier(session, emulator, clock).fetch_quotes(["ZZZZ.B", unlisted], freshness=freshness)
     assert batch.quotes == ()
     assert sorted(batch.unmatched) == sorted(["ZZZZ.B", unlisted])
-    assert set(emulator.state.stats()["quoted"]) == {"ZZZZ/B", unlisted}
+    assert set(emulator.state.stats()["quoted"]) == {"ZZZZ/B", unlisted, "ZZZZ.B"}
+    assert emulator.calls() == {"200": 2}  # the class share asked again in the dotted form
 
 
 async def test_tradier_emulator_knows_brk_slash_b_and_not_brk_dot_b(

@@ -129,14 +129,28 @@ class TradierProvider(UpstreamClient):
         return rate_window(headers)
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
+        """One call for the batch, in Tradier's forms. Which class-share form Tradier wants is
+        unconfirmed (public clients report `BRK/B`): class shares it leaves unmatched are asked
+        once more as `BRK.B`, in a second call made only then."""
         self._check_batch(symbols)
         if not symbols:
             return QuoteBatch((), ())
-        sent = SymbolMap(symbols, tradier_symbol)
+        batch = await self._quotes(SymbolMap(symbols, tradier_symbol), freshness)
+        retry = [s for s in batch.unmatched if parse_symbol(s).kind == "class_share"]
+        if not retry:
+            return batch
+        again = await self._quotes(SymbolMap(retry, str), freshness)
+        return QuoteBatch(
+            quotes=batch.quotes + again.quotes,
+            unmatched=tuple(s for s in batch.unmatched if s not in retry) + again.unmatched,
+            refused=batch.refused + again.refused,
+        )
+
+    async def _quotes(self, sent: SymbolMap, freshness: Freshness) -> QuoteBatch:
         query = {"symbols": ",".join(sent.upstream)}
-        if any(is_option_symbol(s) for s in symbols):
+        if any(is_option_symbol(s) for s in sent.by_upstream.values()):
             query["greeks"] = "true"  # adds greeks to option quotes only
-        if len(symbols) > GET_MAX_SYMBOLS:
+        if len(sent.by_upstream) > GET_MAX_SYMBOLS:
             payload = await self._call(QUOTES_ENDPOINT, form=query)
         else:
             payload = await self._call(QUOTES_ENDPOINT, params=query)
