@@ -59,9 +59,20 @@ _NAMES: dict[str, tuple[str, str, float]] = {
     "QQQ": ("Invesco QQQ Trust Series 1", "etf", 500.0),
     "IWM": ("iShares Russell 2000 ETF", "etf", 225.0),
     "DIA": ("SPDR Dow Jones Industrial Average ETF", "etf", 430.0),
+    "BRK.B": ("Berkshire Hathaway Inc Class B", "stock", 470.0),
+    "BF.B": ("Brown-Forman Corp Class B", "stock", 45.0),
+    "SPX": ("S&P 500 Index", "index", 6000.0),
+    "NDX": ("Nasdaq 100 Index", "index", 21000.0),
+    "VIX": ("CBOE Volatility Index", "index", 16.0),
+    "RUT": ("Russell 2000 Index", "index", 2300.0),
+    "DJX": ("Dow Jones Industrial Average Index 1/100", "index", 440.0),
+    "XSP": ("Mini-SPX Index", "index", 600.0),
+    "OEX": ("S&P 100 Index", "index", 2800.0),
 }
-WELL_KNOWN = tuple(sorted(_NAMES))
-"""The tickers with real names (what a snapshot of "all tickers" lists)."""
+INDICES = frozenset(name for name, (_, kind, _) in _NAMES.items() if kind == "index")
+"""The simulated indices, by their bare name (Tradier's form; Polygon writes `I:SPX`)."""
+WELL_KNOWN = tuple(sorted(name for name in _NAMES if name not in INDICES))
+"""The stocks and ETFs with real names (what a snapshot of "all tickers" lists)."""
 _EXCHANGES = "QNPZ"
 UNLISTED_PREFIX = "ZZ"
 """Symbols starting with this (and `NOPE`) are not listed, to exercise the unknown-symbol paths."""

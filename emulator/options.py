@@ -3,6 +3,9 @@
 Fidelity points:
 - expirations, from the date of "now" (ET): the Fridays of the next 8 weeks ("weeklys") and the
   third Fridays of the next 12 months ("standard"); a holiday Friday moves to the session before.
+- roots: a stock's options have its own root; an index's monthly (standard) options have the
+  index's root (SPX) and every expiration also lists the PM-settled weekly root (SPXW), so the
+  chain of a monthly date holds both roots.
 - strikes: one grid per underlying and day, about +-40 % around the previous close, in steps of
   0.5 below $25, 1 below $100, 2.5 below $250 and 5 above (60-100 strikes a side for big names).
 - prices: Black-Scholes (`emulator.blackscholes`, r = 4 %, no dividends) off the underlying's
@@ -18,6 +21,7 @@ Fidelity points:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -25,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from emulator import blackscholes as bs
-from emulator.market import Listing, Market, hash64, unit
+from emulator.market import INDICES, Listing, Market, hash64, unit
 from emulator.option_trades import Pricer, TradeTape
 from reader.calendar import EXCHANGE_TZ
 
@@ -36,6 +40,7 @@ _MONTHLY_MONTHS = 12
 _YEAR_S = 365 * 86_400
 _STRIKE_SPAN = 0.4
 _EXCHANGES = "ABCHIMNPQTWXZ"
+_OCC = re.compile(r"([A-Z][A-Z0-9]{0,5})(\d{6})[CP]\d{8}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class OptionQuote:
 
     symbol: str
     root: str
+    underlying: str
     expiration: Expiration
     strike: float
     option_type: str
@@ -118,7 +124,25 @@ def occ_symbol(root: str, expiration: date, option_type: str, strike: float) -> 
     return f"{root}{expiration:%y%m%d}{option_type[0].upper()}{round(strike * 1000):08d}"
 
 
+def roots(underlying: str, expiration: Expiration, *, index: bool) -> list[str]:
+    """The option roots listed on `underlying` for `expiration`: an index has its own root on
+    monthly dates and its weekly root (name + W) on every date."""
+    if not index:
+        return [underlying]
+    weekly = underlying + "W"
+    return [underlying, weekly] if expiration.type == "standard" else [weekly]
+
+
+def underlying_of(root: str) -> str:
+    """The underlying of an option root of the simulated market (SPXW -> SPX)."""
+    return root[:-1] if root.endswith("W") and root[:-1] in INDICES else root
+
+
 def strike_step(reference: float) -> float:
+    if reference >= 10_000:
+        return 250.0
+    if reference >= 1_000:
+        return 50.0
     if reference < 25:
         return 0.5
     if reference < 100:
@@ -138,12 +162,25 @@ class OptionBook:
         self._chains = lru_cache(maxsize=128)(self._compute_chain)
 
     def expirations(self, symbol: str, at: datetime) -> list[Expiration]:
-        """Expirations listed on `symbol` at `at`, soonest first; [] for an unlisted symbol or one
-        without options."""
+        """Expirations listed on `symbol` at `at` (every root), soonest first; [] for an unlisted symbol
+        or one without options."""
         listing = self.market.listing(symbol)
         if listing is None or not listing.has_options:
             return []
         return list(self._expirations(at.astimezone(EXCHANGE_TZ).date()))
+
+    def contract(self, occ: str, at: datetime) -> OptionQuote | None:
+        """The quote of one OCC option symbol at `at`, or None if it is not listed."""
+        match = _OCC.fullmatch(occ)
+        if match is None:
+            return None
+        root, yymmdd = match[1], match[2]
+        try:
+            expiration = date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))
+        except ValueError:
+            return None
+        chain = self.chain(underlying_of(root), expiration, at) or []
+        return next((q for q in chain if q.symbol == occ), None)
 
     def strikes(self, symbol: str, at: datetime) -> list[float]:
         """The strike grid of `symbol` on `at`'s day (the same for every expiration)."""
@@ -268,9 +305,15 @@ class OptionBook:
         bid, ask = self._bid_ask(listing, theo, strike, spot)
         hour = at.replace(minute=0, second=0)
         greeks = self._greeks(symbol, exp, strikes, hour)
+        per_root = list(zip(strike.tolist(), call.tolist(), strict=True))
+        rows = [
+            (i, root)
+            for root in roots(symbol, exp, index=listing.type == "index")
+            for i in range(len(per_root))
+        ]
         contracts = [
-            (occ_symbol(symbol, exp.date, "call" if c else "put", k), k, c)
-            for k, c in zip(strike.tolist(), call.tolist(), strict=True)
+            (occ_symbol(root, exp.date, "call" if per_root[i][1] else "put", per_root[i][0]), *per_root[i])
+            for i, root in rows
         ]
         tape = TradeTape(
             self.market, listing, exp.type, exp.expires_at, at, qt, self._pricer(listing, exp, qt)
@@ -280,7 +323,7 @@ class OptionBook:
         reference = self.market.quote(symbol, at)
         assert reference is not None
         when = f"{exp.date:%b} {exp.date.day} {exp.date.year}"
-        for i, (occ, k, is_call) in enumerate(contracts):
+        for n, ((i, root), (occ, k, is_call)) in enumerate(zip(rows, contracts, strict=True)):
             kind = "call" if is_call else "put"
             noise = hash64(self.market.seed, occ, int(qt.timestamp()))
             deep_itm = k < 0.75 * reference.prevclose if is_call else k > 1.25 * reference.prevclose
@@ -288,11 +331,12 @@ class OptionBook:
             quotes.append(
                 OptionQuote(
                     symbol=occ,
-                    root=symbol,
+                    root=root,
+                    underlying=symbol,
                     expiration=exp,
                     strike=k,
                     option_type=kind,
-                    description=f"{symbol} {when} ${k:.2f} {kind.title()}",
+                    description=f"{root} {when} ${k:.2f} {kind.title()}",
                     exch=_EXCHANGES[hash64(occ) % len(_EXCHANGES)],
                     bid=float(bid[i]),
                     ask=float(ask[i]),
@@ -303,7 +347,7 @@ class OptionBook:
                     quote_time=qt,
                     greeks=None if no_greeks else greeks[i],
                     underlying_price=spot,
-                    **vars(activities[i]),
+                    **vars(activities[n]),
                 )
             )
         return tuple(quotes)

@@ -14,6 +14,13 @@ Fidelity points:
   bid, `prevDay` = the previous daily bar (`c` = prevclose), `day` o/h/l/v = the session's, `c` =
   last (all 0 before the open), `min` = the current 1-minute bar (`av` = the day's volume);
   `updated` and `t` of quotes and trades in ns, bar `t` in ms; `todaysChangePerc` in percent.
+- tickers: class shares `BRK.B` (`BRK/B` unknown), indices `I:SPX` (bare `SPX` is no stock:
+  unknown), options `O:AAPL261204C00150000`; the stocks snapshot lists no index.
+- `/v3/snapshot/indices?ticker.any_of=I:SPX,...`: `{"status":"OK","request_id","results":[{ticker,
+  name, type "indices", market_status, value, session {change, change_percent, open, high, low,
+  close, previous_close}, last_updated (ns), timeframe}]}`; an unknown ticker comes inline as
+  `{"ticker", "error": "NOT_FOUND", "message": "Ticker not found."}` (as the universal snapshot
+  does; unconfirmed here).
 - `/v1/marketstatus/now` (`market` open / extended-hours / closed, `earlyHours`, `afterHours`,
   `serverTime` RFC 3339 with the ET offset) and `/v1/marketstatus/upcoming` (a bare array of the
   closures and early closes of NYSE and NASDAQ in the next 90 days; `open`/`close` in UTC for an
@@ -33,12 +40,13 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 
 from emulator.bars import Bar, ms, ns
-from emulator.market import WELL_KNOWN, hash64
+from emulator.market import INDICES, WELL_KNOWN, hash64
 from emulator.sessions import phase_at, upcoming_closures
 from emulator.state import STATE, EmulatorState
 from reader.calendar import EXCHANGE_TZ
 
 STOCKS_SNAPSHOT_PATH = "/v2/snapshot/locale/us/markets/stocks/tickers"
+INDICES_SNAPSHOT_PATH = "/v3/snapshot/indices"
 MARKET_NOW_PATH = "/v1/marketstatus/now"
 MARKET_UPCOMING_PATH = "/v1/marketstatus/upcoming"
 RATE_LIMITED = (
@@ -59,8 +67,28 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 def add_routes(app: web.Application) -> None:
     app.router.add_get(STOCKS_SNAPSHOT_PATH, stocks_snapshot)
     app.router.add_get(STOCKS_SNAPSHOT_PATH + "/{ticker}", ticker_snapshot)
+    app.router.add_get(INDICES_SNAPSHOT_PATH, indices_snapshot)
     app.router.add_get(MARKET_NOW_PATH, market_now)
     app.router.add_get(MARKET_UPCOMING_PATH, market_upcoming)
+
+
+INDEX_PREFIX = "I:"
+
+
+def market_symbol(ticker: str) -> str | None:
+    """The simulated market's key of a Polygon ticker (`I:SPX` -> `SPX`), None for one Polygon
+    does not list (a bare index name, `BRK/B`, an `I:` name that is no index)."""
+    if ticker.startswith(INDEX_PREFIX):
+        name = ticker.removeprefix(INDEX_PREFIX)
+        return name if name in INDICES else None
+    if ticker in INDICES or "/" in ticker:
+        return None
+    return ticker
+
+
+def is_index(ticker: str) -> bool:
+    """True for an index ticker Polygon lists (`I:SPX`)."""
+    return ticker.startswith(INDEX_PREFIX) and market_symbol(ticker) is not None
 
 
 def request_id() -> str:
@@ -161,11 +189,48 @@ async def ticker_snapshot(request: web.Request) -> web.Response:
     return ok(ticker=snapshot)
 
 
+async def indices_snapshot(request: web.Request) -> web.Response:
+    state, now = admit(request, snapshot=True)
+    raw = request.query.get("ticker.any_of") or request.query.get("ticker", "")
+    tickers = [t.strip() for t in raw.split(",") if t.strip()]
+    if not tickers:
+        tickers = [INDEX_PREFIX + name for name in sorted(INDICES)]
+    return ok(results=[_index(state, ticker, now) for ticker in dict.fromkeys(tickers)])
+
+
+def _index(state: EmulatorState, ticker: str, now: datetime) -> dict[str, Any]:
+    key = market_symbol(ticker) if is_index(ticker) else None
+    q = None if key is None else state.market.quote(key, now)
+    if q is None:
+        return {"ticker": ticker, "error": "NOT_FOUND", "message": "Ticker not found."}
+    session: dict[str, float | None] = {
+        "change": q.change,
+        "change_percent": q.change_percentage,
+        "close": q.last,
+    }
+    session |= {"open": q.open, "high": q.high, "low": q.low} if q.open is not None else {}
+    phase = phase_at(state.market.calendar, now).polygon_market
+    return {
+        "ticker": ticker,
+        "name": q.listing.description,
+        "type": "indices",
+        "market_status": "open" if phase == "open" else "closed",
+        "value": q.last,
+        "session": {**session, "previous_close": q.prevclose},
+        "last_updated": ns(q.trade_time),
+        "timeframe": "REAL-TIME",
+    }
+
+
 def _ticker(state: EmulatorState, ticker: str, now: datetime) -> dict[str, Any] | None:
     market, history = state.market, state.history
-    q = market.quote(ticker, now)
-    if q is None:
+    if is_index(ticker):  # indices are not in the stocks snapshot
         return None
+    key = market_symbol(ticker)
+    q = None if key is None else market.quote(key, now)
+    if q is None or key is None:
+        return None
+    ticker = key
     session = market.calendar.latest_trading_day(now)
     today = history.daily(ticker, session, q.trade_time)
     previous = history.daily(ticker, market.calendar.previous_trading_day(session), now)

@@ -8,7 +8,8 @@ Fidelity points (auth, limits, cursors as in `emulator.polygon`):
   base bars (1-minute or daily) used; when it cuts, `next_url` = this server's URL with `from`
   (with `sort=desc`: `to`, a choice) rewritten to the next bar's ms and a `cursor`, no key.
   `queryCount`/`resultsCount`/`count`; no bar or an unknown ticker: 200, `resultsCount` 0 and no
-  `results` key. Other timespans: 400.
+  `results` key. Other timespans: 400. An index (`I:SPX`) has bars without `v`, `vw` and `n`,
+  daily bars stamped 01:00 New York time, and no `resultsCount` or `adjusted` (as recorded).
 - `/v1/indicators/{sma|ema|rsi|macd}/{t}` with `timespan=day` only (else 400): computed by
   `emulator.indicators` over two years of the ticker's daily bars (today's, partial, included);
   `values` newest first by default, `timestamp` = the last bar's `t`, `timestamp[.gte|.gt|.lte|.lt]`
@@ -32,6 +33,8 @@ from emulator.polygon import (
     admit,
     bad_request,
     integer,
+    is_index,
+    market_symbol,
     next_url,
     ok,
     query,
@@ -67,7 +70,11 @@ async def aggs(request: web.Request) -> web.Response:
     first_ms, last_ms = _ms(info["start"], end_of_day=False), _ms(info["end"], end_of_day=True)
     descending = params.get("sort", "asc") == "desc"
     limit = integer(params, "limit", 5000, 1, 50_000)
-    bars = _bars(state, ticker, multiplier, timespan, first_ms, last_ms, now)
+    key = market_symbol(ticker)
+    index = is_index(ticker)
+    bars = [] if key is None else _bars(state, key, multiplier, timespan, first_ms, last_ms, now)
+    if index and timespan == "day":
+        bars = [dataclasses.replace(bar, start=bar.start + timedelta(hours=1)) for bar in bars]
     if descending:
         bars.reverse()
     page: list[Bar] = []
@@ -85,8 +92,10 @@ async def aggs(request: web.Request) -> web.Response:
         "status": "OK",
         "request_id": request_id(),
     }
+    if index:
+        del body["resultsCount"], body["adjusted"]
     if page:
-        body["results"] = [wire_bar(bar) for bar in page]
+        body["results"] = [_index_bar(bar) if index else wire_bar(bar) for bar in page]
         body["count"] = len(page)
     if len(page) < len(bars):
         resume = str(ms(bars[len(page)].start))
@@ -94,6 +103,10 @@ async def aggs(request: web.Request) -> web.Response:
         path = f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{first}/{last}"
         body["next_url"] = next_url(request, path, {k: v for k, v in params.items() if k != "cursor"})
     return web.json_response(body)
+
+
+def _index_bar(bar: Bar) -> dict[str, Any]:
+    return {k: v for k, v in wire_bar(bar).items() if k not in ("v", "vw", "n")}
 
 
 def _bars(
@@ -135,10 +148,11 @@ async def indicator(request: web.Request) -> web.Response:
         raise bad_request(f"series_type must be open, high, low or close, got {series_type!r}")
     limit = integer(params, "limit", 10, 1, 5000)
     descending = params.get("order", "desc") != "asc"
-    listing = state.market.listing(ticker)
-    if listing is None or not listing.has_bars:
+    key = market_symbol(ticker)
+    listing = None if key is None else state.market.listing(key)
+    if key is None or listing is None or not listing.has_bars:
         return ok(results={"values": []})
-    stamps, series = _series(state, ticker, series_type, now)
+    stamps, series = _series(state, key, series_type, now)
     kept = range_filter(params, "timestamp", lambda raw: _ms(raw, end_of_day=False))
     values = [value for value in _compute(name, series, params, stamps) if kept(value["timestamp"])]
     if descending:

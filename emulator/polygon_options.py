@@ -14,6 +14,9 @@ Fidelity points (auth, plan gating, limits, cursors as in `emulator.polygon`):
   Tradier's chain at the same instant.
 - `/v3/snapshot/options/{underlying}/{O:contract}`: the same object as `results`; unknown: 404
   NOT_FOUND "Ticker not found." (unconfirmed).
+- an index underlying is accepted as `I:SPX` and as bare `SPX` (which one Polygon wants is
+  unconfirmed); its chain holds both roots (SPX, SPXW) of a monthly date, and `underlying_asset`
+  carries `ticker: "I:SPX"` and the index `value` instead of a `price`.
 """
 
 from __future__ import annotations
@@ -25,8 +28,19 @@ from typing import Any
 from aiohttp import web
 
 from emulator.bars import ns
+from emulator.market import INDICES
 from emulator.options import CONTRACT_SIZE, OptionQuote
-from emulator.polygon import admit, bad_request, fail, integer, next_url, ok, query, range_filter
+from emulator.polygon import (
+    INDEX_PREFIX,
+    admit,
+    bad_request,
+    fail,
+    integer,
+    next_url,
+    ok,
+    query,
+    range_filter,
+)
 
 CHAIN_PATH = "/v3/snapshot/options/{underlying}"
 CONTRACT_PATH = "/v3/snapshot/options/{underlying}/{contract}"
@@ -46,7 +60,7 @@ def add_routes(app: web.Application) -> None:
 async def chain_snapshot(request: web.Request) -> web.Response:
     state, now = admit(request, snapshot=True)
     params = query(request)
-    underlying = request.match_info["underlying"]
+    underlying = _underlying(request.match_info["underlying"])
     limit = integer(params, "limit", 10, 1, 250)
     offset = integer(params, "offset", 0, 0, 10**9)
     sort_by = params.get("sort", "ticker")
@@ -75,17 +89,17 @@ async def chain_snapshot(request: web.Request) -> web.Response:
 
 async def contract_snapshot(request: web.Request) -> web.Response:
     state, now = admit(request, snapshot=True)
-    underlying, ticker = request.match_info["underlying"], request.match_info["contract"]
-    occ = ticker.removeprefix("O:")
-    try:
-        expiration = date(2000 + int(occ[-15:-13]), int(occ[-13:-11]), int(occ[-11:-9]))
-    except ValueError:
-        expiration = None
-    chain = state.options_book.chain(underlying, expiration, now) if expiration else None
-    found = next((q for q in chain or [] if q.symbol == occ and ticker.startswith("O:")), None)
-    if found is None:
+    underlying, ticker = _underlying(request.match_info["underlying"]), request.match_info["contract"]
+    found = state.options_book.contract(ticker.removeprefix("O:"), now) if ticker.startswith("O:") else None
+    if found is None or found.underlying != underlying:
         raise fail(404, "NOT_FOUND", message="Ticker not found.")
     return ok(results=wire_contract(found))
+
+
+def _underlying(raw: str) -> str:
+    """The market key of an options-snapshot underlying: `I:SPX` and bare `SPX` are both SPX."""
+    name = raw.removeprefix(INDEX_PREFIX)
+    return name if name in INDICES else raw
 
 
 def wire_contract(q: OptionQuote) -> dict[str, Any]:
@@ -127,9 +141,10 @@ def wire_contract(q: OptionQuote) -> dict[str, Any]:
             "timeframe": "REAL-TIME",
         }
     body["open_interest"] = q.open_interest
+    index = q.underlying in INDICES
     body["underlying_asset"] = {
-        "ticker": q.root,
-        "price": q.underlying_price,
+        "ticker": INDEX_PREFIX + q.underlying if index else q.underlying,
+        "value" if index else "price": q.underlying_price,
         "change_to_break_even": round(break_even - q.underlying_price, 4),
         "last_updated": ns(q.quote_time),
         "timeframe": "REAL-TIME",

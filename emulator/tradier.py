@@ -5,6 +5,10 @@ GET query or POST form, one quote as a bare object and several as a list, unknow
 `unmatched_symbols` (a string for one, a list for several), epoch-ms dates with 0 for "never",
 the four `X-Ratelimit-*` headers and a 429 once the window's allowance is spent (one window per
 token, shared by every /v1/markets route), 400 plain text for a missing parameter.
+Symbols as public clients report Tradier wants them: class shares as `BRK/B` (`BRK.B` and
+`BRK-B` are unmatched), indices bare (`SPX`: `bid`/`ask`/`bidexch`/`askexch` null, `bid_date`
+0, volume 0), OCC option symbols in the same batch as stocks (the chain's option fields, greeks
+with `greeks=true`; a malformed or unlisted one unmatched).
 The other routes: `emulator.tradier_markets` (history, timesales, clock) and
 `emulator.tradier_options` (expirations, strikes, chains).
 """
@@ -19,6 +23,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from emulator.market import QuoteState
+from emulator.options import CONTRACT_SIZE, OptionGreeks, OptionQuote
 from emulator.state import STATE, EmulatorState
 
 QUOTES_PATH = "/v1/markets/quotes"
@@ -78,20 +83,47 @@ async def quotes(request: web.Request) -> web.Response:
         return missing("symbols", headers)
     state.quoted.update(symbols)
 
+    with_greeks = str(form.get("greeks", "")).strip().lower() == "true"
     found: list[dict[str, Any]] = []
     unmatched: list[str] = []
     for symbol in symbols:
-        quote = state.market.quote(symbol, now)
+        if len(symbol) > _MAX_TICKER:  # an OCC option symbol
+            option = state.options_book.contract(symbol, now)
+            if option is None:
+                unmatched.append(symbol)
+            else:
+                found.append(wire_option(option, with_greeks=with_greeks))
+            continue
+        key = market_symbol(symbol)
+        quote = None if key is None else state.market.quote(key, now)
         if quote is None:
             unmatched.append(symbol)
         else:
-            found.append(_wire_quote(quote))
+            found.append(_wire_quote(quote, symbol))
     body: dict[str, Any] = {}
     if found:
         body["quote"] = collapse(found)
     if unmatched:
         body["unmatched_symbols"] = {"symbol": collapse(unmatched)}
     return respond(request, {"quotes": body}, headers)
+
+
+_MAX_TICKER = 10
+
+
+def market_symbol(symbol: str) -> str | None:
+    """The simulated market's key of a symbol in Tradier's form (`BRK/B` -> `BRK.B`), or None for
+    a form Tradier does not know (`BRK.B`, `BRK-B`: it writes class shares with a slash); "" for
+    an empty one."""
+    symbol = symbol.strip().upper()
+    if not symbol:
+        return ""
+    base, slash, share_class = symbol.partition("/")
+    if slash:
+        return f"{base}.{share_class}" if base.isalpha() and share_class.isalpha() else None
+    if "." in symbol or "-" in symbol:
+        return None
+    return symbol
 
 
 def _bearer_token(request: web.Request, state: EmulatorState) -> str:
@@ -128,10 +160,12 @@ def epoch_ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _wire_quote(q: QuoteState) -> dict[str, Any]:
+def _wire_quote(q: QuoteState, symbol: str) -> dict[str, Any]:
     listing = q.listing
+    if listing.type == "index":
+        return _wire_index(q)
     return {
-        "symbol": listing.symbol,
+        "symbol": symbol,
         "description": listing.description,
         "exch": listing.exch,
         "type": listing.type,
@@ -157,5 +191,102 @@ def _wire_quote(q: QuoteState) -> dict[str, Any]:
         "asksize": q.asksize,
         "askexch": "PQZN"[q.asksize % 4],
         "ask_date": epoch_ms(q.quote_time),
-        "root_symbols": listing.symbol,
+        "root_symbols": symbol,
+    }
+
+
+def _wire_index(q: QuoteState) -> dict[str, Any]:
+    """An index quote: no bid, ask or volume (null bid/ask, 0 dates and volume), as recorded."""
+    listing = q.listing
+    return {
+        "symbol": listing.symbol,
+        "description": listing.description,
+        "exch": "C",
+        "type": "index",
+        "last": q.last,
+        "change": q.change,
+        "volume": 0,
+        "open": q.open,
+        "high": q.high,
+        "low": q.low,
+        "close": q.close,
+        "bid": None,
+        "ask": None,
+        "change_percentage": q.change_percentage,
+        "average_volume": 0,
+        "last_volume": 0,
+        "trade_date": epoch_ms(q.trade_time),
+        "prevclose": q.prevclose,
+        "week_52_high": q.week_52_high,
+        "week_52_low": q.week_52_low,
+        "bidsize": 0,
+        "bidexch": None,
+        "bid_date": 0,
+        "asksize": 0,
+        "askexch": None,
+        "ask_date": 0,
+        "root_symbols": f"{listing.symbol},{listing.symbol}W",
+    }
+
+
+def wire_option(q: OptionQuote, *, with_greeks: bool) -> dict[str, Any]:
+    """One option quote as Tradier sends it in a chain (and in quotes, for OCC symbols)."""
+    body: dict[str, Any] = {
+        "symbol": q.symbol,
+        "description": q.description,
+        "exch": q.exch,
+        "type": "option",
+        "last": q.last,
+        "change": q.change,
+        "volume": q.volume,
+        "open": q.open,
+        "high": q.high,
+        "low": q.low,
+        "close": q.close,
+        "bid": q.bid,
+        "ask": q.ask,
+        "underlying": q.underlying,
+        "strike": q.strike,
+    }
+    if with_greeks:
+        body["greeks"] = None if q.greeks is None else _wire_greeks(q.greeks)
+    body.update(
+        {
+            "change_percentage": q.change_percentage,
+            "average_volume": 0,
+            "last_volume": q.last_volume,
+            "trade_date": 0 if q.trade_time is None else epoch_ms(q.trade_time),
+            "prevclose": q.prevclose,
+            "week_52_high": 0.0,
+            "week_52_low": 0.0,
+            "bidsize": q.bidsize,
+            "bidexch": q.bidexch,
+            "bid_date": epoch_ms(q.quote_time),
+            "asksize": q.asksize,
+            "askexch": q.askexch,
+            "ask_date": epoch_ms(q.quote_time),
+            "open_interest": q.open_interest,
+            "contract_size": CONTRACT_SIZE,
+            "expiration_date": q.expiration.date.isoformat(),
+            "expiration_type": q.expiration.type,
+            "option_type": q.option_type,
+            "root_symbol": q.root,
+        }
+    )
+    return body
+
+
+def _wire_greeks(g: OptionGreeks) -> dict[str, Any]:
+    return {
+        "delta": g.delta,
+        "gamma": g.gamma,
+        "theta": g.theta,
+        "vega": g.vega,
+        "rho": g.rho,
+        "phi": g.phi,
+        "bid_iv": g.bid_iv,
+        "mid_iv": g.mid_iv,
+        "ask_iv": g.ask_iv,
+        "smv_vol": g.smv_vol,
+        "updated_at": g.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
     }

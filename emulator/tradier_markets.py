@@ -11,6 +11,7 @@ Fidelity points (auth, formats and the shared rate window as in `emulator.tradie
   without an offset, `timestamp` its epoch seconds, `price` its close (unconfirmed); one bar bare,
   none `{"series": null}`. `start`/`end` are `YYYY-MM-DD HH:MM` in ET, by default today's session
   up to now; `interval` defaults to 1min (`tick` is not simulated: 400).
+- an index (bare `SPX`) has volume 0 in both; class shares are `BRK/B` (`BRK.B` gives null).
 - `/v1/markets/clock`: `{"clock":{date, description, state, timestamp (epoch s), next_change
   ("HH:MM" ET), next_state}}` with the states premarket/open/postmarket/closed of the calendar.
 """
@@ -24,7 +25,8 @@ from aiohttp import web
 
 from emulator.bars import Bar, aggregate, minute_bucket, trading_days
 from emulator.sessions import phase_at
-from emulator.tradier import admit, collapse, invalid, missing, respond
+from emulator.state import EmulatorState
+from emulator.tradier import admit, collapse, invalid, market_symbol, missing, respond
 from reader.calendar import EXCHANGE_TZ
 
 HISTORY_PATH = "/v1/markets/history"
@@ -42,8 +44,8 @@ def add_routes(app: web.Application) -> None:
 
 async def history(request: web.Request) -> web.Response:
     state, now, headers = admit(request)
-    symbol = request.query.get("symbol", "").strip().upper()
-    if not symbol:
+    symbol = market_symbol(request.query.get("symbol", ""))
+    if symbol == "":
         return missing("symbol", headers)
     interval = request.query.get("interval") or "daily"
     if interval not in ("daily", "weekly", "monthly"):
@@ -53,7 +55,8 @@ async def history(request: web.Request) -> web.Response:
         start = _date(request.query.get("start")) or end - timedelta(days=365)
     except ValueError as e:
         return invalid("start/end", str(e), headers)
-    bars = state.history.daily_range(symbol, start, end, now)
+    bars = [] if symbol is None else state.history.daily_range(symbol, start, end, now)
+    index = symbol is not None and _is_index(state, symbol)
     if interval == "weekly":
         bars = aggregate(bars, lambda bar: _local_date(bar).isocalendar()[:2], lambda bar: bar.start)
     elif interval == "monthly":
@@ -65,7 +68,7 @@ async def history(request: web.Request) -> web.Response:
             "high": bar.high,
             "low": bar.low,
             "close": bar.close,
-            "volume": bar.volume,
+            "volume": 0 if index else bar.volume,
         }
         for bar in bars
     ]
@@ -74,8 +77,8 @@ async def history(request: web.Request) -> web.Response:
 
 async def timesales(request: web.Request) -> web.Response:
     state, now, headers = admit(request)
-    symbol = request.query.get("symbol", "").strip().upper()
-    if not symbol:
+    symbol = market_symbol(request.query.get("symbol", ""))
+    if symbol == "":
         return missing("symbol", headers)
     interval = request.query.get("interval") or "1min"
     session_filter = request.query.get("session_filter") or "all"
@@ -94,6 +97,8 @@ async def timesales(request: web.Request) -> web.Response:
     first, last = start.astimezone(EXCHANGE_TZ).date(), end.astimezone(EXCHANGE_TZ).date()
     bars: list[Bar] = []
     for day in trading_days(state.market, first, last):
+        if symbol is None:
+            break
         minutes = state.history.intraday(symbol, day, now)
         if session_filter == "open":
             minutes = [bar for bar in minutes if day.open <= bar.start < day.close]
@@ -101,7 +106,8 @@ async def timesales(request: web.Request) -> web.Response:
             bucket = minute_bucket(_MINUTES[interval])
             minutes = aggregate(minutes, bucket, bucket)
         bars += [bar for bar in minutes if start <= bar.start <= end]
-    data = [_series_point(bar) for bar in bars]
+    index = symbol is not None and _is_index(state, symbol)
+    data = [_series_point(bar, index=index) for bar in bars]
     return respond(request, {"series": {"data": collapse(data)} if data else None}, headers)
 
 
@@ -130,7 +136,12 @@ async def clock(request: web.Request) -> web.Response:
     return respond(request, {"clock": body}, headers)
 
 
-def _series_point(bar: Bar) -> dict[str, Any]:
+def _is_index(state: EmulatorState, symbol: str) -> bool:
+    listing = state.market.listing(symbol)
+    return listing is not None and listing.type == "index"
+
+
+def _series_point(bar: Bar, *, index: bool) -> dict[str, Any]:
     return {
         "time": bar.start.astimezone(EXCHANGE_TZ).strftime("%Y-%m-%dT%H:%M:%S"),
         "timestamp": int(bar.start.timestamp()),
@@ -139,7 +150,7 @@ def _series_point(bar: Bar) -> dict[str, Any]:
         "high": bar.high,
         "low": bar.low,
         "close": bar.close,
-        "volume": bar.volume,
+        "volume": 0 if index else bar.volume,
         "vwap": bar.vwap,
     }
 

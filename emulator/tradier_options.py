@@ -5,14 +5,15 @@ Fidelity points (auth, formats and the shared rate window as in `emulator.tradie
   for one date); with any of `strikes`/`contractSize`/`expirationType`
   `{"expirations":{"expiration":[{date, contract_size, expiration_type, strikes?}]}}` where
   `strikes` (only with `strikes=true`) is `{"strike":[...]}`; single elements collapse to bare
-  values. An unknown or unlisted symbol gives `{"expirations": null}`. `includeAllRoots` changes
-  nothing: every simulated underlying has one root.
+  values. An unknown or unlisted symbol gives `{"expirations": null}`. `includeAllRoots=true` adds
+  the dates of an index's weekly root (SPXW) to its own root's monthly dates; a stock has one root.
 - `/v1/markets/options/strikes`: `{"strikes":{"strike":[...]}}` or `{"strikes": null}`.
 - `/v1/markets/options/chains`: `{"options":{"option":[...]}}`, calls and puts interleaved by strike,
   every field of an option quote (A.2); `greeks` only with `greeks=true`, `null` for a few
   contracts; IVs 0.0 where the price gives none (e.g. a zero bid); `last`/`change`/`open`/... null
   and `trade_date` 0 for a contract that never traded; `week_52_*` 0.0, `average_volume` 0. An
   expiration not listed, or an unknown symbol: `{"options": null}`; a missing parameter: 400.
+  An index's chain holds every root of the date (SPX and SPXW on a monthly date).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
-from emulator.options import CONTRACT_SIZE, OptionGreeks, OptionQuote
-from emulator.tradier import admit, collapse, epoch_ms, flag, missing, respond
+from emulator.market import INDICES
+from emulator.options import CONTRACT_SIZE
+from emulator.tradier import admit, collapse, flag, market_symbol, missing, respond, wire_option
 
 EXPIRATIONS_PATH = "/v1/markets/options/expirations"
 STRIKES_PATH = "/v1/markets/options/strikes"
@@ -38,10 +40,12 @@ def add_routes(app: web.Application) -> None:
 
 async def expirations(request: web.Request) -> web.Response:
     state, now, headers = admit(request)
-    symbol = request.query.get("symbol", "").strip().upper()
-    if not symbol:
+    symbol = market_symbol(request.query.get("symbol", ""))
+    if symbol == "":
         return missing("symbol", headers)
-    listed = state.options_book.expirations(symbol, now)
+    listed = [] if symbol is None else state.options_book.expirations(symbol, now)
+    if symbol in INDICES and not flag(request, "includeAllRoots"):
+        listed = [e for e in listed if e.type == "standard"]  # the index's own root's dates
     if not listed:
         return respond(request, {"expirations": None}, headers)
     with_strikes = flag(request, "strikes")
@@ -49,7 +53,7 @@ async def expirations(request: web.Request) -> web.Response:
         return respond(
             request, {"expirations": {"date": collapse([e.date.isoformat() for e in listed])}}, headers
         )
-    grid = state.options_book.strikes(symbol, now)
+    grid = state.options_book.strikes(symbol or "", now)
     entries = []
     for expiration in listed:
         entry: dict[str, Any] = {
@@ -65,13 +69,13 @@ async def expirations(request: web.Request) -> web.Response:
 
 async def strikes(request: web.Request) -> web.Response:
     state, now, headers = admit(request)
-    symbol = request.query.get("symbol", "").strip().upper()
-    if not symbol:
+    symbol = market_symbol(request.query.get("symbol", ""))
+    if symbol == "":
         return missing("symbol", headers)
     if not request.query.get("expiration"):
         return missing("expiration", headers)
-    listed = {e.date.isoformat() for e in state.options_book.expirations(symbol, now)}
-    if request.query["expiration"].strip() not in listed:
+    listed = {e.date.isoformat() for e in state.options_book.expirations(symbol or "", now)}
+    if symbol is None or request.query["expiration"].strip() not in listed:
         return respond(request, {"strikes": None}, headers)
     return respond(
         request, {"strikes": {"strike": collapse(state.options_book.strikes(symbol, now))}}, headers
@@ -80,8 +84,8 @@ async def strikes(request: web.Request) -> web.Response:
 
 async def chains(request: web.Request) -> web.Response:
     state, now, headers = admit(request)
-    symbol = request.query.get("symbol", "").strip().upper()
-    if not symbol:
+    symbol = market_symbol(request.query.get("symbol", ""))
+    if symbol == "":
         return missing("symbol", headers)
     raw = request.query.get("expiration", "").strip()
     if not raw:
@@ -90,72 +94,9 @@ async def chains(request: web.Request) -> web.Response:
         expiration = date.fromisoformat(raw)
     except ValueError:
         return respond(request, {"options": None}, headers)
-    chain = state.options_book.chain(symbol, expiration, now)
+    chain = None if symbol is None else state.options_book.chain(symbol, expiration, now)
     if not chain:
         return respond(request, {"options": None}, headers)
     with_greeks = flag(request, "greeks")
     options = [wire_option(quote, with_greeks=with_greeks) for quote in chain]
     return respond(request, {"options": {"option": collapse(options)}}, headers)
-
-
-def wire_option(q: OptionQuote, *, with_greeks: bool) -> dict[str, Any]:
-    """One option quote as Tradier sends it in a chain (and in quotes, for OCC symbols)."""
-    body: dict[str, Any] = {
-        "symbol": q.symbol,
-        "description": q.description,
-        "exch": q.exch,
-        "type": "option",
-        "last": q.last,
-        "change": q.change,
-        "volume": q.volume,
-        "open": q.open,
-        "high": q.high,
-        "low": q.low,
-        "close": q.close,
-        "bid": q.bid,
-        "ask": q.ask,
-        "underlying": q.root,
-        "strike": q.strike,
-    }
-    if with_greeks:
-        body["greeks"] = None if q.greeks is None else _wire_greeks(q.greeks)
-    body.update(
-        {
-            "change_percentage": q.change_percentage,
-            "average_volume": 0,
-            "last_volume": q.last_volume,
-            "trade_date": 0 if q.trade_time is None else epoch_ms(q.trade_time),
-            "prevclose": q.prevclose,
-            "week_52_high": 0.0,
-            "week_52_low": 0.0,
-            "bidsize": q.bidsize,
-            "bidexch": q.bidexch,
-            "bid_date": epoch_ms(q.quote_time),
-            "asksize": q.asksize,
-            "askexch": q.askexch,
-            "ask_date": epoch_ms(q.quote_time),
-            "open_interest": q.open_interest,
-            "contract_size": CONTRACT_SIZE,
-            "expiration_date": q.expiration.date.isoformat(),
-            "expiration_type": q.expiration.type,
-            "option_type": q.option_type,
-            "root_symbol": q.root,
-        }
-    )
-    return body
-
-
-def _wire_greeks(g: OptionGreeks) -> dict[str, Any]:
-    return {
-        "delta": g.delta,
-        "gamma": g.gamma,
-        "theta": g.theta,
-        "vega": g.vega,
-        "rho": g.rho,
-        "phi": g.phi,
-        "bid_iv": g.bid_iv,
-        "mid_iv": g.mid_iv,
-        "ask_iv": g.ask_iv,
-        "smv_vol": g.smv_vol,
-        "updated_at": g.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-    }

@@ -118,6 +118,12 @@ class Quote(CachedItem):
     upstream's units (hundreds of shares on Tradier). `trade_date`, `bid_date` and `ask_date`
     are None when the upstream reports no trade or quote (it sends 0). Prices and sizes are
     finite and not negative; a bid above the ask by more than `TICK` is refused.
+
+    An index (`type` "index") has no bid, ask or volume: they are None (or 0 volume). A quote of
+    an OCC option symbol (`type` "option") also carries the contract: `underlying` (reader form),
+    `strike` (dollars), `expiration_date`, `option_type`, `open_interest`, `contract_size`,
+    `root_symbol`, and when the upstream sends them its greeks and IVs (fractions) as in
+    `OptionContract`, `greeks_updated_at` when they were computed. These are None on other quotes.
     """
 
     symbol: str
@@ -147,6 +153,22 @@ class Quote(CachedItem):
     askexch: str | None = None
     ask_date: UtcDatetime | None = None
     root_symbols: str | None = None
+    underlying: str | None = None
+    strike: Annotated[float, Field(gt=0)] | None = None
+    expiration_date: date | None = None
+    option_type: Literal["call", "put"] | None = None
+    open_interest: Count | None = None
+    contract_size: Count | None = None
+    root_symbol: str | None = None
+    delta: float | None = None
+    gamma: float | None = None
+    theta: float | None = None
+    vega: float | None = None
+    rho: float | None = None
+    bid_iv: Annotated[float, Field(ge=0)] | None = None
+    mid_iv: Annotated[float, Field(ge=0)] | None = None
+    ask_iv: Annotated[float, Field(ge=0)] | None = None
+    greeks_updated_at: UtcDatetime | None = None
 
     @model_validator(mode="after")
     def _not_crossed(self) -> Quote:
@@ -281,7 +303,9 @@ class ChainIndex(CachedItem):
 class Bar(NamedTuple):
     """One price bar; `start` is when it begins (midnight ET of the session for daily bars).
 
-    A named tuple, stored as a JSON array in field order, like `OptionContract`.
+    A named tuple, stored as a JSON array in field order, like `OptionContract`. `volume` is None
+    when the upstream reports none (an index: Polygon's index bars carry no volume); such a bar
+    is valid. `vwap` is None when not sent.
     """
 
     start: UtcDatetime
@@ -289,7 +313,7 @@ class Bar(NamedTuple):
     high: Price
     low: Price
     close: Price
-    volume: Annotated[float, Field(ge=0)]
+    volume: Annotated[float, Field(ge=0)] | None
     vwap: Price | None = None
 
 

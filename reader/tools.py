@@ -276,7 +276,8 @@ def _chain_fields(
 def _bar(bar: Bar, *, daily: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"date": _et(bar.start)[:10]} if daily else {"start": _iso(bar.start)}
     row |= {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close}
-    row["volume"] = int(bar.volume) if bar.volume.is_integer() else bar.volume
+    if bar.volume is not None:  # an index's bars have no volume
+        row["volume"] = int(bar.volume) if bar.volume.is_integer() else bar.volume
     if bar.vwap is not None:
         row["vwap"] = bar.vwap
     return row
@@ -493,7 +494,9 @@ async def get_stock_quote(symbol: str) -> str:
     when a fetch of the symbol was just queued.
 
     Args:
-        symbol: Ticker symbol, e.g. "AAPL" or "BRK.B" (upper or lower case).
+        symbol: Ticker symbol, e.g. "AAPL" or "BRK.B" (upper or lower case), an index such as
+            "SPX", or an OCC option symbol such as "AAPL261204C00150000" (its quote adds
+            `underlying`, `strike`, `expiration_date`, `option_type`, `open_interest`, greeks).
     """
     return await _respond("get_stock_quote", _quote(symbol), symbol)
 
@@ -509,7 +512,7 @@ async def get_multiple_stock_quotes(symbols: list[str]) -> str:
     and a `hint`; ask for those in another call.
 
     Args:
-        symbols: Ticker symbols, e.g. ["AAPL", "MSFT", "SPY"]; at most 50.
+        symbols: Ticker symbols, e.g. ["AAPL", "BRK.B", "SPX", "AAPL261204C00150000"]; at most 50.
     """
     return await _respond("get_multiple_stock_quotes", _quotes(symbols))
 

@@ -467,7 +467,7 @@ async def test_fetch_expirations_asks_for_all_roots_and_stamps_the_answer(
     assert result.dates == (date(2024, 6, 28), date(2024, 7, 5), date(2024, 7, 12))
     assert (result.source, result.fetched_at, result.fresh_until) == ("tradier", clock.now, FRESH_UNTIL)
     call = _only_call(sent, EXPIRATIONS_ENDPOINT)
-    assert dict(call.url.query) == {"symbol": "pltr", "includeAllRoots": "true"}
+    assert dict(call.url.query) == {"symbol": "PLTR", "includeAllRoots": "true"}
     assert call.headers["Authorization"] == f"Bearer {KEY}"
     assert call.headers["Accept"] == "application/json"
 
@@ -493,7 +493,7 @@ async def test_fetch_chain_asks_for_greeks_and_builds_the_chain(
     assert [(c.option_type, c.bid) for c in chain.contracts] == [("call", 14.75), ("put", 0.01)]
     assert (chain.source, chain.fetched_at, chain.fresh_until) == ("tradier", clock.now, FRESH_UNTIL)
     call = _only_call(sent, CHAINS_ENDPOINT)
-    assert dict(call.url.query) == {"symbol": "pltr", "expiration": "2026-06-18", "greeks": "true"}
+    assert dict(call.url.query) == {"symbol": "PLTR", "expiration": "2026-06-18", "greeks": "true"}
 
 
 async def test_fetch_chain_null_options_is_none(
@@ -517,7 +517,7 @@ async def test_fetch_daily_history_uses_the_history_endpoint(
     assert [(b.start, b.close) for b in history.bars] == [(datetime(2024, 2, 1, 5, tzinfo=UTC), 186.86)]
     call = _only_call(sent, HISTORY_ENDPOINT)
     assert dict(call.url.query) == {
-        "symbol": "aapl",
+        "symbol": "AAPL",
         "interval": "daily",
         "start": "2024-02-01",
         "end": "2024-02-02",

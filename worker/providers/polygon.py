@@ -6,6 +6,12 @@ our own `base_url`, so the key is never sent to the host a payload names. Error 
 `{"status": "ERROR", "error": ...}` or `{"status": "NOT_AUTHORIZED" | "NOT_FOUND", "message": ...}`;
 a 200 with status ERROR or NOT_AUTHORIZED is an error too, any other status (OK, DELAYED) success.
 Payload models and their mapping live in `worker.providers.polygon_wire`.
+
+Symbols go out as Polygon's tickers (`I:SPX`, `O:AAPL261204C00150000`, `BRK.B`:
+`worker.providers.symbol_forms`) and come back keyed by the reader form. A quote of an OCC option
+symbol is the options snapshot of that one contract (one call per contract); an index as the
+underlying of an options snapshot is tried as `I:SPX`, then bare `SPX` (unconfirmed which one
+Polygon wants).
 """
 
 from __future__ import annotations
@@ -15,29 +21,46 @@ from datetime import date
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from reader.models import BarInterval, Indicators, Macd, OptionChain, PriceHistory
+from pydantic import ValidationError
+
+from reader.models import BarInterval, Indicators, Macd, OptionChain, PriceHistory, Quote
+from reader.symbols import parse_symbol
 from worker.errors import UpstreamAuthError, UpstreamBadPayload, UpstreamError, UpstreamNotFound
 from worker.logs import REDACTED
 from worker.providers.base import Freshness, IndicatorSpec, QuoteBatch, StrikeRange
 from worker.providers.client import UpstreamClient
 from worker.providers.http import upstream_message
 from worker.providers.polygon_wire import (
+    INDICES_ENDPOINT,
     SNAPSHOT_ENDPOINT,
     AggsPage,
     ChainPage,
+    ContractPage,
     IndicatorPage,
+    IndicesPage,
     PageT,
+    WireOption,
     WireValue,
     aggs_bars,
     chain_contracts,
+    index_quote,
+    option_quote,
     parse_page,
     parse_snapshot,
     to_quote,
 )
-from worker.providers.wire import from_epoch, quote_batch, refused_as_bad, uncrossed
+from worker.providers.symbol_forms import SymbolMap, polygon_ticker, polygon_underlyings
+from worker.providers.wire import (
+    from_epoch,
+    quote_batch,
+    refused_as_bad,
+    uncrossed,
+    validation_detail,
+)
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
 MAX_PAGES = 50
+INDICES_LIMIT = 250  # the most tickers (and results) of one indices-snapshot call
 CHAIN_PAGE_LIMIT = 250  # the most Polygon returns per chain page
 AGGS_LIMIT = 50_000  # base bars scanned per aggregates request, the most Polygon allows
 # Our bar lengths as Polygon's (multiplier, timespan).
@@ -57,26 +80,94 @@ class PolygonProvider(UpstreamClient):
     auth_hint = AUTH_HINT
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
+        """Stocks and class shares in one stocks-snapshot call, indices in one indices-snapshot
+        call, each OCC option symbol in one options-snapshot call of its own."""
         self._check_batch(symbols)
-        if not symbols:
-            return QuoteBatch((), ())  # an empty `tickers=` would ask for every ticker there is
-        params = {"tickers": ",".join(s.upper() for s in symbols)}  # Polygon's tickers are upper case
-        payload = await self._get(self.base_url + SNAPSHOT_ENDPOINT, SNAPSHOT_ENDPOINT, params)
+        kinds = {s: parse_symbol(s).kind for s in symbols}
+        options = [s for s in symbols if kinds[s] == "option"]
+        indices = [s for s in symbols if kinds[s] == "index"]
+        stocks = [s for s in symbols if kinds[s] in ("stock", "class_share")]
+        batch = QuoteBatch((), ())
+        if stocks:  # an empty `tickers=` would ask for every ticker there is
+            sent = SymbolMap(stocks, polygon_ticker)
+            params = {"tickers": ",".join(sent.upstream)}
+            payload = await self._get(self.base_url + SNAPSHOT_ENDPOINT, SNAPSHOT_ENDPOINT, params)
+            stamp = self._stamp(freshness)
+            found, unmatched = parse_snapshot(payload, sent.upstream)
+            batch = quote_batch(
+                found,
+                lambda t: to_quote(t, sent.reader_form(t.ticker), **stamp),
+                lambda t: sent.reader_form(t.ticker),
+                [sent.reader_form(s) for s in unmatched],
+            )
+        for start in range(0, len(indices), INDICES_LIMIT):
+            chunk = indices[start : start + INDICES_LIMIT]
+            batch = _merged(batch, await self._index_quotes(chunk, freshness))
+        for symbol in options:
+            batch = _merged(batch, await self._option_quote(symbol, freshness))
+        return batch
+
+    async def _index_quotes(self, symbols: list[str], freshness: Freshness) -> QuoteBatch:
+        """Up to `INDICES_LIMIT` indices from `/v3/snapshot/indices?ticker.any_of=I:SPX,...`."""
+        sent = SymbolMap(symbols, polygon_ticker)
+        params = {"ticker.any_of": ",".join(sent.upstream), "limit": str(INDICES_LIMIT)}
+        page = parse_page(
+            IndicesPage,
+            await self._get(self.base_url + INDICES_ENDPOINT, INDICES_ENDPOINT, params),
+            INDICES_ENDPOINT,
+        )
         stamp = self._stamp(freshness)
-        found, unmatched = parse_snapshot(payload, list(symbols))
-        return quote_batch(found, lambda t: to_quote(t, **stamp), lambda t: t.ticker, unmatched)
+        found = [r for r in page.results or () if r.error is None]
+        known = {sent.reader_form(r.ticker) for r in found}
+        return quote_batch(
+            found,
+            lambda r: index_quote(r, sent.reader_form(r.ticker), **stamp),
+            lambda r: sent.reader_form(r.ticker),
+            [s for s in symbols if s not in known],
+        )
+
+    async def _option_quote(self, symbol: str, freshness: Freshness) -> QuoteBatch:
+        """One contract's quote from `/v3/snapshot/options/{underlying}/O:...`; unmatched on a 404."""
+        occ = parse_symbol(symbol).occ
+        if occ is None:
+            raise ValueError(f"{symbol!r} is not an OCC option symbol")
+        contract = _segment(symbol)
+        found: WireOption | None = None
+        for underlying in polygon_underlyings(occ.underlying):
+            endpoint = f"/v3/snapshot/options/{_quoted(underlying)}/{contract}"
+            try:
+                payload = await self._get(self.base_url + endpoint, endpoint, None)
+            except UpstreamNotFound as e:
+                if e.reason is None:
+                    raise
+                continue
+            found = parse_page(ContractPage, payload, endpoint).results
+            if found is not None:
+                break
+        if found is None:
+            return QuoteBatch((), (symbol,))
+        stamp = self._stamp(freshness)
+        try:
+            quote: Quote = option_quote(found, symbol, occ.underlying, **stamp)
+        except ValidationError as e:
+            return QuoteBatch((), (), ((symbol, validation_detail(e, f"quote of {symbol!r}")),))
+        return QuoteBatch((quote,), ())
 
     async def fetch_chain(
         self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
     ) -> OptionChain | None:
-        path = f"/v3/snapshot/options/{_segment(symbol)}"
         params = {"expiration_date": expiration.isoformat(), "limit": str(CHAIN_PAGE_LIMIT)}
         if strikes is not None:
             params["strike_price.gte"] = repr(float(strikes.low))
             params["strike_price.lte"] = repr(float(strikes.high))
-        pages = await self._pages_or_none(path, params, ChainPage)
+        options: list[WireOption] = []
+        for underlying in polygon_underlyings(symbol):  # an index: I:SPX, then SPX
+            path = f"/v3/snapshot/options/{_quoted(underlying)}"
+            pages = await self._pages_or_none(path, params, ChainPage)
+            options = [option for page in pages or () for option in page.results or ()]
+            if options:
+                break
         stamp = self._stamp(freshness)
-        options = [option for page in pages or () for option in page.results or ()]
         contracts, underlying_price = chain_contracts(options, expiration, strikes)
         if not contracts:
             return None
@@ -100,7 +191,7 @@ class PolygonProvider(UpstreamClient):
         params = {"adjusted": "true", "sort": "asc", "limit": str(AGGS_LIMIT)}
         pages = await self._pages_or_none(path, params, AggsPage)
         stamp = self._stamp(freshness)
-        bars = aggs_bars(pages or [])
+        bars = aggs_bars(pages or [], daily=interval == "1d")
         if bars is None:
             return None
         with refused_as_bad(self.name, path, "history"):
@@ -230,6 +321,19 @@ def _macd(value: WireValue, windows: tuple[int, int, int], symbol: str) -> Macd:
     )
 
 
+def _merged(batch: QuoteBatch, more: QuoteBatch) -> QuoteBatch:
+    return QuoteBatch(
+        quotes=batch.quotes + more.quotes,
+        unmatched=batch.unmatched + more.unmatched,
+        refused=batch.refused + more.refused,
+    )
+
+
 def _segment(symbol: str) -> str:
-    """`symbol` as one path segment: upper case (Polygon's tickers are case-sensitive), quoted."""
-    return quote(symbol.upper(), safe=".-:")
+    """`symbol` (reader form) as Polygon's ticker in one path segment (`I:SPX`, `O:...`)."""
+    return _quoted(polygon_ticker(symbol))
+
+
+def _quoted(ticker: str) -> str:
+    """A Polygon ticker as one path segment: upper case (Polygon's tickers are case-sensitive), quoted."""
+    return quote(ticker.upper(), safe=".-:")

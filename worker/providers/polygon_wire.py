@@ -14,12 +14,14 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
+from reader.calendar import EXCHANGE_TZ
 from reader.models import Bar, OptionContract, Quote
 from worker.errors import UpstreamBadPayload
 from worker.providers.base import StrikeRange
 from worker.providers.wire import (
     WireModel,
     contract_order,
+    eastern_midnight,
     from_epoch,
     none_if_zero,
     shape,
@@ -29,6 +31,7 @@ from worker.providers.wire import (
 
 PROVIDER = "polygon"
 SNAPSHOT_ENDPOINT = "/v2/snapshot/locale/us/markets/stocks/tickers"
+INDICES_ENDPOINT = "/v3/snapshot/indices"
 OPTION_PREFIX = "O:"
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -88,6 +91,33 @@ class SnapshotPage(WireModel):
     tickers: list[WireTicker] | None = None
 
 
+# --- indices snapshot ----------------------------------------------------------------------
+
+
+class _IndexSession(WireModel):
+    change: float | None = None
+    change_percent: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    previous_close: float | None = None
+
+
+class WireIndex(WireModel):
+    """One element of `/v3/snapshot/indices` `results`; an unknown ticker comes with `error` set."""
+
+    ticker: str
+    error: str | None = None
+    name: str | None = None
+    value: float | None = None
+    session: _IndexSession | None = None
+    last_updated: int | None = None  # epoch ns
+
+
+class IndicesPage(Page):
+    results: list[WireIndex] | None = None
+
+
 # --- option-chain snapshot (B.5) ------------------------------------------------------------
 
 
@@ -100,17 +130,27 @@ class _Details(WireModel):
 
 class _OptionDay(WireModel):
     change: float | None = None
+    change_percent: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
     close: float | None = None
+    previous_close: float | None = None
     volume: float | None = None
 
 
 class _OptionQuote(WireModel):
     bid: float | None = None
     ask: float | None = None
+    bid_size: float | None = None
+    ask_size: float | None = None
+    last_updated: int | None = None  # epoch ns
 
 
 class _OptionTrade(WireModel):
     price: float | None = None
+    size: float | None = None
+    sip_timestamp: int | None = None  # epoch ns
 
 
 class _Greeks(WireModel):
@@ -121,7 +161,10 @@ class _Greeks(WireModel):
 
 
 class _Underlying(WireModel):
+    """`underlying_asset`: a stock's `price`, or an index's `value` (and only the ticker on lower plans)."""
+
     price: float | None = None
+    value: float | None = None
 
 
 class WireOption(WireModel):
@@ -142,15 +185,23 @@ class ChainPage(Page):
     results: list[WireOption] | None = None
 
 
+class ContractPage(WireModel):
+    """`/v3/snapshot/options/{underlying}/{contract}`: one contract as `results`."""
+
+    results: WireOption | None = None
+
+
 # --- aggregates (B.3) and indicators (B.4) --------------------------------------------------
 
 
 class _WireBar(WireModel):
+    """One bar; an index's bars (`I:SPX`) have no `v`, `vw` or `n`."""
+
     o: float
     h: float
     low: float = Field(alias="l")
     c: float
-    v: float
+    v: float | None = None
     vw: float | None = None
     t: int  # start of the bar, epoch ms
 
@@ -206,8 +257,16 @@ def parse_snapshot(payload: Any, requested: list[str]) -> tuple[list[WireTicker]
     return found, unmatched
 
 
-def to_quote(wire: WireTicker, *, source: str, fetched_at: datetime, fresh_until: datetime) -> Quote:
-    """A snapshot ticker as a `Quote` with Tradier's field names; zeros of an empty day are None."""
+def to_quote(
+    wire: WireTicker,
+    symbol: str | None = None,
+    *,
+    source: str,
+    fetched_at: datetime,
+    fresh_until: datetime,
+) -> Quote:
+    """A snapshot ticker as the `Quote` of `symbol` (the reader form; default the ticker in upper
+    case) with Tradier's field names; zeros of an empty day are None."""
     day = wire.day or _DayAgg()
     minute = wire.minute or _DayAgg()
     last_quote, last_trade = wire.last_quote, wire.last_trade
@@ -218,7 +277,7 @@ def to_quote(wire: WireTicker, *, source: str, fetched_at: datetime, fresh_until
     )
     quote_at = _epoch(last_quote.sip_ns if last_quote else None)
     return Quote(
-        symbol=wire.ticker.upper(),
+        symbol=symbol or wire.ticker.upper(),
         last=last,
         change=wire.todays_change,
         change_percentage=wire.todays_change_pct,
@@ -242,6 +301,80 @@ def to_quote(wire: WireTicker, *, source: str, fetched_at: datetime, fresh_until
     )
 
 
+def index_quote(
+    wire: WireIndex, symbol: str, *, source: str, fetched_at: datetime, fresh_until: datetime
+) -> Quote:
+    """An index of the indices snapshot as the `Quote` of `symbol` (reader form): `value` is the
+    last, no bid, ask or volume (an index has none)."""
+    session = wire.session or _IndexSession()
+    return Quote(
+        symbol=symbol,
+        description=wire.name,
+        type="index",
+        last=wire.value,
+        change=session.change,
+        change_percentage=session.change_percent,
+        trade_date=_epoch(wire.last_updated),
+        open=session.open,
+        high=session.high,
+        low=session.low,
+        prevclose=session.previous_close,
+        source=source,
+        fetched_at=fetched_at,
+        fresh_until=fresh_until,
+    )
+
+
+def option_quote(
+    option: WireOption,
+    symbol: str,
+    underlying: str,
+    *,
+    source: str,
+    fetched_at: datetime,
+    fresh_until: datetime,
+) -> Quote:
+    """One contract of the options snapshot as the `Quote` of `symbol` (reader form, OCC) with
+    Tradier's field names; `underlying` is the reader form of its underlying."""
+    details, day = option.details, option.day or _OptionDay()
+    quote = option.last_quote or _OptionQuote()
+    trade = option.last_trade or _OptionTrade()
+    greeks = option.greeks or _Greeks()
+    return Quote(
+        symbol=symbol,
+        type="option",
+        last=trade.price if trade.price is not None else day.close,
+        change=day.change,
+        change_percentage=day.change_percent,
+        volume=_int(day.volume),
+        last_volume=_int(trade.size),
+        trade_date=_epoch(trade.sip_timestamp),
+        open=day.open,
+        high=day.high,
+        low=day.low,
+        prevclose=day.previous_close,
+        bid=quote.bid,
+        bidsize=_int(quote.bid_size),
+        bid_date=_epoch(quote.last_updated),
+        ask=quote.ask,
+        asksize=_int(quote.ask_size),
+        ask_date=_epoch(quote.last_updated),
+        underlying=underlying,
+        strike=details.strike_price,
+        expiration_date=details.expiration_date,
+        option_type=details.contract_type if details.contract_type in ("call", "put") else None,
+        open_interest=option.open_interest,
+        mid_iv=none_if_zero(option.implied_volatility),
+        delta=greeks.delta,
+        gamma=greeks.gamma,
+        theta=greeks.theta,
+        vega=greeks.vega,
+        source=source,
+        fetched_at=fetched_at,
+        fresh_until=fresh_until,
+    )
+
+
 def chain_contracts(
     options: list[WireOption], expiration: date, strikes: StrikeRange | None
 ) -> tuple[list[OptionContract], float | None]:
@@ -251,7 +384,8 @@ def chain_contracts(
     underlying_price: float | None = None
     for option in options:
         if underlying_price is None and option.underlying_asset is not None:
-            underlying_price = option.underlying_asset.price
+            asset = option.underlying_asset
+            underlying_price = asset.price if asset.price is not None else asset.value
         details = option.details
         if details.contract_type not in ("call", "put") or details.expiration_date != expiration:
             continue
@@ -261,10 +395,16 @@ def chain_contracts(
     return sorted(contracts, key=contract_order), underlying_price
 
 
-def aggs_bars(pages: list[AggsPage]) -> list[Bar] | None:
-    """The bars of every page, oldest first, one per start; None for none (`resultsCount: 0`)."""
+def aggs_bars(pages: list[AggsPage], *, daily: bool = False) -> list[Bar] | None:
+    """The bars of every page, oldest first, one per start; None for none (`resultsCount: 0`).
+    `daily` bars start at midnight New York time of their day (an index's are stamped 01:00)."""
+
+    def start(t: int) -> datetime:
+        at = from_epoch(t)
+        return eastern_midnight(at.astimezone(EXCHANGE_TZ).date()) if daily else at
+
     bars = [
-        Bar(start=from_epoch(b.t), open=b.o, high=b.h, low=b.low, close=b.c, volume=b.v, vwap=b.vw)
+        Bar(start=start(b.t), open=b.o, high=b.h, low=b.low, close=b.c, volume=b.v, vwap=b.vw)
         for page in pages
         for b in page.results or ()
     ]

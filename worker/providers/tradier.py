@@ -6,26 +6,34 @@ Wire quirks handled here (see the upstream reference): a single quote comes as a
 `{"quotes": null}` means no data, unknown symbols come under `unmatched_symbols.symbol` (a
 string or a list), dates are epoch milliseconds with 0 for "never", zeros stand for missing
 52-week and average-volume figures, and the rate window is announced in `X-Ratelimit-*`.
+
+Symbols go out in Tradier's form (`BRK/B`, bare `SPX`, bare OCC: `worker.providers.symbol_forms`)
+and what comes back is keyed by the reader form. OCC option symbols share the batch with stocks;
+their quotes carry the contract (`underlying`, `strike`, ...) and, asked with `greeks=true`, greeks.
+An index quote has null bid/ask and volume 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from multidict import CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from reader.models import BarInterval, Expirations, OptionChain, PriceHistory, Quote
+from reader.symbols import is_option_symbol, parse_symbol
 from worker.errors import UpstreamBadPayload
 from worker.providers.base import Freshness, QuoteBatch, StrikeRange
 from worker.providers.client import UpstreamClient
+from worker.providers.symbol_forms import SymbolMap, reader_form, tradier_symbol
 from worker.providers.tradier_wire import (
     CHAINS_ENDPOINT,
     EXPIRATIONS_ENDPOINT,
     HISTORY_ENDPOINT,
     TIMESALES_ENDPOINT,
+    WireGreeks,
     parse_chain,
     parse_daily_history,
     parse_expirations,
@@ -35,6 +43,7 @@ from worker.providers.wire import (
     as_list,
     from_epoch,
     is_null,
+    none_if_zero,
     quote_batch,
     refused_as_bad,
     shape,
@@ -84,6 +93,15 @@ class _WireQuote(BaseModel):
     askexch: str | None = None
     ask_date: int | None = None
     root_symbols: str | None = None
+    # An OCC option symbol's quote only:
+    underlying: str | None = None
+    strike: float | None = None
+    expiration_date: date | None = None
+    option_type: Literal["call", "put"] | None = None
+    open_interest: int | None = None
+    contract_size: int | None = None
+    root_symbol: str | None = None
+    greeks: WireGreeks | None = None
 
 
 _QUOTE_LIST = TypeAdapter(list[_WireQuote])
@@ -111,20 +129,42 @@ class TradierProvider(UpstreamClient):
         return rate_window(headers)
 
     async def fetch_quotes(self, symbols: Sequence[str], *, freshness: Freshness) -> QuoteBatch:
+        """One call for the batch, in Tradier's forms. Which class-share form Tradier wants is
+        unconfirmed (public clients report `BRK/B`): class shares it leaves unmatched are asked
+        once more as `BRK.B`, in a second call made only then."""
         self._check_batch(symbols)
         if not symbols:
             return QuoteBatch((), ())
-        query = {"symbols": ",".join(symbols)}
-        if len(symbols) > GET_MAX_SYMBOLS:
+        batch = await self._quotes(SymbolMap(symbols, tradier_symbol), freshness)
+        retry = [s for s in batch.unmatched if parse_symbol(s).kind == "class_share"]
+        if not retry:
+            return batch
+        again = await self._quotes(SymbolMap(retry, str), freshness)
+        return QuoteBatch(
+            quotes=batch.quotes + again.quotes,
+            unmatched=tuple(s for s in batch.unmatched if s not in retry) + again.unmatched,
+            refused=batch.refused + again.refused,
+        )
+
+    async def _quotes(self, sent: SymbolMap, freshness: Freshness) -> QuoteBatch:
+        query = {"symbols": ",".join(sent.upstream)}
+        if any(is_option_symbol(s) for s in sent.by_upstream.values()):
+            query["greeks"] = "true"  # adds greeks to option quotes only
+        if len(sent.by_upstream) > GET_MAX_SYMBOLS:
             payload = await self._call(QUOTES_ENDPOINT, form=query)
         else:
             payload = await self._call(QUOTES_ENDPOINT, params=query)
         stamp = self._stamp(freshness)
         wire, unmatched = parse_quotes(payload)
-        return quote_batch(wire, lambda w: _to_quote(w, **stamp), lambda w: w.symbol, unmatched)
+        return quote_batch(
+            wire,
+            lambda w: _to_quote(w, sent.reader_form(w.symbol), **stamp),
+            lambda w: sent.reader_form(w.symbol),
+            [sent.reader_form(s) for s in unmatched],
+        )
 
     async def fetch_expirations(self, symbol: str, *, freshness: Freshness) -> Expirations | None:
-        params = {"symbol": symbol, "includeAllRoots": "true"}
+        params = {"symbol": tradier_symbol(symbol), "includeAllRoots": "true"}
         payload = await self._call(EXPIRATIONS_ENDPOINT, params=params)
         stamp = self._stamp(freshness)
         dates = parse_expirations(payload)
@@ -136,7 +176,7 @@ class TradierProvider(UpstreamClient):
     async def fetch_chain(
         self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
     ) -> OptionChain | None:
-        params = {"symbol": symbol, "expiration": expiration.isoformat(), "greeks": "true"}
+        params = {"symbol": tradier_symbol(symbol), "expiration": expiration.isoformat(), "greeks": "true"}
         payload = await self._call(CHAINS_ENDPOINT, params=params)
         stamp = self._stamp(freshness)
         rows = parse_chain(payload, expiration, strikes)
@@ -157,7 +197,7 @@ class TradierProvider(UpstreamClient):
     ) -> PriceHistory | None:
         if interval == "1d":
             params = {
-                "symbol": symbol,
+                "symbol": tradier_symbol(symbol),
                 "interval": "daily",
                 "start": start.isoformat(),
                 "end": end.isoformat(),
@@ -168,7 +208,7 @@ class TradierProvider(UpstreamClient):
             bars = parse_daily_history(payload)
         elif interval in TIMESALES_INTERVALS:
             params = {
-                "symbol": symbol,
+                "symbol": tradier_symbol(symbol),
                 "interval": TIMESALES_INTERVALS[interval],
                 "start": f"{start.isoformat()} {SESSION_START_ET}",
                 "end": f"{end.isoformat()} {SESSION_END_ET}",
@@ -182,6 +222,8 @@ class TradierProvider(UpstreamClient):
             raise ValueError(f"interval={interval!r}: expected '1d', '1m', '5m' or '15m'")
         if bars is None:
             return None
+        if parse_symbol(symbol).kind == "index":  # Tradier's index bars say volume 0: none
+            bars = [bar._replace(volume=None) if not bar.volume else bar for bar in bars]
         with refused_as_bad(self.name, endpoint, "history"):
             return PriceHistory(symbol=symbol.upper(), interval=interval, bars=tuple(bars), **stamp)
 
@@ -208,14 +250,33 @@ def parse_quotes(payload: Any) -> tuple[list[_WireQuote], list[str]]:
     return quotes, unmatched
 
 
-def _to_quote(wire: _WireQuote, *, source: str, fetched_at: datetime, fresh_until: datetime) -> Quote:
-    data = wire.model_dump()
+def _to_quote(
+    wire: _WireQuote, symbol: str, *, source: str, fetched_at: datetime, fresh_until: datetime
+) -> Quote:
+    data = wire.model_dump(exclude={"greeks"})
     for name in _ZERO_MEANS_NONE:
         if not data[name]:
             data[name] = None
     for name in _EPOCH_MS:
         data[name] = from_epoch(data[name]) if data[name] else None
-    data["symbol"] = wire.symbol.upper()
+    data["symbol"] = symbol
+    if wire.type == "index" and not wire.volume:  # an index trades no volume: Tradier says 0
+        data["volume"] = None
+    if wire.underlying is not None:
+        data["underlying"] = reader_form(wire.underlying)
+    if wire.greeks is not None:
+        greeks = wire.greeks
+        data |= {
+            "delta": greeks.delta,
+            "gamma": greeks.gamma,
+            "theta": greeks.theta,
+            "vega": greeks.vega,
+            "rho": greeks.rho,
+            "bid_iv": none_if_zero(greeks.bid_iv),
+            "mid_iv": none_if_zero(greeks.mid_iv) or none_if_zero(greeks.smv_vol),
+            "ask_iv": none_if_zero(greeks.ask_iv),
+            "greeks_updated_at": greeks.updated_at,
+        }
     return Quote(**data, source=source, fetched_at=fetched_at, fresh_until=fresh_until)
 
 

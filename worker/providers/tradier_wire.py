@@ -46,7 +46,7 @@ def _assume_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class _WireGreeks(WireModel):
+class WireGreeks(WireModel):
     """`greeks` of one contract (ORATS, refreshed about hourly)."""
 
     delta: float | None = None
@@ -74,7 +74,7 @@ class _WireOption(WireModel):
     change: float | None = None
     volume: int | None = None
     open_interest: int | None = None
-    greeks: _WireGreeks | None = None
+    greeks: WireGreeks | None = None
 
 
 class _WireExpiration(WireModel):
@@ -91,7 +91,7 @@ class _WireDay(WireModel):
     high: float
     low: float
     close: float
-    volume: float
+    volume: float | None = None  # 0 for an index
 
 
 class _WireSale(WireModel):
@@ -205,7 +205,7 @@ def parse_timesales(payload: Any) -> list[Bar] | None:
 
 
 def _contract(wire: _WireOption) -> OptionContract:
-    greeks = wire.greeks or _WireGreeks()
+    greeks = wire.greeks or WireGreeks()
     mid_iv = none_if_zero(greeks.mid_iv)
     if mid_iv is None and greeks.smv_vol is not None and greeks.smv_vol > 0:
         mid_iv = greeks.smv_vol
