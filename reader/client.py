@@ -57,7 +57,7 @@ from reader.models import (
 )
 from reader.ondemand import FetchRequest, Mode
 from reader.redis_url import redact_url, resolve_url
-from reader.symbols import normalize_symbol
+from reader.symbols import normalize_symbol, underlying_symbol
 
 DEFAULT_WAIT_S = 3.0
 """How long a read waits, by default, for an on-demand fetch after a miss."""
@@ -350,7 +350,7 @@ class Reader(_Base):
         self, symbol: str, *, wait_s: float | None = None, fresh: bool = False
     ) -> Expirations:
         """Every option expiration the upstream lists for `symbol` (the chains cached are a subset)."""
-        normal = normalize_symbol(symbol)
+        normal = underlying_symbol(symbol, "expirations")
         self._check(wait_s, fresh)
 
         async def read() -> Expirations:
@@ -372,7 +372,7 @@ class Reader(_Base):
         with the contracts of `side` ("calls", "puts", or None/"both"). A chain stored without
         the underlying's price (Tradier sends none) carries that of the cached quote
         (`Quote.reference_price`, as of `underlying_price_at`), read in the same round trip."""
-        normal, chosen = normalize_symbol(symbol), check_side(side)
+        normal, chosen = underlying_symbol(symbol, "option chain"), check_side(side)
         self._check(wait_s, fresh)
         day = None if expiration is None else parse_expiration(expiration)
 
@@ -397,7 +397,7 @@ class Reader(_Base):
         self, symbol: str, interval: BarInterval = "1d", *, wait_s: float | None = None, fresh: bool = False
     ) -> PriceHistory:
         """Price bars of `symbol` at `interval` ("1d", "1m", "5m", "15m"), oldest first."""
-        normal, checked = normalize_symbol(symbol), check_interval(interval)
+        normal, checked = underlying_symbol(symbol, "price history"), check_interval(interval)
         self._check(wait_s, fresh)
 
         async def read() -> PriceHistory:
@@ -410,7 +410,7 @@ class Reader(_Base):
         self, symbol: str, *, wait_s: float | None = None, fresh: bool = False
     ) -> Indicators:
         """The latest SMA, EMA, RSI and MACD of `symbol` on daily closes."""
-        normal = normalize_symbol(symbol)
+        normal = underlying_symbol(symbol, "indicators")
         self._check(wait_s, fresh)
         return await self._through(
             FetchRequest("indicators", normal), lambda: self._indicators(normal), wait_s=wait_s, fresh=fresh
@@ -433,7 +433,7 @@ class Reader(_Base):
         trip when all are cached; missing parts are then fetched on demand together. Each part is
         the item or the error that explains its absence. Chains stored without the underlying's
         price carry the bundle's quote's, as in `chain()`."""
-        normal = normalize_symbol(symbol)
+        normal = underlying_symbol(symbol, "bundle")
         self._check(wait_s, fresh, options=options, technical=technical)
         plan = _bundle_plan(normal, technical=technical)
         answer: list[Any]
@@ -586,7 +586,7 @@ class SyncReader(_Base):
 
     def expirations(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Expirations:
         """See `Reader.expirations`."""
-        normal = normalize_symbol(symbol)
+        normal = underlying_symbol(symbol, "expirations")
         self._check(wait_s, fresh)
 
         def read() -> Expirations:
@@ -606,7 +606,7 @@ class SyncReader(_Base):
         fresh: bool = False,
     ) -> OptionChain:
         """See `Reader.chain`."""
-        normal, chosen = normalize_symbol(symbol), check_side(side)
+        normal, chosen = underlying_symbol(symbol, "option chain"), check_side(side)
         self._check(wait_s, fresh)
         day = None if expiration is None else parse_expiration(expiration)
 
@@ -629,7 +629,7 @@ class SyncReader(_Base):
         self, symbol: str, interval: BarInterval = "1d", *, wait_s: float | None = None, fresh: bool = False
     ) -> PriceHistory:
         """See `Reader.history`."""
-        normal, checked = normalize_symbol(symbol), check_interval(interval)
+        normal, checked = underlying_symbol(symbol, "price history"), check_interval(interval)
         self._check(wait_s, fresh)
 
         def read() -> PriceHistory:
@@ -640,7 +640,7 @@ class SyncReader(_Base):
 
     def indicators(self, symbol: str, *, wait_s: float | None = None, fresh: bool = False) -> Indicators:
         """See `Reader.indicators`."""
-        normal = normalize_symbol(symbol)
+        normal = underlying_symbol(symbol, "indicators")
         self._check(wait_s, fresh)
 
         def read() -> Indicators:
@@ -658,7 +658,7 @@ class SyncReader(_Base):
         fresh: bool = False,
     ) -> Bundle:
         """See `Reader.bundle` (here missing parts are fetched one after another)."""
-        normal = normalize_symbol(symbol)
+        normal = underlying_symbol(symbol, "bundle")
         self._check(wait_s, fresh, options=options, technical=technical)
         plan = _bundle_plan(normal, technical=technical)
         answer: list[Any]

@@ -135,6 +135,20 @@ def parse_symbol(symbol: object) -> Symbol:
     return _parse_str(symbol)
 
 
+def underlying_symbol(symbol: object, what: str) -> str:
+    """The reader form of `symbol` for data of a stock, ETF or index (`what`: "option chain",
+    "price history"...). Raises `InvalidSymbol` for an OCC option symbol, naming its underlying
+    (only a contract's quote is served), or for a malformed symbol."""
+    parsed = parse_symbol(symbol)
+    if parsed.occ is None:
+        return parsed.text
+    raise InvalidSymbol(
+        shown(symbol),
+        f"it is an option contract, which has a quote but no {what}; ask for the {what} of its "
+        f"underlying {parsed.occ.underlying!r}, or for the contract's quote",
+    )
+
+
 def is_option_symbol(symbol: str) -> bool:
     """True when `symbol` (a reader form) is an OCC option symbol."""
     return len(symbol) > MAX_SYMBOL_LEN and _OCC.fullmatch(symbol) is not None

@@ -483,7 +483,7 @@ async def _bundle(symbol: str, options: object, technical: object) -> dict[str, 
 
 
 async def get_stock_quote(symbol: str) -> str:
-    """Get the latest quote of one stock or ETF from the market data cache.
+    """Get the latest quote of one stock, ETF, index or option contract from the market data cache.
 
     The answer is a JSON object with `symbol`, `as_of` (when the quote was fetched, UTC) and
     `stale` (true if it is older than the cache promises; mention it when it matters), then the
@@ -502,10 +502,11 @@ async def get_stock_quote(symbol: str) -> str:
 
 
 async def get_multiple_stock_quotes(symbols: list[str]) -> str:
-    """Get the latest quotes of several stocks or ETFs in one call.
+    """Get the latest quotes of several stocks, ETFs, indices or option contracts in one call.
 
-    The answer is `{"quotes": {SYMBOL: quote or {"error": ...}}}`, keyed by upper-case symbol
-    (a malformed symbol keyed as given). Each quote has the fields of `get_stock_quote` with its
+    The answer is `{"quotes": {SYMBOL: quote or {"error": ...}}}`, keyed by each symbol's cache
+    form: upper case, class shares with a dot ("brk/b" -> "BRK.B"), indices bare ("^SPX" ->
+    "SPX"), options as compact OCC symbols; a malformed symbol is keyed as given. Each quote has the fields of `get_stock_quote` with its
     own `as_of` and `stale`. One symbol that fails does not fail the others: retry only those
     with an error, when the error says to. If the quotes would not fit in one answer, the last
     ones are left out: the answer then has `"truncated": true`, `left_out: {"symbols": [...]}`

@@ -277,7 +277,7 @@ async def test_quotes_of_a_class_share_an_index_and_an_option_come_from_tradier(
 ) -> None:
     """quotes() of every kind, in other spellings too, keyed as asked; each cached under its reader form."""
     async with (
-        start_worker(["BRK-B", "^SPX", OPTION]),
+        start_worker(["BRK-B", "^SPX"]),  # the contract is quoted on demand
         Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader,
     ):
         results = await reader.quotes(["brk/b", "I:SPX", OPTION])

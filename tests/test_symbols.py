@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from pydantic import ValidationError
 
-from reader import Bar, InvalidSymbol, PriceHistory, Quote
+from reader import Bar, InvalidSymbol, PriceHistory, Quote, Reader, SyncReader
 from reader.symbols import OccParts, normalize_symbol, parse_symbol
+from worker.config import Config
 from worker.providers.symbol_forms import SymbolMap, polygon_ticker, polygon_underlyings, tradier_symbol
 
 # (as typed, reader form, kind)
@@ -154,3 +156,32 @@ def test_a_quote_stored_before_the_option_fields_still_reads() -> None:
         None,
         None,
     )
+
+
+OCC = "AAPL261204C00150000"
+
+
+async def test_a_contract_has_a_quote_but_no_chain_history_or_indicators_of_its_own() -> None:
+    """Asked for data of underlyings, an OCC symbol is refused before Redis, naming its underlying."""
+    closed = "redis://127.0.0.1:1/0"  # nothing may be asked of Redis
+    async with Reader(closed, wait_s=0) as reader:
+        calls = {
+            "expirations": reader.expirations(OCC),
+            "option chain": reader.chain(OCC),
+            "price history": reader.history(OCC),
+            "indicators": reader.indicators(OCC),
+            "bundle": reader.bundle(OCC, options=True),
+        }
+        for what, call in calls.items():
+            expected = rf"no {what}; ask for the {what} of its underlying 'AAPL'"
+            with pytest.raises(InvalidSymbol, match=expected):
+                await call
+    with SyncReader(closed, wait_s=0) as sync, pytest.raises(InvalidSymbol, match="underlying 'AAPL'"):
+        sync.chain(f"O:{OCC}")
+
+
+def test_a_watchlist_lists_underlyings_not_contracts() -> None:
+    """An OCC symbol in the watchlist is refused, naming the underlying to list instead."""
+    with pytest.raises(ValidationError, match=r"option contract: list its underlying 'SPX' instead"):
+        Config.model_validate({"watchlist": ["AAPL", "SPXW261204P05000000"]})
+    assert Config.model_validate({"watchlist": ["brk/b", "^spx"]}).watchlist == ["BRK.B", "SPX"]

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from reader.symbols import normalize_symbol
+from reader.symbols import parse_symbol
 
 
 class Section(BaseModel):
@@ -19,7 +19,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Symbol = Annotated[str, BeforeValidator(normalize_symbol)]
+def _underlying(symbol: object) -> str:
+    """The reader form of a symbol the schedule refreshes: an OCC option symbol is refused, naming
+    its underlying (whose chains hold the contract; a contract's quote is fetched on demand)."""
+    parsed = parse_symbol(symbol)
+    if parsed.occ is None:
+        return parsed.text
+    raise ValueError(
+        f"{parsed.text!r} is an option contract: list its underlying {parsed.occ.underlying!r} instead "
+        "(its chains hold the contract; a reader fetches a contract's quote on demand)"
+    )
+
+
+Symbol = Annotated[str, BeforeValidator(_underlying)]
+"""A stock, ETF or index the schedule refreshes, in its reader form (`reader.symbols`)."""
 Window = Annotated[int, Field(gt=0, le=1000)]  # an indicator window, in bars
 
 PhaseName = Literal["pre", "regular", "post", "closed"]
