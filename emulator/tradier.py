@@ -162,9 +162,7 @@ def epoch_ms(at: datetime) -> int:
 
 def _wire_quote(q: QuoteState, symbol: str) -> dict[str, Any]:
     listing = q.listing
-    if listing.type == "index":
-        return _wire_index(q)
-    return {
+    body = {
         "symbol": symbol,
         "description": listing.description,
         "exch": listing.exch,
@@ -193,40 +191,14 @@ def _wire_quote(q: QuoteState, symbol: str) -> dict[str, Any]:
         "ask_date": epoch_ms(q.quote_time),
         "root_symbols": symbol,
     }
-
-
-def _wire_index(q: QuoteState) -> dict[str, Any]:
-    """An index quote: no bid, ask or volume (null bid/ask, 0 dates and volume), as recorded."""
-    listing = q.listing
-    return {
-        "symbol": listing.symbol,
-        "description": listing.description,
-        "exch": "C",
-        "type": "index",
-        "last": q.last,
-        "change": q.change,
-        "volume": 0,
-        "open": q.open,
-        "high": q.high,
-        "low": q.low,
-        "close": q.close,
-        "bid": None,
-        "ask": None,
-        "change_percentage": q.change_percentage,
-        "average_volume": 0,
-        "last_volume": 0,
-        "trade_date": epoch_ms(q.trade_time),
-        "prevclose": q.prevclose,
-        "week_52_high": q.week_52_high,
-        "week_52_low": q.week_52_low,
-        "bidsize": 0,
-        "bidexch": None,
-        "bid_date": 0,
-        "asksize": 0,
-        "askexch": None,
-        "ask_date": 0,
-        "root_symbols": f"{listing.symbol},{listing.symbol}W",
-    }
+    if listing.type == "index":  # no bid, ask or volume: null bid/ask, 0 dates and volume, as recorded
+        body |= {
+            "symbol": listing.symbol, "exch": "C", "volume": 0, "bid": None, "ask": None,
+            "average_volume": 0, "last_volume": 0, "bidsize": 0, "bidexch": None, "bid_date": 0,
+            "asksize": 0, "askexch": None, "ask_date": 0,
+            "root_symbols": f"{listing.symbol},{listing.symbol}W",
+        }  # fmt: skip
+    return body
 
 
 def wire_option(q: OptionQuote, *, with_greeks: bool) -> dict[str, Any]:
