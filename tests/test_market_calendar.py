@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -80,25 +81,32 @@ def test_closures_are_added_without_loading_the_calendar_again(calendar: MarketC
     assert calendar.extra_closed == frozenset()  # the base is not changed
 
 
+@asynccontextmanager
+async def _worker_ctx(
+    redis_url: str, emulator: RunningEmulator, secrets: Secrets, *closed: date
+) -> AsyncIterator[dict[str, Any]]:
+    """A worker's context whose config closes `closed`, with its clock at 2026-12-01 10:00 ET."""
+    pool = await create_job_pool(redis_url)
+    config = make_config(
+        ["AAPL"], redis_url=redis_url, tradier_url=emulator.url, schedule={"extra_closed": list(closed)}
+    )
+    clock = FakeClock(TEN_ET)
+    context: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
+    await jobs.startup(context)
+    try:
+        yield context
+    finally:
+        await jobs.shutdown(context)
+        await pool.aclose()
+
+
 @pytest.fixture
 async def worker_ctx(
     redis_url: str, emulator: RunningEmulator, secrets: Secrets
 ) -> AsyncIterator[dict[str, Any]]:
     """A worker's context whose config closes 2026-12-01, with its clock at 10:00 ET that day."""
-    pool = await create_job_pool(redis_url)
-    config = make_config(
-        ["AAPL"], redis_url=redis_url, tradier_url=emulator.url, schedule={"extra_closed": [MOURNING]}
-    )
-    context: dict[str, Any] = {
-        "redis": pool,
-        "config": config,
-        "secrets": secrets,
-        "clock": FakeClock(TEN_ET),
-    }
-    await jobs.startup(context)
-    yield context
-    await jobs.shutdown(context)
-    await pool.aclose()
+    async with _worker_ctx(redis_url, emulator, secrets, MOURNING) as context:
+        yield context
 
 
 def _cli_status(redis_url: str) -> dict[str, Any]:
@@ -147,30 +155,19 @@ async def test_a_reload_publishes_a_closure_announced_today(
     redis_url: str, emulator: RunningEmulator, secrets: Secrets
 ) -> None:
     """A closure added to a running worker's config reaches readers with the reload's catch-up."""
-    pool = await create_job_pool(redis_url)
-    config = make_config(["AAPL"], redis_url=redis_url, tradier_url=emulator.url)
-    context: dict[str, Any] = {
-        "redis": pool,
-        "config": config,
-        "secrets": secrets,
-        "clock": FakeClock(TEN_ET),
-    }
-    await jobs.startup(context)
-    try:
+    async with _worker_ctx(redis_url, emulator, secrets) as context:
         scheduler: Scheduler = context["scheduler"]
         await scheduler.tick()
         with SyncReader(redis_url, clock=FakeClock(TEN_ET)) as sync:
             assert sync.market_status().phase == "regular"
+            config = context["config"]
             closed = config.model_copy(
                 update={"schedule": config.schedule.model_copy(update={"extra_closed": [MOURNING]})}
             )
             scheduler.runtime.reconfigure(closed)
-            await pool.set(keys.catch_up(), 1)
+            await context["redis"].set(keys.catch_up(), 1)
             await scheduler.tick()
             assert sync.market_status().phase == "closed"
-    finally:
-        await jobs.shutdown(context)
-        await pool.aclose()
 
 
 async def test_a_reader_without_redis_tells_the_installed_calendar_and_says_so(
@@ -181,8 +178,6 @@ async def test_a_reader_without_redis_tells_the_installed_calendar_and_says_so(
     async with Reader(url, clock=FakeClock(TEN_ET), calendar=calendar, timeout_s=0.5) as reader:
         status = await reader.market_status()
     assert (status.phase, status.calendar) == ("regular", "installed-redis-unreadable")
-    with (
-        redis.Redis.from_url(url, socket_connect_timeout=0.5) as client,
-        pytest.raises(redis.ConnectionError),
-    ):
-        client.ping()  # the port is closed indeed
+    closed_port = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    with closed_port, pytest.raises(redis.ConnectionError):
+        closed_port.ping()  # the port is closed indeed
