@@ -506,11 +506,12 @@ async def get_multiple_stock_quotes(symbols: list[str]) -> str:
 
     The answer is `{"quotes": {SYMBOL: quote or {"error": ...}}}`, keyed by each symbol's cache
     form: upper case, class shares with a dot ("brk/b" -> "BRK.B"), indices bare ("^SPX" ->
-    "SPX"), options as compact OCC symbols; a malformed symbol is keyed as given. Each quote has the fields of `get_stock_quote` with its
-    own `as_of` and `stale`. One symbol that fails does not fail the others: retry only those
-    with an error, when the error says to. If the quotes would not fit in one answer, the last
-    ones are left out: the answer then has `"truncated": true`, `left_out: {"symbols": [...]}`
-    and a `hint`; ask for those in another call.
+    "SPX"), options as compact OCC symbols; a malformed symbol is keyed as given. Each quote has
+    the fields of `get_stock_quote` with its own `as_of` and `stale`. One symbol that fails does
+    not fail the others: retry only those with an error, when the error says to. If the quotes
+    would not fit in one answer, the last ones are left out: the answer then has
+    `"truncated": true`, `left_out: {"symbols": [...]}` and a `hint`; ask for those in another
+    call.
 
     Args:
         symbols: Ticker symbols, e.g. ["AAPL", "BRK.B", "SPX", "AAPL261204C00150000"]; at most 50.
@@ -589,14 +590,15 @@ async def get_put_options_chain(
 
 
 async def get_stock_price_history(symbol: str, interval: str | None = None, limit: int | None = None) -> str:
-    """Get the most recent price bars (OHLCV) of a stock or ETF, oldest first.
+    """Get the most recent price bars (OHLCV) of a stock, ETF or index, oldest first.
 
     The answer is `{"symbol", "as_of", "stale", "interval", "bars": [...], "total_bars"}`. Daily
     bars carry their session `date`, intraday bars their `start` (UTC); each has `open`, `high`,
-    `low`, `close`, `volume` and, when known, `vwap`. The last bar may still be forming.
-    `total_bars` is how many the cache holds. If the bars asked for would not fit in one answer
-    (150 to 250 daily bars do, by their prices), the oldest are left out: the answer then has
-    `"truncated": true`, `left_out: {"bars": count}` and a `hint` with the largest limit that fits.
+    `low`, `close`, and, when known, `volume` (an index has none) and `vwap`. The last bar may
+    still be forming. `total_bars` is how many the cache holds. If the bars asked for would not
+    fit in one answer (150 to 250 daily bars do, by their prices), the oldest are left out: the
+    answer then has `"truncated": true`, `left_out: {"bars": count}` and a `hint` with the
+    largest limit that fits.
 
     Args:
         symbol: Ticker symbol, e.g. "AAPL".
@@ -607,7 +609,7 @@ async def get_stock_price_history(symbol: str, interval: str | None = None, limi
 
 
 async def get_ta_indicators(symbol: str) -> str:
-    """Get the latest technical indicators of a stock or ETF, computed on daily closes.
+    """Get the latest technical indicators of a stock, ETF or index, computed on daily closes.
 
     The answer is `{"symbol", "as_of", "stale", "interval", "last_bar", "close", "sma", "ema",
     "rsi", "macd"}`: `sma`, `ema` and `rsi` map a window in bars ("20") to its value, `macd` has
