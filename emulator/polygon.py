@@ -235,9 +235,12 @@ def _ticker(state: EmulatorState, ticker: str, now: datetime) -> dict[str, Any] 
     today = history.daily(ticker, session, q.trade_time)
     previous = history.daily(ticker, market.calendar.previous_trading_day(session), now)
     minute = history.minute(ticker, session, q.trade_time)
-    assert previous is not None
-    assert minute is not None
     day = {"o": 0.0, "h": 0.0, "l": 0.0, "c": 0.0, "v": 0, "vw": 0.0}
+    # A new listing has no bars yet: Polygon zeroes what it has not got, as in `day` before the open.
+    previous_bar = (
+        day if previous is None else {k: v for k, v in wire_bar(previous).items() if k not in ("t", "n")}
+    )
+    minute_bar = {**day, "t": 0, "n": 0} if minute is None else wire_bar(minute)
     if today is not None:
         day = {"o": today.open, "h": today.high, "l": today.low, "c": q.last, "v": q.volume, "vw": today.vwap}
     regular = session.open <= q.trade_time < session.close
@@ -247,8 +250,8 @@ def _ticker(state: EmulatorState, ticker: str, now: datetime) -> dict[str, Any] 
         "todaysChangePerc": round((q.last - q.prevclose) / q.prevclose * 100, 4),
         "updated": ns(q.trade_time),
         "day": day,
-        "prevDay": {k: v for k, v in wire_bar(previous).items() if k not in ("t", "n")},
-        "min": {"av": q.volume, **wire_bar(minute)},
+        "prevDay": previous_bar,
+        "min": {"av": q.volume, **minute_bar},
         "lastQuote": {"P": q.ask, "S": q.asksize, "p": q.bid, "s": q.bidsize, "t": ns(q.quote_time)},
         "lastTrade": {
             "c": None if regular else [12],

@@ -271,3 +271,24 @@ async def test_polygon_answers_without_results_are_no_data_for_a_listed_symbol_a
     assert (intraday.no_data, indicators.no_data) == (("IPOX",), ("IPOX",))
     assert stored is not None
     assert (stored.source, stored.bars) == ("polygon", ())
+
+
+async def test_a_new_listing_in_a_polygon_quote_batch_costs_no_other_quote(
+    redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
+) -> None:
+    """Polygon quotes a listing without bars yet with the others (its previous day zeroed), and its
+    empty history is no data, told by that quote: a new listing never fails the whole batch."""
+    config = make_config(
+        ["AAPL"],
+        redis_url=redis_url,
+        tradier_url=emulator.url,
+        polygon_url=emulator.url,
+        datasets={"quotes": {"provider": "polygon"}, "history": {"provider": "polygon"}},
+    )
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+        quotes = await runtime.refresh("quotes", ["AAPL", "IPOZ", "MSFT"])
+        history = await runtime.refresh("history", ["IPOZ"])
+    await client.aclose()
+    assert (sorted(quotes.stored), quotes.failed) == (["AAPL", "IPOZ", "MSFT"], ())
+    assert (history.no_data, history.failed) == (("IPOZ",), ())
