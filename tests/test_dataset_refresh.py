@@ -289,7 +289,8 @@ async def test_a_tradier_chain_is_stored_with_the_price_of_the_stored_quote(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, secrets: Secrets
 ) -> None:
     """Tradier's chain has no underlying price: a chains refresh stores the stored quote's, with the
-    quote's fetch time, and asks no quote of the upstream; a quote over a day old is not used."""
+    quote's fetch time, and asks no quote of the upstream; a quote over a day old is not used: one
+    quote call prices the chains then, and is stored with them."""
     config = make_config(
         ["AAPL"], redis_url=redis_url, tradier_url=emulator.url, datasets={"chains": {"expirations": 1}}
     )
@@ -303,12 +304,14 @@ async def test_a_tradier_chain_is_stored_with_the_price_of_the_stored_quote(
         quote = await store.get(Quote, keys.quote("AAPL"))
         (expiration,) = (await store.get(ChainIndex, keys.chain_index("AAPL"))).expirations  # type: ignore[union-attr]
         stored = await store.get(OptionChain, keys.chain("AAPL", expiration))
+        quote_calls = emulator.calls("/v1/markets/quotes")
         clock.advance(86_400 + 60)
         assert (await runtime.refresh("chains", ["AAPL"])).complete
         later = await store.get(OptionChain, keys.chain("AAPL", expiration))
+        requoted = await store.get(Quote, keys.quote("AAPL"))
     await client.aclose()
     assert report.complete, report.errors
-    assert emulator.calls("/v1/markets/quotes") == {"200": 1}  # the quotes refresh's own
+    assert quote_calls == {"200": 1}  # the quotes refresh's own
     assert quote is not None
     assert quote.last
     assert stored is not None
@@ -317,8 +320,11 @@ async def test_a_tradier_chain_is_stored_with_the_price_of_the_stored_quote(
         quote.last,
         quoted_at,
     )
+    assert emulator.calls("/v1/markets/quotes") == {"200": 2}
     assert later is not None
-    assert (later.underlying_price, later.fetched_at) == (None, clock.now)
+    assert requoted is not None
+    assert (later.underlying_price, later.underlying_price_at) == (requoted.reference_price, clock.now)
+    assert requoted.fetched_at == clock.now
 
 
 async def test_a_full_pass_fetches_expirations_once_before_the_chains(

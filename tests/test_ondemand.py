@@ -182,8 +182,9 @@ async def test_a_failed_fetch_is_reported_without_waiting_out_the_timeout(
 async def test_chains_history_and_indicators_are_fetched_on_demand(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
 ) -> None:
-    """Every dataset has a miss path: the nearest chain, a chain of a date outside the configured
-    selection, bars of a length the config does not refresh, and computed indicators."""
+    """Every dataset has a miss path: the nearest chain (priced by its underlying's quote), a chain
+    of a date outside the configured selection, bars of a length the config does not refresh, and
+    computed indicators."""
     datasets = {
         "chains": {"expirations": 1, "max_days": 30},
         "history": {"intraday": {"bar": "5m", "lookback_days": 2}},
@@ -203,6 +204,9 @@ async def test_chains_history_and_indicators_are_fetched_on_demand(
     assert nearest.expiration == listed[0]
     assert nearest.contracts
     assert all(c.option_type == "call" for c in nearest.contracts)
+    # On a cold cache, Tradier's chain is priced by a quote fetched with it (none was stored).
+    assert nearest.underlying_price is not None
+    assert nearest.underlying_price_at == nearest.fetched_at
     assert chosen.expiration == later
     assert bars.interval == "15m"
     assert bars.bars

@@ -22,6 +22,7 @@ is known to be listed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TypeVar
@@ -40,6 +41,8 @@ from worker.selection import select_expirations, strike_range
 from worker.store import Entry, Store
 
 _P = TypeVar("_P")
+
+log = logging.getLogger(__name__)
 
 
 def _enabled(provider: _P | None, dataset: str) -> _P:
@@ -118,6 +121,10 @@ class DatasetFetcher:
         fetched = await asyncio.gather(
             *(chains.fetch_chain(symbol, d, freshness=freshness, strikes=strikes) for d in chosen)
         )
+        if quote is None and any(chain is not None and not chain.underlying_price for chain in fetched):
+            # The upstream sends no underlying price (Tradier) and no recent quote is stored (an
+            # on-demand chain of a symbol off the watchlist): one quote call prices the chains.
+            quote, quote_entries = await self._quote_for_price(symbol)
         found = {chain.expiration: chain.priced_by(quote) for chain in fetched if chain is not None}
         if not found:
             # No chain to store: the chains stored before stay, and so does their index; expirations
@@ -162,16 +169,30 @@ class DatasetFetcher:
         """The quote whose price centres the strike window and prices a chain sent without one: the
         stored quote if it is under a day old (one GET, always read); else, only when a strike
         window needs a price, a fresh one, which is stored with the chains (so the call is not
-        wasted). Without a window no quote call is made: the quotes dataset keeps the quote, and the
-        reader prices a chain stored without one from the cached quote at read time."""
+        wasted). Without a window, a quote is fetched only if the chains come without a price
+        (`_quote_for_price`)."""
         quote = await self.store.get(Quote, keys.quote(symbol))
         if quote is not None and self.clock() - quote.fetched_at <= _PRICE_MAX_AGE:
             return quote, []
         if window_pct is None:
             return None, []
+        return await self._fetch_quote(symbol)
+
+    async def _fetch_quote(self, symbol: str) -> tuple[Quote | None, list[Entry]]:
+        """A fresh quote of `symbol` and the entry that stores it with the chains; raises `WorkerError`."""
         batch = await self.providers.quotes.fetch_quotes([symbol], freshness=self.freshness["quotes"])
         quote = next((q for q in batch.quotes if q.symbol == symbol), None)
         return quote, [] if quote is None else [(keys.quote(symbol), quote)]
+
+    async def _quote_for_price(self, symbol: str) -> tuple[Quote | None, list[Entry]]:
+        """A fresh quote of `symbol` to price chains the upstream sent without the underlying's
+        price, stored with them; (None, []) if the call fails: the chains are stored unpriced then
+        (the reader joins a cached quote when it has one), not lost."""
+        try:
+            return await self._fetch_quote(symbol)
+        except WorkerError as e:
+            log.info("chains.unpriced symbol=%s error=%s", symbol, e)
+            return None, []
 
     async def history(self, symbol: str) -> SymbolOutcome:
         settings = self.config.datasets
