@@ -65,6 +65,15 @@ def _polygon(session: aiohttp.ClientSession, emulator: RunningEmulator, clock: F
 # --- Tradier -------------------------------------------------------------------------------
 
 
+async def test_an_index_off_the_known_list_is_not_answered_by_a_stock_of_that_ticker(
+    session: aiohttp.ClientSession, emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """`I:FOO` goes to Tradier bare; its answer for the stock FOO is no index quote: unmatched."""
+    batch = await _tradier(session, emulator, clock).fetch_quotes(["I:FOO", "AAPL"], freshness=freshness)
+    assert [q.symbol for q in batch.quotes] == ["AAPL"]
+    assert batch.unmatched == ("I:FOO",)
+
+
 async def test_tradier_quotes_a_class_share_an_index_and_an_option_in_one_call(
     session: aiohttp.ClientSession, emulator: RunningEmulator, clock: FakeClock
 ) -> None:
@@ -83,6 +92,7 @@ async def test_tradier_quotes_a_class_share_an_index_and_an_option_in_one_call(
     assert index.last is not None
     assert index.last > 0
     assert (index.bid, index.ask, index.bid_date, index.volume) == (None, None, None, None)
+    assert (index.bidsize, index.asksize, index.last_volume) == (None, None, None)  # not Tradier's 0s
     option = quotes[OPTION]
     assert option.type == "option"
     assert (option.underlying, option.strike, option.expiration_date, option.option_type) == (

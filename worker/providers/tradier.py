@@ -106,6 +106,7 @@ class _WireQuote(BaseModel):
 
 _QUOTE_LIST = TypeAdapter(list[_WireQuote])
 _ZERO_MEANS_NONE = ("week_52_high", "week_52_low", "average_volume")
+_NONE_FOR_AN_INDEX = ("volume", "last_volume", "bidsize", "asksize")
 _EPOCH_MS = ("trade_date", "bid_date", "ask_date")
 
 
@@ -156,6 +157,12 @@ class TradierProvider(UpstreamClient):
             payload = await self._call(QUOTES_ENDPOINT, params=query)
         stamp = self._stamp(freshness)
         wire, unmatched = parse_quotes(payload)
+        # An index off the known list (`I:FOO`) goes out bare: a stock of that ticker is no answer.
+        stocks_for_indices = [
+            w.symbol for w in wire if w.type != "index" and _is_index(sent.reader_form(w.symbol))
+        ]
+        wire = [w for w in wire if w.symbol not in stocks_for_indices]
+        unmatched = [*unmatched, *stocks_for_indices]
         return quote_batch(
             wire,
             lambda w: _to_quote(w, sent.reader_form(w.symbol), **stamp),
@@ -250,6 +257,10 @@ def parse_quotes(payload: Any) -> tuple[list[_WireQuote], list[str]]:
     return quotes, unmatched
 
 
+def _is_index(symbol: str) -> bool:
+    return parse_symbol(symbol).kind == "index"
+
+
 def _to_quote(
     wire: _WireQuote, symbol: str, *, source: str, fetched_at: datetime, fresh_until: datetime
 ) -> Quote:
@@ -260,8 +271,10 @@ def _to_quote(
     for name in _EPOCH_MS:
         data[name] = from_epoch(data[name]) if data[name] else None
     data["symbol"] = symbol
-    if wire.type == "index" and not wire.volume:  # an index trades no volume: Tradier says 0
-        data["volume"] = None
+    if wire.type == "index":  # an index trades no volume and has no bid or ask: Tradier says 0
+        for name in _NONE_FOR_AN_INDEX:
+            if not data[name]:
+                data[name] = None
     if wire.underlying is not None:
         data["underlying"] = reader_form(wire.underlying)
     if wire.greeks is not None:
