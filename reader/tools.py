@@ -264,12 +264,15 @@ def _chain_fields(
     data[key] = [row for s in kept for row in rows[s]]
     if len(kept) < len(rows):
         low, high = (kept[0], kept[-1]) if kept else (math.inf, math.inf)
+        below, above = [s for s in rows if s < low], [s for s in rows if s > high]
         left_out = {
             "contracts": len(contracts) - len(data[key]),
-            "strikes_below": sum(s < low for s in rows),
-            "strikes_above": sum(s > high for s in rows),
+            "strikes_below": len(below),
+            "strikes_above": len(above),
         }
-        _truncated(data, left_out, hint)
+        ranges = [f"{min(side):g}-{max(side):g}" for side in (below, above) if side]
+        where = f" (strikes {' and '.join(ranges)})" if ranges else ""
+        _truncated(data, left_out, f"{hint}{where}; one answer holds at most {len(kept)} strikes")
     return data
 
 
@@ -369,8 +372,10 @@ async def _quotes(symbols: list[str]) -> dict[str, Any]:
         raise InvalidRequest("symbols", shown(symbols), fix)
     if not symbols:
         raise InvalidRequest("symbols", symbols, "pass at least one ticker symbol, e.g. ['AAPL', 'MSFT']")
-    if len(symbols) > MAX_SYMBOLS:
-        raise InvalidRequest("symbols", f"{len(symbols)} symbols", f"ask for at most {MAX_SYMBOLS} at a time")
+    distinct = {s.strip(" \t").upper() if isinstance(s, str) else repr(s) for s in symbols}
+    if len(distinct) > MAX_SYMBOLS:  # a symbol repeated costs nothing more
+        fix = f"ask for at most {MAX_SYMBOLS} at a time"
+        raise InvalidRequest("symbols", f"{len(distinct)} symbols", fix)
     results = await _reader().quotes(symbols)
     quotes = {
         _echo(symbol): _part(result, functools.partial(_quote_fields, with_symbol=False))
@@ -425,6 +430,12 @@ async def _history(symbol: str, interval: object, limit: object) -> dict[str, An
     room = MAX_ANSWER_CHARS - _size(data) - _TRUNCATION_ROOM
     kept = _fitting([_size(row) for row in reversed(rows)], room)
     data["bars"] = rows[len(rows) - kept :]
+    if not history.bars:  # remembered "no data": say so, and until when, rather than a bare []
+        data["note"] = (
+            f"the upstream had no {length} bars of {history.symbol} when the cache checked at "
+            f"{_iso(history.fetched_at)} (a new listing, or no session in the lookback); it checks "
+            f"again after {_iso(history.fresh_until)}"
+        )
     if kept < len(rows):
         hint = f"the oldest bars asked for were left out: {kept} fit in one answer; ask with limit={kept}"
         _truncated(data, {"bars": len(rows) - kept}, hint)
@@ -598,7 +609,8 @@ async def get_stock_price_history(symbol: str, interval: str | None = None, limi
     still be forming. `total_bars` is how many the cache holds. If the bars asked for would not
     fit in one answer (150 to 250 daily bars do, by their prices), the oldest are left out: the
     answer then has `"truncated": true`, `left_out: {"bars": count}` and a `hint` with the
-    largest limit that fits.
+    largest limit that fits. With no bars (a new listing; intraday bars when no session fell in
+    the lookback), a `note` says when the cache checked and when it checks again.
 
     Args:
         symbol: Ticker symbol, e.g. "AAPL".

@@ -485,10 +485,33 @@ def test_reader_tools_imports_without_the_sdk() -> None:
     assert (done.returncode, done.stdout.strip()) == (0, "9"), done.stderr
 
 
+async def test_history_without_bars_says_why_and_until_when(
+    reader: Reader, redis_url: str, tools: dict[str, FunctionTool]
+) -> None:
+    """Remembered "no data" (no 5m bars over a weekend, a new listing) is said, not a bare []."""
+    empty = PriceHistory(**ENVELOPE, symbol="IPOX", interval="5m", bars=())
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.history("IPOX", "5m"), empty.model_dump_json())
+    client.close()
+    answer = await invoke(tools["get_stock_price_history"], symbol="IPOX", interval="5m", limit=None)
+    assert (answer["bars"], answer["total_bars"]) == ([], 0)
+    assert "no 5m bars of IPOX" in answer["note"]
+    assert "checks again after 2026-11-24T15:00:40Z" in answer["note"]
+
+
 async def test_multiple_quotes_takes_at_most_50_symbols() -> None:
     """Each miss may cost an upstream call: a longer list is refused with the limit, before any read."""
     answer = json.loads(await tools_module.get_multiple_stock_quotes([f"S{i}" for i in range(51)]))
     assert "at most 50" in answer["error"]
+    assert "51 symbols" in answer["error"]
+
+
+async def test_a_symbol_repeated_does_not_count_against_the_50(
+    reader: Reader, stored: None, tools: dict[str, FunctionTool]
+) -> None:
+    """60 names for one symbol in various spellings are one quote, not a refusal."""
+    answer = await invoke(tools["get_multiple_stock_quotes"], symbols=["AAPL", "aapl", " AAPL"] * 20)
+    assert list(answer["quotes"]) == ["AAPL"]
 
 
 # Near the money: a chain stored without the underlying's price (Tradier sends none).
