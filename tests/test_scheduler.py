@@ -24,7 +24,9 @@ from tests.support import (
 )
 from worker import jobs
 from worker.config import ConfigError, Secrets, load_config
+from worker.refresh import RefreshReport
 from worker.reload import ConfigWatcher
+from worker.retry import retry_failures
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler
 
@@ -182,3 +184,26 @@ async def test_the_catch_up_tells_readers_which_symbols_each_dataset_keeps(
     assert await client.smembers(keys.kept("quotes")) == {b"AAPL", b"MSFT"}
     assert not await client.exists(keys.kept("chains"))
     await client.aclose()
+
+
+async def test_a_symbol_a_reload_took_off_the_watchlist_is_not_retried(ctx: dict[str, Any]) -> None:
+    """A failed refresh's retry is for the symbols the schedule still refreshes: one dropped from
+    the watchlist meanwhile is not retried all evening."""
+    runtime: Runtime = ctx["runtime"]
+    report = RefreshReport(
+        "quotes", requested=("AAPL", "MSFT"), failed=("AAPL", "MSFT"), retryable=("AAPL", "MSFT")
+    )
+    kept = await retry_failures(ctx["redis"], runtime, "quotes", report, job_id="first", attempts_before=0)
+    assert kept is not None
+    assert kept.symbols == ("AAPL", "MSFT")
+    runtime.reconfigure(runtime.config.model_copy(update={"watchlist": ["MSFT"]}))
+    narrowed = await retry_failures(
+        ctx["redis"], runtime, "quotes", report, job_id="again", attempts_before=0
+    )
+    assert narrowed is not None
+    assert narrowed.symbols == ("MSFT",)
+    runtime.reconfigure(runtime.config.model_copy(update={"watchlist": ["SPY"]}))
+    assert (
+        await retry_failures(ctx["redis"], runtime, "quotes", report, job_id="last", attempts_before=0)
+        is None
+    )

@@ -38,6 +38,7 @@ from worker.logs import fields
 from worker.providers import running_health
 from worker.refresh import RefreshReport
 from worker.runtime import Runtime
+from worker.scheduler import scheduled_symbols
 
 log = logging.getLogger(__name__)
 
@@ -162,13 +163,17 @@ async def retry_failures(
     if not report.retryable or not runtime.config.retry.enabled:
         return None
     now = runtime.clock()
+    scheduled = set(await scheduled_symbols(redis, runtime, dataset, now))
+    retryable = [s for s in report.retryable if s in scheduled]
+    if not retryable:  # a reload took them off the watchlist: no refresh of theirs to stand in for
+        return None
     plan = runtime.plans[dataset]
     health = running_health(runtime.providers).get(plan.source)
     first = first_job_id(job_id, dataset, report.requested, now)
     retry = plan_retry(
         first_job_id=first,
         attempts_before=attempts_before,
-        symbols=report.retryable,
+        symbols=retryable,
         now=now,
         next_refresh=schedule.next_refresh(plan.cadence, runtime.calendar, now),
         backoff=Backoff.from_config(runtime.config.retry),
@@ -179,7 +184,7 @@ async def retry_failures(
             "refresh.retry_skipped %s",
             fields(
                 dataset=dataset,
-                symbols=len(report.retryable),
+                symbols=len(retryable),
                 reason="the next scheduled refresh comes first",
             ),
         )

@@ -114,13 +114,7 @@ class Scheduler:
         return bool(claimed)
 
     async def _symbols(self, dataset: str, now: datetime) -> list[str]:
-        """The watchlist, plus the symbols adopted today for `dataset` (with `on_demand.adopt`)."""
-        symbols = list(self.runtime.config.watchlist)
-        if not self.runtime.config.on_demand.adopt:
-            return symbols
-        adopted = await self.redis.smembers(keys.adopted(dataset, exchange_date(now)))  # type: ignore[misc]
-        listed = set(symbols)
-        return symbols + sorted(s for s in (m.decode() for m in adopted) if s not in listed)
+        return await scheduled_symbols(self.redis, self.runtime, dataset, now)
 
     async def _enqueue_slot(self, dataset: str, slot: datetime, now: datetime, report: TickReport) -> None:
         for batch in self.runtime.batches(dataset, await self._symbols(dataset, now)):
@@ -208,6 +202,17 @@ class Scheduler:
                 if name in self.runtime.scheduled and self.runtime.config.watchlist:
                     pipe.sadd(keys.kept(name), *self.runtime.config.watchlist)
             await pipe.execute()
+
+
+async def scheduled_symbols(redis: ArqRedis, runtime: Runtime, dataset: str, now: datetime) -> list[str]:
+    """The symbols the schedule of `dataset` refreshes at `now`: the watchlist, plus the symbols
+    adopted today (with `on_demand.adopt`)."""
+    symbols = list(runtime.config.watchlist)
+    if not runtime.config.on_demand.adopt:
+        return symbols
+    adopted = await redis.smembers(keys.adopted(dataset, exchange_date(now)))  # type: ignore[misc]
+    listed = set(symbols)
+    return symbols + sorted(s for s in (m.decode() for m in adopted) if s not in listed)
 
 
 def _probe_key(dataset: str, symbol: str, runtime: Runtime) -> str:
