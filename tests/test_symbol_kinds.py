@@ -270,16 +270,19 @@ async def test_polygon_index_chain_and_index_option_quote(
 async def test_a_missed_option_quote_is_fetched_by_the_worker(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
 ) -> None:
-    """quote() of an OCC symbol (any accepted spelling) misses, enqueues, and the worker answers it."""
+    """quote() of an OCC symbol (any accepted spelling) misses, enqueues, and the worker answers it;
+    an unlisted contract is unknown, an expired one says when it expired."""
     async with start_worker(), Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader:
         quote = await reader.quote("O:aapl261204c00150000")
         again = await reader.quote(OPTION)
         with pytest.raises(UnknownSymbol):
             await reader.quote("AAPL261204C00150500")
+        with pytest.raises(UnknownSymbol, match="the contract expired on 2026-11-20"):
+            await reader.quote("AAPL261120C00150000")
     assert quote.symbol == OPTION
     assert (quote.underlying, quote.strike, quote.option_type) == ("AAPL", 150.0, "call")
     assert again == quote
-    assert sum(emulator.calls().values()) == 2
+    assert sum(emulator.calls().values()) == 3
 
 
 async def test_quotes_of_a_class_share_an_index_and_an_option_come_from_tradier(

@@ -35,6 +35,7 @@ from reader import keys
 from reader.calendar import exchange_date
 from reader.models import CachedItem, ChainIndex, Expirations, PriceHistory
 from reader.ondemand import FetchRequest, Outcome, Unknown
+from reader.symbols import parse_symbol
 from worker.logs import fields
 from worker.refresh import RefreshReport
 from worker.runtime import Runtime
@@ -182,7 +183,10 @@ async def _answer(
         dataset = runtime.on_demand_dataset(request)
         source, quotes = runtime.plans[dataset].source, runtime.providers.quotes.name
         detail = f"{quotes} does not know this symbol"
-        if request.dataset != "quotes":
+        occ = parse_symbol(request.symbol).occ
+        if occ is not None and occ.expiration < exchange_date(now):
+            detail = f"the contract expired on {occ.expiration.isoformat()}; {quotes} quotes it no more"
+        elif request.dataset != "quotes":
             detail = f"{source} has no {_WHAT[request.dataset]} for it, and {detail}"
         unknown = Unknown(source=source, checked_at=now, detail=detail)
         await client.set(
