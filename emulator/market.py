@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from reader.calendar import MarketCalendar, TradingDay
+from reader.symbols import CLASS_SHARE_ROOTS
 
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
 _ANCHOR_S = int(ANCHOR.timestamp())
@@ -68,17 +69,27 @@ _NAMES: dict[str, tuple[str, str, float]] = {
     "DJX": ("Dow Jones Industrial Average Index 1/100", "index", 440.0),
     "XSP": ("Mini-SPX Index", "index", 600.0),
     "OEX": ("S&P 100 Index", "index", 2800.0),
+    "XEO": ("S&P 100 Index (European exercise)", "index", 2800.0),
+    "XND": ("Nasdaq 100 Index 1/100", "index", 210.0),
+    "VXN": ("CBOE Nasdaq 100 Volatility Index", "index", 20.0),
+    "RVX": ("CBOE Russell 2000 Volatility Index", "index", 22.0),
+    "VIX9D": ("CBOE S&P 500 9-Day Volatility Index", "index", 15.0),
+    "VVIX": ("CBOE VIX Volatility Index", "index", 95.0),
 }
 INDICES = frozenset(name for name, (_, kind, _) in _NAMES.items() if kind == "index")
-"""The simulated indices, by their bare name (Tradier's form; Polygon writes `I:SPX`)."""
+"""The simulated indices, by their bare name (Tradier's form; Polygon writes `I:SPX`): every index
+the reader knows by name (`reader.symbols.INDICES`)."""
 WELL_KNOWN = tuple(sorted(name for name in _NAMES if name not in INDICES))
 """The stocks and ETFs with real names (what a snapshot of "all tickers" lists)."""
 _EXCHANGES = "QNPZ"
+_OPTIONED_CLASS_SHARES = frozenset(CLASS_SHARE_ROOTS.values())
 UNLISTED_PREFIX = "ZZ"
 """Symbols starting with this (and `NOPE`) are not listed, to exercise the unknown-symbol paths."""
 NO_OPTIONS_PREFIX = "NOOPT"
 """Symbols starting with this are listed (quotes, bars) but have no options: the expirations and
-chain endpoints answer as for an unknown symbol (`{"expirations": null}`, `{"options": null}`)."""
+chain endpoints answer as for an unknown symbol (`{"expirations": null}`, `{"options": null}`).
+A class share (`BRK.A`) has options only if `reader.symbols.CLASS_SHARE_ROOTS` names its OCC root
+(BRKB for BRK.B): the OCC root drops the dot, so no other root could be read back to it."""
 NEW_LISTING_PREFIX = "IPO"
 """Symbols starting with this are new listings that have not traded yet: a quote, but no bars of
 any length (`{"history": null}`, aggregates without `results`), no indicators and no options."""
@@ -344,6 +355,7 @@ def _listing(seed: int, symbol: str) -> Listing:
         base_price=round(base_price, 2),
         daily_vol=0.01 + 0.025 * unit(seed, symbol, "vol"),
         average_volume=int(10 ** (5.5 + 2.2 * unit(seed, symbol, "volume"))),
-        has_options=not symbol.startswith((NO_OPTIONS_PREFIX, NEW_LISTING_PREFIX)),
+        has_options=not symbol.startswith((NO_OPTIONS_PREFIX, NEW_LISTING_PREFIX))
+        and ("." not in symbol or symbol in _OPTIONED_CLASS_SHARES),
         has_bars=not symbol.startswith(NEW_LISTING_PREFIX),
     )

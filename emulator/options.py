@@ -3,7 +3,9 @@
 Fidelity points:
 - expirations, from the date of "now" (ET): the Fridays of the next 8 weeks ("weeklys") and the
   third Fridays of the next 12 months ("standard"); a holiday Friday moves to the session before.
-- roots: a stock's options have its own root; an index's monthly (standard) options have the
+- roots: a stock's options have its own root, a class share's its ticker without the dot (BRK.B:
+  BRKB, as OCC writes it; only the class shares of `reader.symbols.CLASS_SHARE_ROOTS` list
+  options, see `emulator.market`); an index's monthly (standard) options have the
   index's root (SPX) and every expiration also lists the PM-settled weekly root (SPXW), so the
   chain of a monthly date holds both roots.
 - strikes: one grid per underlying and day, about +-40 % around the previous close, in steps of
@@ -32,6 +34,7 @@ from emulator import blackscholes as bs
 from emulator.market import INDICES, Listing, Market, hash64, unit
 from emulator.option_trades import Pricer, TradeTape
 from reader.calendar import EXCHANGE_TZ
+from reader.symbols import CLASS_SHARE_ROOTS
 
 RATE = 0.04
 CONTRACT_SIZE = 100
@@ -128,14 +131,21 @@ def roots(underlying: str, expiration: Expiration, *, index: bool) -> list[str]:
     """The option roots listed on `underlying` for `expiration`: an index has its own root on
     monthly dates and its weekly root (name + W) on every date."""
     if not index:
-        return [underlying]
+        return [occ_root(underlying)]
     weekly = underlying + "W"
     return [underlying, weekly] if expiration.type == "standard" else [weekly]
 
 
+def occ_root(underlying: str) -> str:
+    """The OCC root of a stock's options: its ticker without punctuation (BRK.B -> BRKB)."""
+    return underlying.replace(".", "")
+
+
 def underlying_of(root: str) -> str:
-    """The underlying of an option root of the simulated market (SPXW -> SPX)."""
-    return root[:-1] if root.endswith("W") and root[:-1] in INDICES else root
+    """The underlying of an option root of the simulated market (SPXW -> SPX, BRKB -> BRK.B)."""
+    if root.endswith("W") and root[:-1] in INDICES:
+        return root[:-1]
+    return CLASS_SHARE_ROOTS.get(root, root)
 
 
 def strike_step(reference: float) -> float:

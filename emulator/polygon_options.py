@@ -17,6 +17,9 @@ Fidelity points (auth, plan gating, limits, cursors as in `emulator.polygon`):
 - an index underlying is accepted as `I:SPX` and as bare `SPX` (which one Polygon wants is
   unconfirmed); its chain holds both roots (SPX, SPXW) of a monthly date, and `underlying_asset`
   carries `ticker: "I:SPX"` and the index `value` instead of a `price`.
+- a class share's contracts have the OCC root without the dot: `/v3/snapshot/options/BRK.B` lists
+  `O:BRKB261204C00480000` with `underlying_asset.ticker` `BRK.B`, and
+  `/v3/snapshot/options/BRK.B/O:BRKB261204C00480000` answers that contract.
 """
 
 from __future__ import annotations

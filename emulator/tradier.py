@@ -8,7 +8,8 @@ token, shared by every /v1/markets route), 400 plain text for a missing paramete
 Symbols as public clients report Tradier wants them: class shares as `BRK/B` (`BRK.B` and
 `BRK-B` are unmatched), indices bare (`SPX`: `bid`/`ask`/`bidexch`/`askexch` null, `bid_date`
 0, volume 0), OCC option symbols in the same batch as stocks (the chain's option fields, greeks
-with `greeks=true`; a malformed or unlisted one unmatched).
+with `greeks=true`; a malformed or unlisted one unmatched; a class share's contract by its OCC
+root without the dot, `BRKB261204C00480000`, whose `underlying` is `BRK/B`).
 The other routes: `emulator.tradier_markets` (history, timesales, clock) and
 `emulator.tradier_options` (expirations, strikes, chains).
 """
@@ -217,7 +218,7 @@ def wire_option(q: OptionQuote, *, with_greeks: bool) -> dict[str, Any]:
         "close": q.close,
         "bid": q.bid,
         "ask": q.ask,
-        "underlying": q.underlying,
+        "underlying": q.underlying.replace(".", "/"),  # Tradier's form: BRK/B
         "strike": q.strike,
     }
     if with_greeks:

@@ -13,7 +13,8 @@ Fidelity points (auth, formats and the shared rate window as in `emulator.tradie
   contracts; IVs 0.0 where the price gives none (e.g. a zero bid); `last`/`change`/`open`/... null
   and `trade_date` 0 for a contract that never traded; `week_52_*` 0.0, `average_volume` 0. An
   expiration not listed, or an unknown symbol: `{"options": null}`; a missing parameter: 400.
-  An index's chain holds every root of the date (SPX and SPXW on a monthly date).
+  An index's chain holds every root of the date (SPX and SPXW on a monthly date); a class share's
+  (`symbol=BRK/B`) has the OCC root without the dot (`BRKB261204C00480000`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@
 | index (not in `INDICES`) | `I:FOO` | `^FOO`, `$FOO` |
 | option (OCC) | `AAPL261204C00150000` | `O:AAPL261204C00150000`, OSI `AAPL  261204C00150000` |
 
+An option on a class share has an OCC root without the dot (`BRKB261204C00480000` is on `BRK.B`);
+`CLASS_SHARE_ROOTS` names the roots known to be class shares, and any other root is taken to be a
+stock of that name (a guess: the OCC symbol does not carry the dot).
+
 Cache keys use the reader form; each upstream client maps it to its own form on the way out and
 back on the way in (`worker.providers.symbol_forms`). `parse_symbol` gives the kind and, for an
 option, its OCC parts (root, expiration, call/put, strike in dollars).
@@ -45,6 +49,23 @@ INDICES = frozenset(
 )
 """Indices written bare in the reader form (`SPX`); another index keeps Polygon's prefix (`I:FOO`)."""
 
+CLASS_SHARE_ROOTS = {
+    "BRKB": "BRK.B",  # Berkshire Hathaway Class B
+    "BFA": "BF.A",  # Brown-Forman Class A
+    "BFB": "BF.B",  # Brown-Forman Class B
+    "LENB": "LEN.B",  # Lennar Class B
+    "HEIA": "HEI.A",  # HEICO Class A
+    "MOGA": "MOG.A",  # Moog Class A
+    "CWENA": "CWEN.A",  # Clearway Energy Class A
+    "UHALB": "UHAL.B",  # U-Haul Holding Series N (non-voting)
+    "GEFB": "GEF.B",  # Greif Class B
+}
+"""OCC option roots of class shares, by root: the class share's ticker without its dot (OCC roots
+hold no punctuation: Berkshire B options are `BRKB261204C00480000` on Tradier and Polygon alike).
+Kept by hand: each is a real NYSE class share; BRKB is confirmed as an option root (the issue's
+recorded symbols), the others are taken to follow the same rule (root = ticker without the dot),
+unconfirmed. An OCC root missing from the table is read as a stock of that name."""
+
 WEEKLY_ROOTS = {"SPXQ": "SPX", "NDXP": "NDX"}
 """Option roots of an index not written name + W (which `parse_symbol` maps to the index too)."""
 
@@ -71,10 +92,11 @@ ACCEPTED_FORM = (
 
 @dataclass(frozen=True)
 class OccParts:
-    """The parts of an OCC option symbol: `root` (the option root: SPXW, AAPL1), `underlying` (the
-    reader form of what it is an option on: SPXW -> SPX; an adjusted root AAPL1 -> AAPL, a guess
-    from the root, which the OCC symbol does not carry), `expiration`, `option_type` and
-    `strike` in dollars."""
+    """The parts of an OCC option symbol: `root` (the option root: SPXW, AAPL1, BRKB),
+    `underlying` (the reader form of what it is an option on: SPXW -> SPX; a class share's root
+    from `CLASS_SHARE_ROOTS`, BRKB -> BRK.B; an adjusted root AAPL1 -> AAPL; any other root is
+    taken to be a stock of that name, a guess, since the OCC symbol does not carry the underlying),
+    `expiration`, `option_type` and `strike` in dollars."""
 
     root: str
     underlying: str
@@ -211,11 +233,13 @@ def _option(text: str) -> Symbol | str | None:
 
 
 def _underlying_of(root: str) -> str:
-    """An index's weekly root (name + W: RUTW) is on the index; an adjusted root (AAPL1) is taken
-    to be on the root without its digits (a guess: the OCC symbol does not say)."""
+    """An index's weekly root (name + W: RUTW) is on the index; a class share's root (BRKB, and
+    adjusted BRKB1) on the class share of `CLASS_SHARE_ROOTS` (BRK.B); another adjusted root (AAPL1)
+    is taken to be on the root without its digits (a guess: the OCC symbol does not say)."""
     if root.endswith("W") and root[:-1] in INDICES:
         return root[:-1]
-    return root.rstrip("0123456789") or root
+    base = root.rstrip("0123456789") or root
+    return CLASS_SHARE_ROOTS.get(base, base)
 
 
 def _reason(symbol: str) -> str:

@@ -15,9 +15,11 @@ from datetime import date, datetime, timedelta
 import aiohttp
 import pytest
 
+from emulator.market import INDICES as SIMULATED_INDICES
 from reader import Quote, Reader, UnknownSymbol, tools
 from reader.__main__ import main
 from reader.calendar import EXCHANGE_TZ
+from reader.symbols import INDICES
 from tests.conftest import StartWorker
 from tests.support import FakeClock, RunningEmulator, make_gate
 from worker.providers.polygon import PolygonProvider
@@ -264,6 +266,21 @@ async def test_polygon_index_chain_and_index_option_quote(
     assert emulator.calls(f"/v3/snapshot/options/I:SPX/O:{weekly}") == {"200": 1}
 
 
+async def test_every_known_index_quotes_as_an_index_on_both_providers(
+    session: aiohttp.ClientSession, emulator: RunningEmulator, clock: FakeClock
+) -> None:
+    """VIX9D, VVIX and every other index the reader knows by name is an index upstream, not a stock."""
+    assert SIMULATED_INDICES == INDICES
+    for provider in (_tradier(session, emulator, clock), _polygon(session, emulator, clock)):
+        batch = await provider.fetch_quotes(sorted(INDICES), freshness=freshness)
+        assert batch.unmatched == ()
+        quotes = {q.symbol: q for q in batch.quotes}
+        assert set(quotes) == INDICES
+        assert {q.type for q in quotes.values()} == {"index"}
+        assert quotes["VIX9D"].description == "CBOE S&P 500 9-Day Volatility Index"
+        assert (quotes["VIX9D"].bid, quotes["VIX9D"].volume) == (None, None)
+
+
 # --- end to end ------------------------------------------------------------------------------
 
 
@@ -299,6 +316,33 @@ async def test_quotes_of_a_class_share_an_index_and_an_option_come_from_tradier(
     found = {r.symbol for r in results.values() if isinstance(r, Quote)}
     assert found == {"BRK.B", "SPX", OPTION}
     assert cached.symbol == "BRK.B"
+
+
+@pytest.mark.parametrize("upstream", ["tradier", "polygon"])
+async def test_a_contract_read_from_a_class_share_chain_is_quoted_on_demand(
+    upstream: str, redis_url: str, emulator: RunningEmulator, clock: FakeClock, start_worker: StartWorker
+) -> None:
+    """BRK.B's chain lists BRKB contracts (the OCC root has no dot); quoting one misses, and the
+    worker fetches it (Tradier: in the quotes batch; Polygon: /v3/snapshot/options/BRK.B/O:BRKB...)."""
+    datasets = {"quotes": {"provider": upstream}, "chains": {"provider": upstream}}
+    providers = {
+        "tradier": {"base_url": emulator.url, "rate_per_min": 600, "batch_size": 100},
+        "polygon": {"base_url": emulator.url, "rate_per_min": 600},
+    }
+    async with (
+        start_worker(datasets=datasets, providers=providers),
+        Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader,
+    ):
+        chain = await reader.chain("BRK.B", MONTHLY, "calls")
+        contract = chain.contracts[len(chain.contracts) // 2]
+        quote = await reader.quote(contract.symbol)
+    assert chain.symbol == "BRK.B"
+    assert {c.symbol[:4] for c in chain.contracts} == {"BRKB"}
+    assert contract.symbol == f"BRKB261218C{round(contract.strike * 1000):08d}"
+    assert (quote.symbol, quote.type, quote.underlying) == (contract.symbol, "option", "BRK.B")
+    assert (quote.strike, quote.expiration_date) == (contract.strike, MONTHLY)
+    if upstream == "polygon":
+        assert emulator.calls(f"/v3/snapshot/options/BRK.B/O:{contract.symbol}") == {"200": 1}
 
 
 async def test_the_cli_and_the_tools_quote_an_option(

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from reader import Bar, InvalidSymbol, PriceHistory, Quote, Reader, SyncReader
-from reader.symbols import OccParts, normalize_symbol, parse_symbol
+from reader.symbols import CLASS_SHARE_ROOTS, OccParts, normalize_symbol, parse_symbol
 from worker.config import Config
 from worker.providers.symbol_forms import SymbolMap, polygon_ticker, polygon_underlyings, tradier_symbol
 
@@ -53,6 +53,10 @@ def test_each_spelling_maps_to_one_reader_form_and_kind(typed: str, reader_form:
         ("AAPL1261204C00150000", OccParts("AAPL1", "AAPL", date(2026, 12, 4), "call", 150.0)),
         ("F270115P00012500", OccParts("F", "F", date(2027, 1, 15), "put", 12.5)),
         ("NDXP261218C20000000", OccParts("NDXP", "NDX", date(2026, 12, 18), "call", 20000.0)),
+        ("BRKB261204C00480000", OccParts("BRKB", "BRK.B", date(2026, 12, 4), "call", 480.0)),
+        ("O:BFB261218P00040000", OccParts("BFB", "BF.B", date(2026, 12, 18), "put", 40.0)),
+        ("UHALB261218C00060000", OccParts("UHALB", "UHAL.B", date(2026, 12, 18), "call", 60.0)),
+        ("BRKB1261204C00480000", OccParts("BRKB1", "BRK.B", date(2026, 12, 4), "call", 480.0)),
     ],
 )
 def test_an_occ_symbol_gives_its_root_underlying_expiration_type_and_strike(
@@ -178,6 +182,17 @@ async def test_a_contract_has_a_quote_but_no_chain_history_or_indicators_of_its_
                 await call
     with SyncReader(closed, wait_s=0) as sync, pytest.raises(InvalidSymbol, match="underlying 'AAPL'"):
         sync.chain(f"O:{OCC}")
+
+
+def test_every_class_share_root_is_read_back_to_its_class_share() -> None:
+    """Each root of the table is its class share's ticker without the dot, and its OCC symbols
+    name that class share (its reader form) as their underlying."""
+    for root, share in CLASS_SHARE_ROOTS.items():
+        assert share.replace(".", "") == root
+        assert parse_symbol(share).kind == "class_share"
+        occ = parse_symbol(f"{root}261218C00050000").occ
+        assert occ is not None
+        assert occ.underlying == share
 
 
 def test_a_watchlist_lists_underlyings_not_contracts() -> None:
