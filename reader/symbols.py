@@ -81,6 +81,8 @@ _INDEX_NAME = re.compile(r"[A-Z][A-Z0-9]{0,9}")
 _OCC = re.compile(r"([A-Z][A-Z0-9]{0,5})(\d{2})(\d{2})(\d{2})([CP])(\d{8})")
 # The OSI form pads the root with spaces to 6 characters: 'AAPL  261204C00150000'.
 _OSI = re.compile(r"([A-Z][A-Z0-9]{0,5}) *(\d{6}[CP]\d{8})")
+# A class share's option written with the share's separator in its root (BRK.B, BRK-B, BRK/B).
+_DOTTED_ROOT = re.compile(r"([A-Z]{1,4})[./\-]([A-Z]{1,2})(\d{6}[CP]\d{8})")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _OCC_FORM = "an OCC symbol reads ROOT + YYMMDD + C/P + strike x 1000 in 8 digits ('AAPL261204C00150000')"
 ACCEPTED_FORM = (
@@ -212,6 +214,9 @@ def _parse_upper(upper: str) -> Symbol | str | None:
 
 
 def _option(text: str) -> Symbol | str | None:
+    dotted = _DOTTED_ROOT.fullmatch(text)
+    if dotted is not None:  # BRK-B261204C... (Yahoo's spelling): OCC writes the root BRKB
+        text = dotted[1] + dotted[2] + dotted[3]
     osi = _OSI.fullmatch(text)
     if osi is None:
         return None

@@ -546,7 +546,7 @@ TOOL_ARGUMENTS: dict[str, tuple[ToolCall, list[Any]]] = {
             pytest.param(b"AAPL", id="bytes"),
             pytest.param({"AAPL": 1}, id="dict"),
             pytest.param([], id="empty"),
-            pytest.param(["AAPL"] * 51, id="51-symbols"),
+            pytest.param([f"S{i}" for i in range(51)], id="51-symbols"),  # 51 distinct: one repeated is one
         ],
     ),
 }

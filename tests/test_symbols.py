@@ -57,6 +57,10 @@ def test_each_spelling_maps_to_one_reader_form_and_kind(typed: str, reader_form:
         ("O:BFB261218P00040000", OccParts("BFB", "BF.B", date(2026, 12, 18), "put", 40.0)),
         ("UHALB261218C00060000", OccParts("UHALB", "UHAL.B", date(2026, 12, 18), "call", 60.0)),
         ("BRKB1261204C00480000", OccParts("BRKB1", "BRK.B", date(2026, 12, 4), "call", 480.0)),
+        # The share's separator in the root (Yahoo writes BRK-B261204C...): the OCC root has none.
+        ("BRK.B261204C00480000", OccParts("BRKB", "BRK.B", date(2026, 12, 4), "call", 480.0)),
+        ("brk-b261204p00480000", OccParts("BRKB", "BRK.B", date(2026, 12, 4), "put", 480.0)),
+        ("O:BF/B261218P00040000", OccParts("BFB", "BF.B", date(2026, 12, 18), "put", 40.0)),
     ],
 )
 def test_an_occ_symbol_gives_its_root_underlying_expiration_type_and_strike(
