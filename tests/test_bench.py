@@ -53,7 +53,7 @@ def test_calls_per_week_bench_compares_the_schedule_with_round_the_clock_polling
     assert re.search(r"total\s+(\d+)\s+(\d+)\s+[\d.]+%", result.stdout)
 
 
-@pytest.mark.long(seconds=20)
+@pytest.mark.long(seconds=7)
 def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) -> None:
     """A short run prints p50/p99 of a miss and of the direct upstream call, and the target; and
     the upstream calls of misses in bulk against one per symbol."""
@@ -71,7 +71,7 @@ def test_miss_path_bench_prints_percentiles_against_the_latency(redis_url: str) 
     assert re.search(rf"\n\s+50\s+1\s+50{number}\s+50\n", result.stdout), result.stdout
 
 
-@pytest.mark.long(seconds=23)
+@pytest.mark.long(seconds=12)
 def test_load_bench_reads_under_refreshes_with_no_error_and_no_torn_read(redis_url: str) -> None:
     """A short run: readers in processes read while the worker refreshes, with 0 errors and 0 torn
     reads, and the figures beside the paused baseline."""

@@ -86,7 +86,7 @@ def _calls(emulator: RunningEmulator) -> dict[str, int]:
     return {path: sum(by_status.values()) for path, by_status in emulator.state.stats()["calls"].items()}
 
 
-@pytest.mark.long(seconds=35)
+@pytest.mark.long(seconds=27)
 async def test_twenty_underlyings_fill_every_dataset_from_tradier(
     redis_url: str, emulator: RunningEmulator, clock: FakeClock, run_scheduled_batches: RunBatches
 ) -> None:

@@ -84,7 +84,7 @@ class _Output:
         return "\n".join(line for _, line in self.lines)
 
 
-@pytest.mark.long(seconds=110)
+@pytest.mark.long(seconds=57)
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None, reason="needs make and git")
 def test_make_run_serves_fresh_quotes_and_ctrl_c_stops_everything(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ READ_EVERY = timedelta(minutes=30)
 DATASETS: dict[str, Any] = {
     # Slower than the defaults so that a week stays a few thousand calls; the shape is the same.
     "quotes": {"cadence_s": {"pre": 600, "regular": 60, "post": 600}},
-    "chains": {"cadence_s": {"regular": 900}, "expirations": 1},
+    "chains": {"cadence_s": {"regular": 1800}, "expirations": 1},
     "history": {"intraday": {"bar": "15m", "cadence_s": {"regular": 1800}, "lookback_days": 2}},
 }
 
@@ -79,7 +79,7 @@ async def _read_everything(reader: Reader, at: datetime) -> list[str]:
     return stale
 
 
-@pytest.mark.long(seconds=105)
+@pytest.mark.long(seconds=50)
 async def test_a_week_calls_upstream_only_when_data_can_change(
     worker_ctx: dict[str, Any], emulator: RunningEmulator, clock: FakeClock, redis_url: str
 ) -> None:

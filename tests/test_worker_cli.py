@@ -154,7 +154,7 @@ async def test_ctrl_c_lets_the_refresh_in_flight_finish(
         assert reader.quote("AAPL").symbol == "AAPL"
 
 
-@pytest.mark.long(seconds=20)
+@pytest.mark.long(seconds=5)
 @pytest.mark.slow
 async def test_run_daemon_refreshes_on_its_interval_until_interrupted(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: ShiftedClock

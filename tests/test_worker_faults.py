@@ -28,6 +28,7 @@ pytestmark = pytest.mark.processes  # their emulator runs on a clock the process
 
 API_KEY = "fault-test-key"
 QUOTES = "/v1/markets/quotes"
+EVERY_1_S = "{pre: 1, regular: 1, post: 1, closed: 1}"
 EVERY_2_S = "{pre: 2, regular: 2, post: 2, closed: 2}"
 EVERY_30_S = "{pre: 30, regular: 30, post: 30, closed: 30}"
 
@@ -227,7 +228,7 @@ async def test_an_on_demand_fetch_lost_in_a_crash_is_retried_while_the_reader_wa
         await _kill(process)
 
 
-@pytest.mark.long(seconds=23)
+@pytest.mark.long(seconds=13)
 async def test_the_worker_rides_out_a_stalled_redis(
     tmp_path: Path, own_redis: RedisServer, emulator: RunningEmulator, clock: Clock
 ) -> None:
@@ -253,7 +254,7 @@ async def test_the_worker_rides_out_a_stalled_redis(
     assert "worker.redis_available" in err
 
 
-@pytest.mark.long(seconds=26)
+@pytest.mark.long(seconds=18)
 async def test_at_maxmemory_the_worker_stays_up_says_so_and_reads_go_on(
     tmp_path: Path, own_redis: RedisServer, emulator: RunningEmulator, clock: Clock
 ) -> None:
@@ -316,13 +317,13 @@ async def test_sigterm_abandons_a_batch_past_the_grace_cleanly(
         client.close()
 
 
-@pytest.mark.long(seconds=25)
+@pytest.mark.long(seconds=13)
 async def test_a_deleted_truncated_or_invalid_config_keeps_the_last_good_one_running(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: Clock
 ) -> None:
     """The config file deleted, then truncated mid-line, then emptied, then invalid: each is logged,
     the worker keeps refreshing the last good watchlist; a good file again is applied."""
-    config = _config(tmp_path, ["AAPL"])
+    config = _config(tmp_path, ["AAPL"], cadence=EVERY_1_S)
     good = config.read_text()
     process = await start_worker_process(config, redis_url, emulator, API_KEY)
     try:
