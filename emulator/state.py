@@ -81,6 +81,10 @@ class EmulatorState:
                 return armed.fault
         return None
 
+    def armed(self) -> int:
+        """How many faults are armed and not used up (a test waits for its request to take one)."""
+        return len(self._armed)
+
     def clear_faults(self) -> None:
         self._armed.clear()
         self.fault_generation += 1

@@ -174,6 +174,8 @@ async def test_a_batch_of_a_killed_worker_is_retaken_within_seconds(
     try:
         in_flight = "mc:v1:refresh:quotes:*"
         await until(lambda: bool(_in_progress(redis_url, in_flight)), 30, "the batch in flight")
+        # Killed once its request holds the fault: else the survivor's would wait the fault out.
+        await until(lambda: emulator.state.armed() == 0, 30, "the batch's request at the upstream")
         await _kill(process)
         killed_at = time.monotonic()
         client = redis.Redis.from_url(redis_url)
