@@ -354,7 +354,13 @@ async def start_worker_process(
 async def stop_worker_process(process: asyncio.subprocess.Process) -> str:
     """Stop a worker with SIGINT; it must exit cleanly. Returns what it logged."""
     process.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    try:
+        _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    except TimeoutError:
+        process.kill()  # what it logged says where it hung
+        _, err = await process.communicate()
+        logged = err.decode()
+        raise AssertionError(f"the worker did not exit within 20 s of SIGINT; it logged:\n{logged}") from None
     assert process.returncode == 0, err.decode()
     return err.decode()
 
