@@ -32,6 +32,14 @@ class QuoteBatch:
     unmatched: tuple[str, ...]
     refused: tuple[tuple[str, str], ...] = ()
 
+    def merged(self, other: QuoteBatch) -> QuoteBatch:
+        """This batch and `other` (another call's answer for other symbols) as one."""
+        return QuoteBatch(
+            quotes=self.quotes + other.quotes,
+            unmatched=self.unmatched + other.unmatched,
+            refused=self.refused + other.refused,
+        )
+
 
 @dataclass(frozen=True)
 class StrikeRange:

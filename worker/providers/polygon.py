@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from pydantic import ValidationError
-
-from reader.models import BarInterval, Indicators, Macd, OptionChain, PriceHistory, Quote
+from reader.models import BarInterval, Indicators, Macd, OptionChain, PriceHistory
 from reader.symbols import parse_symbol
 from worker.errors import UpstreamAuthError, UpstreamBadPayload, UpstreamError, UpstreamNotFound
 from worker.logs import REDACTED
@@ -55,7 +54,6 @@ from worker.providers.wire import (
     quote_batch,
     refused_as_bad,
     uncrossed,
-    validation_detail,
 )
 
 AUTH_HINT = "check POLYGON_API_KEY; on a 403 the Polygon plan may not include this endpoint"
@@ -102,9 +100,9 @@ class PolygonProvider(UpstreamClient):
             )
         for start in range(0, len(indices), INDICES_LIMIT):
             chunk = indices[start : start + INDICES_LIMIT]
-            batch = _merged(batch, await self._index_quotes(chunk, freshness))
+            batch = batch.merged(await self._index_quotes(chunk, freshness))
         for symbol in options:
-            batch = _merged(batch, await self._option_quote(symbol, freshness))
+            batch = batch.merged(await self._option_quote(symbol, freshness))
         return batch
 
     async def _index_quotes(self, symbols: list[str], freshness: Freshness) -> QuoteBatch:
@@ -146,12 +144,8 @@ class PolygonProvider(UpstreamClient):
                 break
         if found is None:
             return QuoteBatch((), (symbol,))
-        stamp = self._stamp(freshness)
-        try:
-            quote: Quote = option_quote(found, symbol, occ.underlying, **stamp)
-        except ValidationError as e:
-            return QuoteBatch((), (), ((symbol, validation_detail(e, f"quote of {symbol!r}")),))
-        return QuoteBatch((quote,), ())
+        to_quote = partial(option_quote, symbol=symbol, underlying=occ.underlying, **self._stamp(freshness))
+        return quote_batch([found], to_quote, lambda _: symbol, [])
 
     async def fetch_chain(
         self, symbol: str, expiration: date, *, freshness: Freshness, strikes: StrikeRange | None = None
@@ -318,14 +312,6 @@ def _macd(value: WireValue, windows: tuple[int, int, int], symbol: str) -> Macd:
         macd=value.value,
         signal=value.signal,
         histogram=value.histogram,
-    )
-
-
-def _merged(batch: QuoteBatch, more: QuoteBatch) -> QuoteBatch:
-    return QuoteBatch(
-        quotes=batch.quotes + more.quotes,
-        unmatched=batch.unmatched + more.unmatched,
-        refused=batch.refused + more.refused,
     )
 
 

@@ -16,6 +16,7 @@ An index quote has null bid/ask and volume 0.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -141,11 +142,8 @@ class TradierProvider(UpstreamClient):
         if not retry:
             return batch
         again = await self._quotes(SymbolMap(retry, str), freshness)
-        return QuoteBatch(
-            quotes=batch.quotes + again.quotes,
-            unmatched=tuple(s for s in batch.unmatched if s not in retry) + again.unmatched,
-            refused=batch.refused + again.refused,
-        )
+        asked_again = replace(batch, unmatched=tuple(s for s in batch.unmatched if s not in retry))
+        return asked_again.merged(again)
 
     async def _quotes(self, sent: SymbolMap, freshness: Freshness) -> QuoteBatch:
         query = {"symbols": ",".join(sent.upstream)}
