@@ -272,7 +272,7 @@ def _chain_fields(
         }
         ranges = [f"{min(side):g}-{max(side):g}" for side in (below, above) if side]
         where = f" (strikes {' and '.join(ranges)})" if ranges else ""
-        _truncated(data, left_out, f"{hint}{where}; one answer holds at most {len(kept)} strikes")
+        _truncated(data, left_out, f"{hint}{where}; this answer shows {len(kept)} strikes")
     return data
 
 

@@ -113,11 +113,9 @@ class Scheduler:
         claimed = await self.redis.eval(_CLAIM, 1, keys.last_slot(dataset), schedule.slot_name(slot))  # type: ignore[misc]
         return bool(claimed)
 
-    async def _symbols(self, dataset: str, now: datetime) -> list[str]:
-        return await scheduled_symbols(self.redis, self.runtime, dataset, now)
-
     async def _enqueue_slot(self, dataset: str, slot: datetime, now: datetime, report: TickReport) -> None:
-        for batch in self.runtime.batches(dataset, await self._symbols(dataset, now)):
+        symbols = await scheduled_symbols(self.redis, self.runtime, dataset, now)
+        for batch in self.runtime.batches(dataset, symbols):
             due = schedule.DueBatch(dataset, schedule.slot_name(slot), batch)
             if await self._still_running(due):
                 report.skipped[dataset] += 1
