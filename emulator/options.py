@@ -31,10 +31,10 @@ from functools import lru_cache
 import numpy as np
 
 from emulator import blackscholes as bs
-from emulator.market import INDICES, Listing, Market, hash64, unit
+from emulator.market import Listing, Market, hash64, unit
 from emulator.option_trades import Pricer, TradeTape
 from reader.calendar import EXCHANGE_TZ
-from reader.symbols import CLASS_SHARE_ROOTS
+from reader.symbols import root_underlying
 
 RATE = 0.04
 CONTRACT_SIZE = 100
@@ -141,13 +141,6 @@ def occ_root(underlying: str) -> str:
     return underlying.replace(".", "")
 
 
-def underlying_of(root: str) -> str:
-    """The underlying of an option root of the simulated market (SPXW -> SPX, BRKB -> BRK.B)."""
-    if root.endswith("W") and root[:-1] in INDICES:
-        return root[:-1]
-    return CLASS_SHARE_ROOTS.get(root, root)
-
-
 def strike_step(reference: float) -> float:
     if reference >= 10_000:
         return 250.0
@@ -189,7 +182,7 @@ class OptionBook:
             expiration = date(2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:]))
         except ValueError:
             return None
-        chain = self.chain(underlying_of(root), expiration, at) or []
+        chain = self.chain(root_underlying(root), expiration, at) or []
         return next((q for q in chain if q.symbol == occ), None)
 
     def strikes(self, symbol: str, at: datetime) -> list[float]:

@@ -232,15 +232,18 @@ def _option(text: str) -> Symbol | str | None:
     strike = int(strike_milli) / 1000
     if strike <= 0:
         return f"its strike {strike_milli} is zero; {_OCC_FORM}"
-    underlying = WEEKLY_ROOTS.get(root) or _underlying_of(root)
+    underlying = root_underlying(root)
     parts = OccParts(root, underlying, expiration, "call" if kind == "C" else "put", strike)
     return Symbol(compact, "option", parts)
 
 
-def _underlying_of(root: str) -> str:
-    """An index's weekly root (name + W: RUTW) is on the index; a class share's root (BRKB, and
-    adjusted BRKB1) on the class share of `CLASS_SHARE_ROOTS` (BRK.B); another adjusted root (AAPL1)
-    is taken to be on the root without its digits (a guess: the OCC symbol does not say)."""
+def root_underlying(root: str) -> str:
+    """The reader form of what an OCC option root is on: an index's weekly root (name + W: RUTW, or
+    one of `WEEKLY_ROOTS`) the index; a class share's root (BRKB, and adjusted BRKB1) the class
+    share of `CLASS_SHARE_ROOTS` (BRK.B); another adjusted root (AAPL1) the root without its digits
+    (a guess: the OCC symbol does not say)."""
+    if root in WEEKLY_ROOTS:
+        return WEEKLY_ROOTS[root]
     if root.endswith("W") and root[:-1] in INDICES:
         return root[:-1]
     base = root.rstrip("0123456789") or root
