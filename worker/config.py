@@ -38,6 +38,7 @@ from worker.dataset_config import (
     Symbol,
 )
 from worker.errors import ConfigError
+from worker.priority import BACKGROUND, dataset_ranks
 
 __all__ = [
     "API_KEY_ENV",
@@ -207,6 +208,19 @@ class Config(Section):
     on_demand: OnDemandConfig = OnDemandConfig()
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
+    priority: list[str] = Field(
+        default=list(BACKGROUND),
+        description="the order in which background datasets spend what on-demand fetches and quotes "
+        "leave of an upstream's allowance (those two always come first)",
+    )
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, order: list[str]) -> list[str]:
+        dataset_ranks(order)  # ValueError naming an unknown dataset
+        if len(set(order)) != len(order):
+            raise ValueError(f"priority lists a dataset twice: {order}; name each once")
+        return order
 
     @field_validator("watchlist")
     @classmethod
