@@ -38,6 +38,12 @@ RESET_MARGIN = timedelta(milliseconds=250)
 MAX_JITTER_S = 0.5
 
 
+def steady_rate_per_min(rate_per_min: int) -> float:
+    """Requests per minute the fleet sends at most in steady state under an allowance of
+    `rate_per_min` (the rest is headroom for bursts of higher-priority requests)."""
+    return float(rate_per_min)
+
+
 class RateWindowClosed(WorkerError):
     """The upstream's window reopens later than this request may wait."""
 
