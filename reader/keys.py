@@ -125,6 +125,12 @@ def kept(dataset: str) -> str:
     return f"{PREFIX}kept:{dataset}"
 
 
+def background_jobs(upstream: str) -> str:
+    """The background refresh jobs of one upstream running in the fleet (worker only): a sorted set
+    of job ids scored by the end of each one's lease, in ms on the Redis server's clock."""
+    return f"{PREFIX}running:{upstream}"
+
+
 def refresh_retry_job_id(first_job_id: str, attempt: int) -> str:
     """arq job id of the `attempt`th retry (1, 2, ...) of the refresh job `first_job_id` (a
     `refresh_job_id`), for the symbols of it that failed with a transient error."""

@@ -13,6 +13,9 @@ config), so that a job whose worker was killed is retaken only after two minutes
 - holds each running job's in-progress key as a lease of `LEASE_S`, renewed every
   `LEASE_RENEW_S` while the job runs: a job whose worker died is retaken by another within
   `LEASE_S` plus a poll, whatever its timeout;
+- starts the queued jobs by priority (`worker.admission`): on-demand fetches first, then quote
+  refreshes, then the background datasets in config.yaml's order, with job slots kept for the
+  better ranks and at most two background refreshes per upstream running in the whole fleet;
 - starts one on-demand quote fetch per poll, and waits for it to take the other pending ones out
   of the queue (`worker.claims`) before polling again: arq would start each (up to `max_jobs`) as
   a job of its own, each an upstream call.
@@ -35,8 +38,10 @@ from arq.constants import in_progress_key_prefix
 
 from reader import keys
 from reader.redis_url import redact_url
+from worker.admission import Admission
 from worker.errors import ConfigError
 from worker.logs import fields
+from worker.priority import dataset_ranks
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +111,13 @@ class MarketWorker(Worker):
         self.redis_failures = 0
         self._renewed_at = 0.0
         self.leads = self.ctx["leads"] = Leads()
+        self.admission: Admission | None = None
 
     async def main(self) -> None:
         await wait_for_redis(self.redis_url)
         if self._pool is None:
             self._pool = await self._bounded_pool()
+        self.admission = Admission(self._pool, self.max_jobs, lease_ms=int(LEASE_S * 1000))
         await super().main()
 
     async def _bounded_pool(self) -> ArqRedis:
@@ -148,6 +155,9 @@ class MarketWorker(Worker):
         quote_fetches = [job_id for job_id in job_ids if job_id.startswith(QUOTE_FETCHES)]
         lead = quote_fetches[0].decode() if quote_fetches else None
         job_ids = [job_id for job_id in job_ids if job_id not in quote_fetches[1:]]
+        job_ids = await self._by_priority(job_ids, running)
+        if lead is not None and lead.encode() not in job_ids:
+            lead = None
         if lead is not None:
             self.leads.starting(lead)
         try:
@@ -160,6 +170,16 @@ class MarketWorker(Worker):
         finally:
             if lead is not None:
                 await self.leads.wait(lead, self.tasks.get(lead) if lead in self._running() else None)
+
+    async def _by_priority(self, job_ids: list[bytes], running: set[str]) -> list[bytes]:
+        """`job_ids` in the order and number to start now (`worker.admission`)."""
+        runtime = self.ctx.get("runtime")
+        if self.admission is None or runtime is None:  # before on_startup: only the tick is queued
+            return job_ids
+        ranks = dataset_ranks(runtime.config.priority)
+        upstreams = {name: plan.upstream for name, plan in runtime.plans.items()}
+        chosen = await self.admission.choose([j.decode() for j in job_ids], running, ranks, upstreams)
+        return [job_id.encode() for job_id in chosen]
 
     async def close(self) -> None:
         """arq's close (wait for the jobs, delete the health key, run on_shutdown, close the pool),
@@ -185,9 +205,13 @@ class MarketWorker(Worker):
     async def _renew_leases(self) -> None:
         now = time.monotonic()
         running = self._running()
-        if not running or now - self._renewed_at < LEASE_RENEW_S:
+        if now - self._renewed_at < LEASE_RENEW_S:
             return
         self._renewed_at = now
+        if self.admission is not None:
+            await self.admission.renew(running)
+        if not running:
+            return
         async with self.pool.pipeline(transaction=False) as pipe:
             for job_id in running:
                 pipe.pexpire(in_progress_key_prefix + job_id, int(LEASE_S * 1000))

@@ -30,6 +30,7 @@ from worker.daemon import Leads
 from worker.errors import ConfigError
 from worker.logs import fields
 from worker.ondemand import fetch_on_demand, fetch_quotes_on_demand, publish
+from worker.priority import dataset_ranks, gate_rank, spending
 from worker.providers import running_health
 from worker.reload import ConfigWatcher
 from worker.retry import retry_failures
@@ -86,7 +87,8 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
             return {"refused": "a reader may enqueue on-demand fetches only"}
         await _apply_config_edits(ctx)  # every process, not only the one that ticks
         runtime: Runtime = ctx["runtime"]
-        report = await runtime.refresh(dataset, symbols)
+        with spending(gate_rank(dataset_ranks(runtime.config.priority)[dataset])):
+            report = await runtime.refresh(dataset, symbols)
         summary = report.summary()
         summary["attempt"] = attempt
         try:
@@ -123,7 +125,10 @@ async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
     and fetches them all in one upstream call, answering each job with its own outcome.
 
     It gives up `FETCH_MARGIN_S` before arq's time limit, with one line and an outcome that says
-    why, instead of being cancelled by arq (a traceback at ERROR, and "see its log" for readers)."""
+    why, instead of being cancelled by arq (a traceback at ERROR, and "see its log" for readers).
+
+    Its requests rank first at the rate gate (`worker.priority.ON_DEMAND`, the rank of any request
+    made outside a refresh job)."""
     job_id: str = ctx["job_id"]
     runtime: Runtime = ctx["runtime"]
     claims = Claims(ctx["redis"], job_id)

@@ -42,6 +42,14 @@ def dataset_ranks(order: Sequence[str] = BACKGROUND) -> dict[str, int]:
     return {"quotes": QUOTES} | {name: QUOTES + 1 + i for i, name in enumerate(ranked)}
 
 
+def gate_rank(rank: int) -> int:
+    """The rank a job of `rank` spends at the rate gate: background datasets share one
+    (`QUOTES + 1`). Their order holds when their jobs start (`worker.admission`); two started
+    background jobs then share the allowance, instead of the worse one waiting out its timeout
+    while jobs of the better one keep coming."""
+    return min(rank, QUOTES + 1)
+
+
 def current_rank() -> int:
     """The rank of the requests made in this context (`ON_DEMAND` outside any job)."""
     return _rank.get()

@@ -20,6 +20,7 @@ from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
 
 REFRESH_RESULT_KEEP_S = 300
+QUEUE_READ_LIMIT = 1000
 HEALTH_EVERY_S = 10
 """How often a worker sets its health key: readers that find none say at once that no worker runs."""
 
@@ -81,6 +82,9 @@ def worker_options(
         "on_startup": jobs.startup,
         "on_shutdown": jobs.shutdown,
         "max_jobs": config.worker.max_jobs,
+        # arq reads this many ready job ids per poll (default 100): more, so that an on-demand fetch
+        # behind a long queue of background refreshes that wait their turn is still seen and started.
+        "queue_read_limit": QUEUE_READ_LIMIT,
         "poll_delay": config.worker.poll_delay_s,
         # arq keeps failed jobs' results (an expired job, an unknown function) for this long, which
         # would block their deterministic ids; functions that want results set their own.
