@@ -53,6 +53,7 @@ bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/calls_per_week.py
 	$(BIN)/python bench/miss_path.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -83,3 +83,19 @@ def test_load_bench_reads_under_refreshes_with_no_error_and_no_torn_read(redis_u
     assert re.search(r"all reads\s+\d+\s+\d+\s+\d+\s+0\s+\d+\s+\d+\s+\d+\s+0", result.stdout), result.stdout
     assert re.search(r"torn reads: 0 of [1-9]\d* bundles", result.stdout), result.stdout
     assert "errors 0, torn reads 0: ok" in result.stdout
+
+
+@pytest.mark.long(seconds=30)
+def test_scale_bench_prints_throughput_freshness_and_allowance_share_per_worker_count(redis_url: str) -> None:
+    """A short run of 1 and 2 workers prints a row each: calls/min, share of the allowance, chain
+    calls/min against the 1-worker baseline, quote ages and 429s."""
+    result = _bench(
+        "bench/scale.py", "--workers", "1,2", "--seconds", "4", "--symbols", "20", "--url", redis_url
+    )
+    rows = re.findall(
+        r"^\s+([12])\s+(\d+\.\d)\s+(\d+)%\s+(\d+\.\d)\s+(\d+\.\d\d)\s+(\d+\.\d)\s+(\d+\.\d)\s+(\d+)$",
+        result.stdout,
+        re.M,
+    )
+    assert [row[0] for row in rows] == ["1", "2"], result.stdout
+    assert rows[0][4] == "1.00"  # the baseline against itself

@@ -1,0 +1,185 @@
+"""Benchmark: 1, 2 and 3 worker processes against one upstream allowance.
+
+Each run starts a fresh emulator (Tradier's fixed one-minute window of `--rate-per-min`, 429 past
+it; `--latency-ms` per answer) and N `python -m worker run` processes on one Redis, with the
+watchlist of `--symbols` symbols: quotes every 15 s and chains of 3 expirations every 60 s in every
+phase, a plan that needs more than the allowance (the planner stretches the chains). Once every
+quote is cached, it reads every quote once a second for `--seconds`, then reads the emulator's
+counters. Per run it prints:
+- upstream calls a minute and the share of the allowance they are (the fleet shares it: more
+  workers must not spend more, nor draw a 429);
+- chain calls a minute (refresh throughput of the dataset that the allowance limits);
+- the age of the quotes read: p50 and oldest (their cadence is 15 s);
+- answers 429.
+The 1-worker run, measured in the same invocation, is the baseline the others are compared with:
+more workers add redundancy, not allowance, so their throughput should match it.
+
+    python bench/scale.py [--workers 1,2,3] [--seconds 60] [--symbols 100] [--rate-per-min 120]
+                          [--latency-ms 40] [--url redis://...]
+
+Without --url it starts a private redis-server on a free port (and stops it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devtools.redis_server import RedisServer, free_port
+from reader import Quote, keys
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key-not-a-secret"
+EVERY_PHASE = "{{pre: {s}, regular: {s}, post: {s}, closed: {s}}}"
+
+
+def _config(symbols: list[str], rate_per_min: int) -> str:
+    return (
+        f"watchlist: [{', '.join(symbols)}]\n"
+        f"providers: {{tradier: {{rate_per_min: {rate_per_min}}}}}\n"
+        "datasets:\n"
+        f"  quotes: {{cadence_s: {EVERY_PHASE.format(s=15)}, close_refresh: false}}\n"
+        f"  chains: {{cadence_s: {EVERY_PHASE.format(s=60)}, close_refresh: false, expirations: 3}}\n"
+        "  history: {enabled: false}\n"
+        "  indicators: {enabled: false}\n"
+        "worker: {tick_s: 1, shutdown_grace_s: 2}\n"
+    )
+
+
+@dataclass
+class Result:
+    workers: int
+    seconds: float
+    calls: int
+    chain_calls: int
+    throttled: int
+    ages_s: list[float]
+
+
+def _counts(emulator_url: str) -> tuple[int, int, int]:
+    """(calls answered, chain calls answered, answers 429) so far."""
+    with urllib.request.urlopen(f"{emulator_url}/_emulator/stats", timeout=5) as answer:  # noqa: S310 - local
+        calls = json.load(answer)["calls"]
+    total = sum(n for by_status in calls.values() for n in by_status.values())
+    chains = sum(calls.get("/v1/markets/options/chains", {}).values())
+    throttled = sum(by_status.get("429", 0) for by_status in calls.values())
+    return total, chains, throttled
+
+
+def _ages_s(client: redis.Redis, symbols: list[str]) -> list[float]:
+    now = datetime.now(UTC)
+    return [
+        float("inf") if raw is None else (now - Quote.model_validate_json(raw).fetched_at).total_seconds()
+        for raw in client.mget([keys.quote(s) for s in symbols])
+    ]
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def run(url: str, workers: int, args: argparse.Namespace) -> Result:
+    symbols = ["".join(p) for p in itertools.product("ABCDEFGHIJKLMNOP", repeat=2)][: args.symbols]
+    port = free_port()
+    emulator_url = f"http://127.0.0.1:{port}"
+    limits = ["--latency-ms", str(args.latency_ms), "--rate-per-min", str(args.rate_per_min)]
+    emulator = _start(["-m", "emulator", "--port", str(port), *limits], {})
+    processes: list[subprocess.Popen[bytes]] = []
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(_config(symbols, args.rate_per_min))
+        env = {"REDIS_URL": url, "TRADIER_BASE_URL": emulator_url, "TRADIER_API_KEY": API_KEY}
+        try:
+            command = ["-m", "worker", "run", "--config", str(config), "--log-level", "WARNING"]
+            processes = [_start(command, env) for _ in range(workers)]
+            deadline = time.monotonic() + 60
+            while max(_ages_s(client, symbols)) == float("inf"):
+                if time.monotonic() > deadline:
+                    raise SystemExit("bench: the quotes were not all cached within 60 s")
+                time.sleep(0.2)
+            calls_before, chains_before, _ = _counts(emulator_url)
+            started = time.monotonic()
+            ages: list[float] = []
+            while time.monotonic() - started < args.seconds:
+                ages += _ages_s(client, symbols)
+                time.sleep(1.0)
+            seconds = time.monotonic() - started
+            calls, chains, throttled = _counts(emulator_url)
+        finally:
+            for process in [*processes, emulator]:
+                process.send_signal(signal.SIGINT)
+            for process in [*processes, emulator]:
+                process.wait(timeout=30)
+            client.close()
+    return Result(workers, seconds, calls - calls_before, chains - chains_before, throttled, ages)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workers", default="1,2,3", help="worker counts to run, comma-separated (first: baseline)"
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run")
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument(
+        "--rate-per-min", type=int, default=120, help="the emulator's allowance, and the config's"
+    )
+    parser.add_argument("--latency-ms", type=float, default=40.0, help="the emulator's added latency")
+    parser.add_argument("--url", help="an existing Redis, which is flushed (default: start a private one)")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    server = None if args.url else RedisServer().start()
+    try:
+        results = [run(args.url or server.url, n, args) for n in counts]  # type: ignore[union-attr]
+    finally:
+        if server is not None:
+            server.stop()
+
+    base = results[0]
+    print(
+        f"{args.symbols} symbols, quotes every 15 s, chains of 3 expirations every 60 s; one allowance of "
+        f"{args.rate_per_min}/min; {args.seconds:g} s measured per run; baseline: {base.workers} worker(s)"
+    )
+    header = (
+        f"{'workers':>7} {'calls/min':>10} {'allowance':>10} {'chains/min':>11} {'vs base':>8} "
+        f"{'quote age p50 s':>16} {'oldest s':>9} {'429s':>5}"
+    )
+    print(header)
+    for r in results:
+        per_min = r.calls * 60 / r.seconds
+        chains_per_min = r.chain_calls * 60 / r.seconds
+        base_chains = base.chain_calls * 60 / base.seconds
+        print(
+            f"{r.workers:>7} {per_min:>10.1f} {per_min / args.rate_per_min:>9.0%} {chains_per_min:>11.1f} "
+            f"{chains_per_min / base_chains if base_chains else float('nan'):>8.2f} "
+            f"{statistics.median(r.ages_s):>16.1f} {max(r.ages_s):>9.1f} {r.throttled:>5}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
