@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 _RUNNING = frozenset({JobStatus.deferred, JobStatus.queued, JobStatus.in_progress})
 _BATCH_MEMORY_S = 7 * 86_400
+QUEUED_INTERVALS = 3
+"""A refresh job not started within this many refresh intervals of its dataset is dropped."""
+MIN_QUEUED_S = 60.0
+MAX_QUEUED_S = 86_400.0
 
 # Compare-and-set of a dataset's last enqueued slot: set ARGV[1] only if it is later.
 _CLAIM = """
@@ -141,14 +145,18 @@ class Scheduler:
         return status in _RUNNING
 
     async def _enqueue(self, due: schedule.DueBatch, now: datetime) -> bool:
-        # A job not started by the next refresh time is dropped: that one supersedes it.
+        # A job may wait its turn in the queue (`worker.admission`) for a few refresh intervals: the
+        # refreshes due meanwhile skip its batch (`_still_running`), so a batch queued behind others
+        # keeps its place in line, instead of being dropped at the next refresh time and enqueued
+        # again at the end of the line, where it would wait again (and again) while the first ones ran.
         upcoming = schedule.next_refresh(self.runtime.plans[due.dataset].cadence, self.runtime.calendar, now)
+        interval_s = (upcoming - now).total_seconds()
         job = await self.redis.enqueue_job(
             refresh_job(due.dataset),
             list(due.symbols),
             _job_id=due.job_id,
             _queue_name=keys.QUEUE,
-            _expires=max((upcoming - now).total_seconds(), 1.0),
+            _expires=min(max(QUEUED_INTERVALS * interval_s, MIN_QUEUED_S), MAX_QUEUED_S),
         )
         if job is None:
             return False
