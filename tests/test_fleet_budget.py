@@ -4,8 +4,9 @@ The issue's case: 100 symbols, quotes every 15 s, chains of 3 expirations every 
 allowance of 120 calls a minute, which the plan needs about 2.7 times over. Worker processes run
 for real against the emulator, whose Tradier limit is the real one's (a fixed one-minute window
 that starts at the token's first request, 429 past it). The full runs last 3 minutes
-(`make test-fleet`); `make test` runs the same cases for `MARKETCACHE_BUDGET_RUN_S` seconds (40 by
-default): the ratios checked do not depend on the length, only their noise does.
+(`make test-fleet`, `MARKETCACHE_BUDGET_RUN_S=180`). `make test` runs the three-worker case alone
+for 30 s, with every point of both cases checked: the ratios do not depend on the length, only
+their noise does, and the suite has minutes, not six, to spare.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from tests.support import RunningEmulator, start_worker_process, stop_worker_pro
 
 pytestmark = pytest.mark.processes  # their emulator runs on a clock they can share
 
-RUN_S = float(os.environ.get("MARKETCACHE_BUDGET_RUN_S", "40"))
+RUN_S = float(os.environ.get("MARKETCACHE_BUDGET_RUN_S", "30"))
 """How long each case is measured, once every quote is cached: 180 under `make test-fleet`."""
+FULL = "MARKETCACHE_BUDGET_RUN_S" in os.environ
 
 ALLOWANCE_PER_MIN = 120
 LATENCY_MS = 40
@@ -147,6 +149,7 @@ async def _run(tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock:
     return Run(oldest_s, calls_after - calls_before - 1, throttled, seconds, miss_s, latency_s)
 
 
+@pytest.mark.skipif(not FULL, reason="runs under make test-fleet; make test checks its points with 3 workers")
 @pytest.mark.long(seconds=RUN_S + 20)
 async def test_one_worker_keeps_quotes_on_cadence_and_spends_the_allowance_without_a_429(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: Clock
@@ -165,8 +168,10 @@ async def test_three_workers_share_one_allowance_without_a_429(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator, clock: Clock
 ) -> None:
     """Acceptance 2: three worker processes, a plan that needs over twice the allowance: 0 answers
-    429 and >= 90 % of the allowance spent, between them."""
+    429 and >= 90 % of the allowance spent, between them; quotes on cadence and an on-demand miss
+    answered at once, as with one worker."""
     run = await _run(tmp_path, redis_url, emulator, clock, workers=3)
     assert run.throttled == 0
     assert run.allowance_used >= 0.9, run
     assert run.oldest_quote_s <= 20, run
+    assert run.miss_s <= run.latency_s + 0.05, run
