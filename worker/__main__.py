@@ -16,11 +16,12 @@ import redis
 import redis.asyncio
 
 from reader.redis_url import redact_url
+from worker.allowance import per_min_text, verdict
 from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
 from worker.daemon import MarketWorker
 from worker.errors import ConfigError
 from worker.logs import Redactor, setup_logging
-from worker.plan import dataset_plans, scheduled_plans, used_upstreams
+from worker.plan import dataset_plans, plan_allowance, scheduled_plans, used_upstreams
 from worker.risks import config_warnings
 from worker.runtime import Runtime
 from worker.schedule import Cadence
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         if args.command == "check-config":
             print(_describe(path, config))
+            print(_plan_table(config))
             return 0
         secrets = Secrets.from_env()
         for upstream in used_upstreams(config):
@@ -96,7 +98,7 @@ def _describe(path: Path, config: Config) -> str:
         for settings in [getattr(config.providers, name)]
     )
     cadence = ", ".join(
-        f"{plan.name} {_cadence_text(plan.cadence)} from {plan.source}"
+        f"{plan.name} {_cadence_text(plan.configured)} from {plan.source}"
         for plan in scheduled_plans(config).values()
     )
     indicators = dataset_plans(config)["indicators"]
@@ -106,6 +108,54 @@ def _describe(path: Path, config: Config) -> str:
         f"ok: {path}: {len(config.watchlist)} symbols; {cadence}; upstreams: {upstreams}; "
         f"redis {redact_url(config.redis_url)}"
     )
+
+
+def _plan_table(config: Config) -> str:
+    """Per dataset the cadence it can hold under its upstream's allowance (`worker.allowance`), and
+    per upstream what the plan needs and holds at its busiest."""
+    allowance = plan_allowance(config)
+    rows = [("dataset", "provider", "configured", "held", "calls/min", "verdict")]
+    for plan in dataset_plans(config).values():
+        hold = allowance.holds.get(plan.name)
+        if hold is None:
+            if plan.name == "indicators" and config.datasets.indicators.enabled:
+                rows.append((plan.name, plan.source, "with the daily bars", "same", "0", "kept (no call)"))
+            continue
+        phase = hold.worst_phase
+        if phase is None:
+            calls = "daily"
+        elif hold.stretched:
+            needed, held = hold.needed_per_min[phase], hold.held_per_min[phase]
+            calls = f"{per_min_text(needed)} -> {per_min_text(held)} ({phase})"
+        else:
+            calls = f"{per_min_text(hold.needed_per_min[phase])} ({phase})"
+        differ = {p: s for p, s in hold.held.seconds.items() if s != hold.configured.seconds.get(p)}
+        held_text = ", ".join(f"{p} {s:g}s" for p, s in differ.items()) or "same"
+        configured = _cadence_text(hold.configured)[1:-1]
+        rows.append(
+            (
+                plan.name,
+                hold.upstream,
+                configured,
+                held_text,
+                calls,
+                verdict(hold, allowance.shares[hold.upstream]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]])
+        for row in rows
+    ]
+    for share in allowance.shares.values():
+        phase = share.busiest_phase
+        steady = "" if share.steady_per_min == share.rate_per_min else f" ({share.steady_per_min:g} planned)"
+        needed, held = share.needed_per_min[phase], share.held_per_min[phase]
+        lines.append(
+            f"{share.upstream}: allowance {share.rate_per_min}/min{steady}; at its busiest ({phase}) "
+            f"the plan needs {per_min_text(needed)} calls/min and holds {per_min_text(held)}"
+        )
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from reader.redis_url import redact_url
+from worker.allowance import stretch_warning
 from worker.config import Config, ProviderConfig
-from worker.plan import calls_per_minute, scheduled_plans
+from worker.plan import plan_allowance, scheduled_plans
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 TRADIER_DOCUMENTED_RATE = {"api.tradier.com": 120, "sandbox.tradier.com": 60}
@@ -32,7 +33,7 @@ def config_warnings(config: Config) -> list[str]:
         )
     tick_s = config.worker.tick_s
     for plan in scheduled_plans(config).values():
-        for phase, seconds in plan.cadence.seconds.items():
+        for phase, seconds in plan.configured.seconds.items():
             if seconds < tick_s:
                 warnings.append(
                     f"datasets.{plan.name} cadence_s.{phase} = {seconds:g} is shorter than worker.tick_s = "
@@ -43,12 +44,9 @@ def config_warnings(config: Config) -> list[str]:
             f"worker.tick_s = {tick_s} does not divide 60: ticks run at seconds "
             f"{', '.join(map(str, range(0, 60, tick_s)))} of each minute, unevenly"
         )
-    for name, per_min in calls_per_minute(config).items():
-        allowed = getattr(config.providers, name).rate_per_min
-        if per_min > allowed:
-            warnings.append(
-                f"the datasets served by {name} need about {per_min:.0f} calls/min, above "
-                f"providers.{name}.rate_per_min = {allowed}: refreshes will fall behind their cadence; "
-                "lengthen cadence_s, keep fewer expirations, or shorten the watchlist"
-            )
+    allowance = plan_allowance(config)
+    for share in allowance.shares.values():
+        stretched = stretch_warning(allowance, share)
+        if stretched is not None:
+            warnings.append(stretched)
     return warnings

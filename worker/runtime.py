@@ -5,7 +5,8 @@ and clock; and how a new config is applied to it without a restart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -23,11 +24,14 @@ from worker import schedule
 from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
 from worker.listing import Listing, check_listed
+from worker.logs import fields
 from worker.plan import COMPUTED, DatasetPlan, dataset_plans, scheduled_plans
 from worker.providers import Providers, build_providers, running_gates, running_health
 from worker.providers.base import Freshness
 from worker.refresh import FetchOne, RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
+
+log = logging.getLogger(__name__)
 
 RESTART_ONLY = ("redis_url", "worker")
 """Top-level sections a running worker cannot change: its Redis and its arq settings."""
@@ -60,6 +64,7 @@ class Runtime:
         self.store.keep_stale_s = config.cache.keep_stale_s
         self.plans: dict[str, DatasetPlan] = dataset_plans(config)
         self.scheduled: dict[str, DatasetPlan] = scheduled_plans(config)
+        _log_stretched(self.plans.values())
         freshness: dict[str, Freshness] = {name: partial(self.fresh_until, name) for name in DATASETS}
         self.fetcher = DatasetFetcher(config, providers, self.store, self.clock, freshness)
 
@@ -159,6 +164,24 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"<Runtime symbols={len(self.config.watchlist)} datasets={','.join(self.scheduled)}>"
+
+
+def _log_stretched(plans: Iterable[DatasetPlan]) -> None:
+    """One line when the allowance cannot hold every cadence: which datasets, configured -> held."""
+    stretched = {
+        plan.name: ",".join(
+            f"{phase}:{seconds:g}s->{plan.cadence.seconds[phase]:g}s"
+            for phase, seconds in plan.configured.seconds.items()
+            if plan.cadence.seconds[phase] != seconds
+        )
+        for plan in plans
+        if plan.stretched
+    }
+    if stretched:
+        log.warning(
+            "plan.stretched %s",
+            fields(**stretched, note='"over the allowance: refreshed less often; see check-config"'),
+        )
 
 
 def _sources(plans: Mapping[str, DatasetPlan]) -> dict[str, str]:
