@@ -87,7 +87,7 @@ async def test_background_jobs_never_take_the_slots_kept_for_on_demand_fetches_a
 
 
 async def test_two_background_jobs_per_upstream_run_at_once_across_the_fleet(redis_url: str) -> None:
-    """Two processes share the cap of one upstream; another upstream has its own; a lapsed lease frees its slot."""
+    """Two processes share one upstream's cap; another upstream has its own; a lapsed lease frees a slot."""
     first_client = redis.asyncio.Redis.from_url(redis_url)
     second_client = redis.asyncio.Redis.from_url(redis_url)
     try:
