@@ -77,6 +77,12 @@ def batch_job(dataset: str, batch: str) -> str:
     return f"{PREFIX}schedule:{dataset}:batch:{batch}"
 
 
+def batch_claim(dataset: str, batch: str) -> str:
+    """Held by a worker for the moment it checks and enqueues a batch (worker only): two workers
+    catching up at once would otherwise both find its last job ended and both enqueue it."""
+    return f"{PREFIX}schedule:claim:{dataset}:{batch}"
+
+
 def catch_up() -> str:
     """Set by a worker that applied a config edit: the next tick, on any worker, catches up."""
     return f"{PREFIX}schedule:catch_up"

@@ -173,6 +173,28 @@ async def test_two_ticks_at_start_catch_up_once(ctx: dict[str, Any], clock: Fake
     assert len(await _queued(ctx)) == 1
 
 
+async def test_workers_starting_together_enqueue_each_batch_once(
+    ctx: dict[str, Any], clock: FakeClock, redis_url: str
+) -> None:
+    """Three workers catch up at once, each on its own connection, a millisecond apart: each
+    batch is queued once (each checked what ran while the others enqueued, and batches ran twice)."""
+
+    def stepping() -> Any:
+        clock.advance(0.001)
+        return clock()
+
+    ctx["runtime"].clock = stepping
+    clients = [await create_job_pool(redis_url) for _ in range(3)]
+    try:
+        schedulers = [Scheduler(ctx["runtime"], client) for client in clients]
+        reports = await asyncio.gather(*(scheduler.tick() for scheduler in schedulers))
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert sum(report.catch_up["quotes"] for report in reports) == 1
+    assert len(await _queued(ctx)) == 1
+
+
 async def test_the_catch_up_tells_readers_which_symbols_each_dataset_keeps(
     ctx: dict[str, Any], redis_url: str
 ) -> None:

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 _RUNNING = frozenset({JobStatus.deferred, JobStatus.queued, JobStatus.in_progress})
 _BATCH_MEMORY_S = 7 * 86_400
+BATCH_CLAIM_MS = 5000
+"""The longest a worker holds a batch's claim (it gives it back once enqueued; this if it died)."""
 QUEUED_INTERVALS = 3
 """A refresh job not started within this many refresh intervals of its dataset is dropped."""
 MIN_QUEUED_S = 60.0
@@ -121,7 +123,8 @@ class Scheduler:
         symbols = await scheduled_symbols(self.redis, self.runtime, dataset, now)
         for batch in self.runtime.batches(dataset, symbols):
             due = schedule.DueBatch(dataset, schedule.slot_name(slot), batch)
-            if await self._still_running(due):
+            enqueued = await self._enqueue_batch(due, now)
+            if enqueued is None:
                 report.skipped[dataset] += 1
                 await self.redis.incr(keys.skipped(dataset))
                 log.warning(
@@ -134,8 +137,22 @@ class Scheduler:
                     ),
                 )
                 continue
-            if await self._enqueue(due, now):
+            if enqueued:
                 report.enqueued[dataset] += 1
+
+    async def _enqueue_batch(self, due: schedule.DueBatch, now: datetime) -> bool | None:
+        """Enqueue `due` unless its batch's last job is still queued or running (None, skipped);
+        False if arq refused the job id (it ran already). Under a claim of the batch in Redis, so
+        that two workers never both find it ended and both enqueue it."""
+        claim = keys.batch_claim(due.dataset, due.batch_id)
+        if not await self.redis.set(claim, 1, nx=True, px=BATCH_CLAIM_MS):
+            return None  # another worker is enqueueing it now
+        try:
+            if await self._still_running(due):
+                return None
+            return await self._enqueue(due, now)
+        finally:
+            await self.redis.delete(claim)
 
     async def _still_running(self, due: schedule.DueBatch) -> bool:
         previous = await self.redis.get(keys.batch_job(due.dataset, due.batch_id))
@@ -183,11 +200,10 @@ class Scheduler:
             behind["expirations"] = [s for s in behind["expirations"] if s not in with_chains]
         for name, late in behind.items():
             for batch in self.runtime.batches(name, late):
-                due = schedule.DueBatch(name, run, batch)
-                if await self._still_running(due):
+                enqueued = await self._enqueue_batch(schedule.DueBatch(name, run, batch), now)
+                if enqueued is None:
                     report.skipped[name] += 1
-                    continue
-                if await self._enqueue(due, now):
+                elif enqueued:
                     report.catch_up[name] += 1
 
     async def _publish_schedule(self, now: datetime) -> None:
