@@ -354,11 +354,13 @@ async def start_worker_process(
 async def stop_worker_process(process: asyncio.subprocess.Process) -> str:
     """Stop a worker with SIGINT; it must exit cleanly. Returns what it logged."""
     process.send_signal(signal.SIGINT)
+    reading = asyncio.ensure_future(process.communicate())
     try:
-        _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+        # Shielded: a timeout must not cancel the reading, or what it logged so far is lost.
+        _, err = await asyncio.wait_for(asyncio.shield(reading), timeout=20)
     except TimeoutError:
         process.kill()  # what it logged says where it hung
-        _, err = await process.communicate()
+        _, err = await reading
         logged = err.decode()
         raise AssertionError(f"the worker did not exit within 20 s of SIGINT; it logged:\n{logged}") from None
     assert process.returncode == 0, err.decode()
