@@ -139,7 +139,7 @@ async def request_json(
             except RateWindowClosed as e:
                 raise fail("rate_limited", UpstreamRateLimited(provider, endpoint, str(e))) from e
             if status == 429:
-                gate.throttled(reset_at)
+                await gate.throttled(reset_at)
                 continue
             body = _redact(body, secrets)
             if not 200 <= status < 300:
