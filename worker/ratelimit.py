@@ -289,7 +289,7 @@ class RateGate:
                 if verdict.paused:
                     log.info("ratelimit.fleet_pause %s", fields(provider=self.name, wait_s=verdict.wait_s))
                 if waited() + verdict.wait_s > self.max_wait_s:
-                    self._refuse(rank, waited(), verdict.wait_s)
+                    self._refuse(rank, waited(), verdict.wait_s, paused=verdict.paused)
                 refused = True
                 await self._nap(waiter, verdict.wait_s, rank, waited())
         except BaseException:
@@ -317,8 +317,10 @@ class RateGate:
         with suppress(TimeoutError):
             await asyncio.wait_for(waiter.wake.wait(), limit_s)
 
-    def _refuse(self, rank: int, waited_s: float, more_s: float) -> None:
+    def _refuse(self, rank: int, waited_s: float, more_s: float, *, paused: bool = False) -> None:
         resume_at = self.clock() + timedelta(seconds=more_s)
+        if paused:  # another worker heard the upstream announce a window this request cannot wait for
+            raise RateWindowClosed(self.name, resume_at, waited_s, self.max_wait_s)
         raise RateBudgetExhausted(self.name, rank, resume_at, waited_s, self.max_wait_s)
 
     def _wake_head(self) -> None:
