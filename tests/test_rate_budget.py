@@ -58,7 +58,9 @@ def _gate(client: redis.asyncio.Redis | None, clock: FakeClock, **options: float
     )
 
 
-async def _request(gate: RateGate, rank: int, granted: list[float], hold: Awaitable[None] | None = None) -> None:
+async def _request(
+    gate: RateGate, rank: int, granted: list[float], hold: Awaitable[None] | None = None
+) -> None:
     """One request of `rank` through `gate`: appends the loop time it was granted to `granted`."""
     with spending(rank):
         async with gate.slot():
@@ -241,7 +243,8 @@ async def test_a_spent_window_announced_to_one_process_pauses_the_other(
     assert gate_b.counters().fleet_pauses >= 1
     assert gate_a.counters().pauses_announced == 1
     await _request(gate_a, QUOTES, [])
-    assert clock.slept_s and clock.slept_s[0] >= 0.3  # A waited on its own (fake) clock
+    assert clock.slept_s  # A waited on its own (fake) clock
+    assert clock.slept_s[0] >= 0.3
 
 
 async def test_a_429_seen_by_one_process_holds_the_other_for_the_announced_time(

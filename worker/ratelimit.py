@@ -31,8 +31,8 @@ of this process except those already in flight.
 **What the upstream announces** (Tradier's `X-Ratelimit-Available`/`-Expiry`, a 429 with
 `Retry-After`) pauses the upstream for the fleet: the gate that saw it waits it out on its own
 clock, and writes a pause key to Redis whose TTL is the time left, which the budget script checks
-before granting anyone else (no clock is compared across machines). Our pacing keeps a window's
-count at `A - 2` or less, so it does not trip the pause itself.
+before granting anyone else (no clock is compared across machines). Our pacing leaves a 60-s
+window at least one request to spare (118 of 120), so it does not trip the pause itself.
 
 A request never waits longer than `max_wait_s` in all: past that it gives up with
 `RateWindowClosed`, so a refresh fails with one clear line instead of running into its job timeout.
