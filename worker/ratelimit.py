@@ -17,9 +17,11 @@ TAT with different bursts: rank `r` may only use the burst down to `reserve(r)` 
 each background rank one token less than the rank before. So wherever a worse rank is admitted a
 better one is too, fleet-wide, in one atomic script; and while background requests hold the budget
 at their own capacity, an on-demand request finds its reserve there at once. At 120/min (B = 6)
-the capacities are 6, 3, 2, 1, 1, ...; under B = 3 (an allowance under 60/min, Polygon's 5) the
-reserves vanish: every rank has capacity 1, so across processes requests are granted as they
-come, and priority holds only among the waiters of one process.
+the capacities are 6, 3, 2, 1, 1, ...; at B = 2 or 3 (40 to 79/min) on-demand keeps B - 1 and
+every other rank has 1. Under 40/min (B = 1: Polygon's free 5/min) the reserves vanish: every rank
+has capacity 1, so across processes requests are granted as they come (an on-demand request may
+wait one interval, 15 s at 5/min, behind another process's background request), and priority
+holds only among the waiters of one process.
 
 **In one process** requests wait in rank order, then arrival order, in one heap; only its head
 asks the budget (and sleeps the script's `retry_after`), so waiting costs one Redis call per
@@ -32,7 +34,8 @@ of this process except those already in flight.
 `Retry-After`) pauses the upstream for the fleet: the gate that saw it waits it out on its own
 clock, and writes a pause key to Redis whose TTL is the time left, which the budget script checks
 before granting anyone else (no clock is compared across machines). Our pacing leaves a 60-s
-window at least one request to spare (118 of 120), so it does not trip the pause itself.
+window at least one request to spare (118 of 120), filled only in its last second, so it does not
+pause the fleet itself (at most for the rest of such a second, see `observe`).
 
 A request never waits longer than `max_wait_s` in all: past that it gives up with
 `RateWindowClosed`, so a refresh fails with one clear line instead of running into its job timeout.
@@ -224,10 +227,14 @@ class RateGate:
             await self._publish()
 
     def observe(self, available: int | None, reset_at: datetime | None) -> None:
-        """Record the upstream's count of requests left in its window and when the window ends;
-        the pause reaches the fleet when the slot is released.
+        """Record the upstream's count of requests left in its window and when the window ends:
+        no more left than the other requests of this process in flight pauses the fleet until
+        then (the pause reaches Redis when the slot is released). Call it inside `slot()`.
 
-        Call it inside `slot()`, so that the requests counted as in flight are the others.
+        The budget keeps a window's count at `B + t / T` by its `t`-th second, so at 120/min this
+        can only trip in the last second of a window (3 left, 4 in flight), for that second; a
+        window emptied early means another spender of the same key, or a `rate_per_min` above the
+        real allowance.
         """
         if available is None or reset_at is None:
             return
