@@ -54,6 +54,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 import redis.asyncio
 from redis.exceptions import RedisError
@@ -267,11 +268,12 @@ class RateGate:
         waiter = _Waiter(rank, next(self._seq))
         heapq.heappush(self._waiters, waiter)
         started = loop.time()
-        paused_s = 0.0  # on the gate's clock, which need not be the loop's
+        paused_s = 0.0  # waits for announced windows, on the gate's clock (a test's need not move)
+        paused_loop_s = 0.0  # the same waits by the loop's clock, not to count them twice
         refused = False  # the budget said wait at least once
 
         def waited() -> float:
-            return waited_s + loop.time() - started + paused_s
+            return waited_s + (loop.time() - started - paused_loop_s) + paused_s
 
         try:
             while True:
@@ -281,7 +283,9 @@ class RateGate:
                 if not turn or busy:
                     await self._nap(waiter, None, rank, waited())
                     continue
+                pause_began = loop.time()
                 paused_s += await self._wait_for_window(waited())
+                paused_loop_s += loop.time() - pause_began
                 if self._waiters[0] is not waiter or self._asking:
                     continue  # a better request came while this one waited out a window
                 self._asking = True
@@ -324,7 +328,7 @@ class RateGate:
         with suppress(TimeoutError):
             await asyncio.wait_for(waiter.wake.wait(), limit_s)
 
-    def _refuse(self, rank: int, waited_s: float, more_s: float, *, paused: bool = False) -> None:
+    def _refuse(self, rank: int, waited_s: float, more_s: float, *, paused: bool = False) -> NoReturn:
         resume_at = self.clock() + timedelta(seconds=more_s)
         if paused:  # another worker heard the upstream announce a window this request cannot wait for
             raise RateWindowClosed(self.name, resume_at, waited_s, self.max_wait_s)
