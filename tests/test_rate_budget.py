@@ -14,6 +14,7 @@ import redis.asyncio
 
 from reader import keys
 from tests.support import FakeClock, make_config
+from worker.budget import RedisBudget
 from worker.config import Secrets
 from worker.priority import ON_DEMAND, QUOTES, spending
 from worker.ratelimit import (
@@ -125,6 +126,7 @@ async def test_two_gates_on_one_budget_never_exceed_it_together(
     chains_burst = capacity(burst_of(RATE), CHAINS)  # 28 of 60: the rest is kept for better ranks
     assert chains_burst + 0.3 / interval_s <= len(times) <= chains_burst + 0.5 / interval_s + 2
     assert all(by_gate)  # both processes were served
+    assert [gate.counters().fleet_pauses for gate in gates] == [0, 0]  # waits for the budget, not pauses
     for i, first in enumerate(times):
         for j in range(i, len(times)):
             # the bound of any span, with one interval of slack for the time a grant takes to come back
@@ -225,6 +227,27 @@ async def test_a_better_rank_waiting_in_one_process_goes_before_a_worse_one_wait
 
 
 # --- what the upstream announces ------------------------------------------------------------
+
+
+async def test_a_spent_budget_tells_how_long_to_wait_and_is_not_taken_for_a_pause(
+    clients: Callable[[], redis.asyncio.Redis],
+) -> None:
+    """Two requests with a burst of 2, then one with a burst of 1: refused, for about an interval
+    and a half; a pause key of another gate is what makes a refusal a pause."""
+    budget = RedisBudget(
+        clients(), keys.rate_budget("tradier"), keys.rate_pause("tradier"), limit=60, period_s=6
+    )
+    assert (await budget.take(2, "a")).granted
+    assert (await budget.take(2, "a")).granted
+    refused = await budget.take(1, "a")
+    assert not refused.granted
+    assert not refused.paused
+    assert 0.15 <= refused.wait_s <= 0.2  # 2 intervals of 0.1 s, less the time since
+    await budget.pause(5, "b")
+    paused = await budget.take(6, "a")
+    assert paused.paused
+    assert 4.5 <= paused.wait_s <= 5
+    assert not (await budget.take(6, "b")).paused  # the gate that set it waits on its own clock
 
 
 async def test_a_spent_window_announced_to_one_process_pauses_the_other(

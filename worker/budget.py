@@ -29,12 +29,13 @@ from throttled.rate_limiter.gcra import RedisLimitAtomicActionSpec
 
 # KEYS[1]: the TAT, KEYS[2]: the pause; ARGV[1..3]: interval_s, capacity, cost (throttled-py's),
 # ARGV[4]: the asking gate's token. A pause set by another gate refuses the request without
-# spending the budget: {1, -1, "0", seconds left}. The gate that set a pause waits it out on its
-# own clock, so its own pause does not stop it here.
-_PAUSE_CHECK = """
+# spending the budget: {1, 0, "paused", seconds left} (the GCRA's third value is always a number).
+# The gate that set a pause waits it out on its own clock, so its own pause does not stop it here.
+_PAUSED = "paused"
+_PAUSE_CHECK = f"""
 local pause_ms = redis.call("PTTL", KEYS[2])
 if pause_ms > 0 and redis.call("GET", KEYS[2]) ~= ARGV[4] then
-    return {1, -1, "0", tostring(pause_ms / 1000)}
+    return {{1, 0, "{_PAUSED}", tostring(pause_ms / 1000)}}
 end
 """
 _TAKE = _PAUSE_CHECK + RedisLimitAtomicActionSpec.SCRIPTS
@@ -87,10 +88,11 @@ class RedisBudget:
         answer: list[Any] = await self._take(
             keys=[self.key, self.pause_key], args=[self.interval_s, capacity, 1, token]
         )
-        limited, remaining, _reset_after, retry_after = answer
+        limited, _remaining, reset_after, retry_after = answer
         if not int(limited):
             return Verdict(granted=True)
-        return Verdict(granted=False, wait_s=float(retry_after), paused=int(remaining) == -1)
+        paused = (reset_after.decode() if isinstance(reset_after, bytes) else reset_after) == _PAUSED
+        return Verdict(granted=False, wait_s=float(retry_after), paused=paused)
 
     async def pause(self, duration_s: float, token: str) -> None:
         await self._pause(keys=[self.pause_key], args=[token, max(1, math.ceil(duration_s * 1000))])
