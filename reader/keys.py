@@ -153,3 +153,16 @@ def upstream_incident(provider: str) -> str:
     """The incident in progress at one upstream, if any: a hash of `started_at` (ISO 8601 UTC),
     `kind` and `error` (the first fault's); deleted when the upstream answers well again."""
     return f"{PREFIX}upstream:incident:{provider}"
+
+
+def rate_budget(provider: str) -> str:
+    """The fleet's rate budget of one upstream ("tradier", "polygon"): a float string, the GCRA's
+    theoretical arrival time of its next request (seconds since 2025-01-01 by the Redis server's
+    clock, throttled-py's format); written by the workers only, expiring when the budget is full."""
+    return f"{PREFIX}rate:{provider}"
+
+
+def rate_pause(provider: str) -> str:
+    """Set while one upstream has announced that its window is spent (a 429, or no request left):
+    the token of the worker gate that heard it, with a TTL of the time left; every worker waits it out."""
+    return f"{PREFIX}rate:{provider}:pause"

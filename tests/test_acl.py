@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+import redis.asyncio
 from redis.exceptions import NoPermissionError, ResponseError
 
 from devtools.redis_server import RedisServer
@@ -19,6 +20,7 @@ from reader import NotCached, Quote, Reader, keys
 from reader.ondemand import FetchRequest
 from tests.conftest import StartWorker
 from tests.support import FakeClock
+from worker.ratelimit import RateGate
 
 ACL_FILE = Path(__file__).resolve().parent.parent / "deploy" / "redis-users.acl"
 PASSWORDS = {"worker": "worker-test-password", "reader": "reader-test-password"}
@@ -108,12 +110,36 @@ def test_the_reader_user_cannot_write_data_or_run_other_jobs(acl_urls: dict[str,
         client.set(keys.QUEUE, "junk")  # nor overwrite the queue (ZADD is all it may do there)
     with pytest.raises(NoPermissionError):
         client.flushall()
+    with pytest.raises(NoPermissionError):
+        client.set(keys.rate_budget("tradier"), "0")  # nor spend or refill the fleet's rate budget
+    with pytest.raises(NoPermissionError):
+        client.set(keys.rate_pause("tradier"), "x", px=60_000)  # nor pause the workers
     sha = client.script_load("return redis.call('SET', ARGV[1], '{}')")
     with pytest.raises(ResponseError, match="can't access"):  # nor write through a script
         client.evalsha(sha, 0, keys.quote("AAPL"))
     request = FetchRequest("quotes", "AAPL")
     assert client.set("arq:job:" + request.job_id, "{}", px=1000)  # what an on-demand fetch needs
     client.close()
+
+
+async def test_the_worker_user_spends_the_rate_budget_and_the_reader_user_cannot(
+    acl_urls: dict[str, str], clock: FakeClock
+) -> None:
+    """A gate on the worker's ACL user runs the budget script; on the reader's, Redis refuses it."""
+    worker = redis.asyncio.Redis.from_url(acl_urls["worker"])
+    reader = redis.asyncio.Redis.from_url(acl_urls["reader"])
+    for client in (worker, reader):
+        gate = RateGate("tradier", 600, 4, clock=clock, sleep=clock.sleep, redis_client=client)
+        if client is reader:
+            with pytest.raises(NoPermissionError, match="no permissions to access one of the keys"):
+                async with gate.slot():
+                    pass
+        else:
+            async with gate.slot():
+                pass
+    assert await worker.exists(keys.rate_budget("tradier")) == 1
+    await worker.aclose()
+    await reader.aclose()
 
 
 def test_the_worker_user_cannot_flush_or_touch_other_keys(acl_urls: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ import redis
 
 from devtools.faketime import faked_env
 from emulator.state import EmulatorOptions
+from reader import keys
 from reader.clock import CLOCK_OFFSET_ENV, Clock, ShiftedClock, clock_from_env, system_now
 from tests.conftest import API_KEY
 from tests.support import (
@@ -183,7 +184,7 @@ async def test_a_worker_started_around_the_guard_is_refused_by_the_emulator(
     assert "the emulator's clock reads 2026-11-24T15:00:00+00:00" in done.stderr
     assert set(emulator.state.stats()["calls"]["/v1/markets/quotes"]) == {"400"}
     client = redis.Redis.from_url(redis_url)
-    assert client.keys("mc:v1:*") == []
+    assert client.keys("mc:v1:*") == [keys.rate_budget("tradier").encode()]  # the budget it spent
     client.close()
 
 

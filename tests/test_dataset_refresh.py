@@ -72,8 +72,11 @@ async def runtime(
 
 
 def _snapshot(redis_url: str) -> dict[bytes, bytes | None]:
+    """Every stored key and its value, but the rate budgets (spent by any call, good or bad)."""
     client = redis.Redis.from_url(redis_url)
-    values = {key: client.get(key) for key in sorted(client.keys(keys.PREFIX + "*"))}  # type: ignore[union-attr]
+    spending = (keys.rate_budget("tradier"), keys.rate_budget("polygon"))
+    stored = [key for key in sorted(client.keys(keys.PREFIX + "*")) if key.decode() not in spending]  # type: ignore[union-attr]
+    values = {key: client.get(key) for key in stored}
     client.close()
     return values  # type: ignore[return-value]
 

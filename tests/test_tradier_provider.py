@@ -270,9 +270,9 @@ async def test_a_window_too_far_away_fails_fast_instead_of_outwaiting_the_job(
 
 
 async def test_the_configured_rate_holds_requests_beyond_the_burst(clock: FakeClock) -> None:
-    """At 120/min the gate lets a burst of 10 through at once and holds the 11th for the refill."""
+    """At 120/min the gate lets a burst of 6 through at once and holds the 7th for the refill."""
     gate = RateGate("tradier", 120, 50, clock=clock, sleep=clock.sleep)
-    assert gate.burst == 10
+    assert gate.burst == 6
     entered = 0
     release = asyncio.Event()
 
@@ -282,25 +282,25 @@ async def test_the_configured_rate_holds_requests_beyond_the_burst(clock: FakeCl
             entered += 1
             await release.wait()
 
-    tasks = [asyncio.create_task(one_request()) for _ in range(12)]
+    tasks = [asyncio.create_task(one_request()) for _ in range(8)]
     for _ in range(20):
         await asyncio.sleep(0)
-    assert entered == 10  # the other two wait for the limiter, not for a window
+    assert entered == 6  # the other two wait for the budget, not for a window
     release.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_pause_announced_while_queued_at_the_limiter_still_holds(clock: FakeClock) -> None:
-    """A request that was waiting for the limiter when a 429 arrived waits out the window too."""
-    gate = RateGate("tradier", 1200, 5, clock=clock, sleep=clock.sleep)  # burst 100, then one per 50 ms
+async def test_a_pause_announced_while_queued_for_the_budget_still_holds(clock: FakeClock) -> None:
+    """A request that was waiting for the budget when a 429 arrived waits out the window too."""
+    gate = RateGate("tradier", 1200, 5, clock=clock, sleep=clock.sleep)  # burst 60, then one per 54 ms
     for _ in range(gate.burst):
         async with gate.slot():
             pass
     queued = asyncio.create_task(_enter(gate))
     await asyncio.sleep(0)
-    gate.throttled(clock.now + timedelta(seconds=30))
+    await gate.throttled(clock.now + timedelta(seconds=30))
     await queued
     assert clock.slept_s
     assert clock.slept_s[0] >= 30

@@ -80,7 +80,11 @@ class ProviderConfig(Section):
     """One upstream API: where it is and how hard it may be called."""
 
     base_url: str
-    rate_per_min: int = Field(gt=0, description="requests per minute this process may send")
+    rate_per_min: int = Field(
+        gt=0,
+        description="the upstream's allowance: requests per minute for all workers together "
+        "(they send 93% of it at 120/min; the rest is bursts and margin)",
+    )
     batch_size: int = Field(gt=0, le=1000, description="symbols per upstream call")
     max_concurrency: int = Field(default=4, gt=0, description="requests in flight at once")
     timeout_s: float = Field(default=10.0, gt=0, description="total time of one request")

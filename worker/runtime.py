@@ -50,12 +50,14 @@ class Runtime:
         calendar: MarketCalendar | None = None,
         secrets: Secrets | None = None,
         session: aiohttp.ClientSession | None = None,
+        redis_client: redis.asyncio.Redis | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.calendar = calendar or MarketCalendar(config.schedule.exchange, config.schedule.extra_closed)
         self._secrets = secrets
         self._session = session
+        self._redis = redis_client
         self._use(config, providers)
 
     def _use(self, config: Config, providers: Providers) -> None:
@@ -73,12 +75,21 @@ class Runtime:
     async def open(
         cls, config: Config, secrets: Secrets, redis_client: redis.asyncio.Redis, *, clock: Clock = utc_now
     ) -> AsyncIterator[Runtime]:
-        """A runtime with one pooled HTTP session, closed on exit."""
+        """A runtime with one pooled HTTP session, closed on exit; its rate budgets live in
+        `redis_client`, shared with every worker process using the same Redis."""
         connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector) as session:
-            providers = build_providers(config, secrets, session, clock=clock)
+            providers = build_providers(config, secrets, session, clock=clock, redis_client=redis_client)
             store = Store(redis_client, keep_stale_s=config.cache.keep_stale_s, clock=clock)
-            yield cls(config, providers, store, clock=clock, secrets=secrets, session=session)
+            yield cls(
+                config,
+                providers,
+                store,
+                clock=clock,
+                secrets=secrets,
+                session=session,
+                redis_client=redis_client,
+            )
 
     def reconfigure(self, new: Config) -> list[str]:
         """Apply `new` from the next refresh on; returns the changes it could not apply (they need a
@@ -92,7 +103,13 @@ class Runtime:
         if upstreams_changed and self._secrets is not None and self._session is not None:
             gates, health = running_gates(self.providers), running_health(self.providers)
             providers = build_providers(
-                new, self._secrets, self._session, clock=self.clock, gates=gates, health=health
+                new,
+                self._secrets,
+                self._session,
+                clock=self.clock,
+                gates=gates,
+                health=health,
+                redis_client=self._redis,
             )
         if new.schedule != self.config.schedule:  # e.g. an unscheduled closure announced today
             self.calendar = MarketCalendar(new.schedule.exchange, new.schedule.extra_closed)

@@ -1,11 +1,13 @@
 """Upstream APIs behind the `worker.providers.base` Protocols, and the one place that builds them.
 
-Each upstream gets one `RateGate`, shared by every dataset it serves, so the datasets together
-stay under its `rate_per_min`; and one `UpstreamHealth` (its circuit breaker and incident log),
-shared the same way, so that every job of the process stops calling an upstream that keeps failing.
+Each upstream gets one `RateGate`, shared by every dataset it serves and, through Redis, by every
+worker process, so that together they stay under its `rate_per_min`; and one `UpstreamHealth`
+(its circuit breaker and incident log), shared by the datasets, so that every job of the process
+stops calling an upstream that keeps failing.
 
-Waits follow the injected clock: a clock that can also sleep (a test's `FakeClock`, whose `sleep`
-moves it on) paces the rate gates' waits, so that no test sleeps through a rate window.
+Waits for an announced window follow the injected clock: a clock that can also sleep (a test's
+`FakeClock`, whose `sleep` moves it on) paces them, so that no test sleeps through a rate window.
+Waits for the budget follow the Redis server's clock (or this process's, without Redis): real time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import redis.asyncio
 
 from reader.clock import Clock, utc_now
 from worker.config import Config, ProviderConfig, Secrets
@@ -58,11 +61,13 @@ def build_providers(
     clock: Clock = utc_now,
     gates: Mapping[str, RateGate] | None = None,
     health: Mapping[str, UpstreamHealth] | None = None,
+    redis_client: redis.asyncio.Redis | None = None,
 ) -> Providers:
     """A client per upstream that an enabled dataset uses; `ConfigError` if its key is unset.
     A gate of `gates` (the running ones, on a reload) is kept when its limits did not change, so
     that requests in flight and new ones share one budget; so is an upstream's `health` (its
-    breaker and incident in progress) when its breaker settings did not change."""
+    breaker and incident in progress) when its breaker settings did not change. New gates keep
+    their budgets in `redis_client`, shared with every worker using it (None: in this process)."""
     plans = dataset_plans(config)
     names = used_upstreams(config)
 
@@ -71,7 +76,7 @@ def build_providers(
         return {
             "base_url": settings.base_url,
             "api_key": secrets.api_key(name),
-            "gate": _reuse(gates, name, config) or _gate(name, config, clock),
+            "gate": _reuse(gates, name, config) or _gate(name, config, clock, redis_client),
             "batch_size": settings.batch_size,
             "timeout_s": settings.timeout_s,
             "clock": clock,
@@ -151,7 +156,7 @@ def _sleep(clock: Clock) -> Callable[[float], Awaitable[None]]:
     return sleep if callable(sleep) else asyncio.sleep
 
 
-def _gate(name: str, config: Config, clock: Clock) -> RateGate:
+def _gate(name: str, config: Config, clock: Clock, redis_client: redis.asyncio.Redis | None) -> RateGate:
     """One upstream's gate, shared by its datasets. What a job's time leaves after its calls (each
     attempt may take timeout_s) may go to waiting for rate windows; past that a refresh fails with
     one line instead of hitting the job timeout."""
@@ -164,4 +169,5 @@ def _gate(name: str, config: Config, clock: Clock) -> RateGate:
         max_wait_s=max(config.worker.job_timeout_s - calls_s, 0.0),
         clock=clock,
         sleep=_sleep(clock),
+        redis_client=redis_client,
     )

@@ -96,7 +96,8 @@ async def request_json(
     """The decoded JSON body of a 2xx answer; an `UpstreamError` subclass for anything else.
 
     `health` (the upstream's breaker and incidents) may refuse the request before it is sent
-    (`CircuitOpen`) and hears how it ended. A 429 holds the gate until the announced window ends
+    (`CircuitOpen`) and hears how it ended. A 429 holds the gate (and, through Redis, every worker's
+    gate of this upstream) until the announced window ends
     (`X-Ratelimit-Expiry` through `window`, else `Retry-After`) and retries, at most
     `RATE_LIMIT_RETRIES` times, waiting no more than the gate's `max_wait_s` in all. `secrets`
     are cut out of any upstream text quoted in an error (a proxy may echo the auth header).
@@ -139,7 +140,7 @@ async def request_json(
             except RateWindowClosed as e:
                 raise fail("rate_limited", UpstreamRateLimited(provider, endpoint, str(e))) from e
             if status == 429:
-                gate.throttled(reset_at)
+                await gate.throttled(reset_at)
                 continue
             body = _redact(body, secrets)
             if not 200 <= status < 300:
