@@ -13,6 +13,8 @@ config), so that a job whose worker was killed is retaken only after two minutes
 - holds each running job's in-progress key as a lease of `LEASE_S`, renewed every
   `LEASE_RENEW_S` while the job runs: a job whose worker died is retaken by another within
   `LEASE_S` plus a poll, whatever its timeout;
+- writes a health key of its own besides arq's shared one (`worker.presence`): who it is and the
+  jobs it runs now, for `python -m worker status`;
 - starts one on-demand quote fetch per poll, and waits for it to take the other pending ones out
   of the queue (`worker.claims`) before polling again: arq would start each (up to `max_jobs`) as
   a job of its own, each an upstream call.
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import pickle
 import signal
 import time
 from typing import Any
@@ -32,11 +36,14 @@ import redis.asyncio
 from arq import Worker
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
+from arq.jobs import Deserializer
 
 from reader import keys
+from reader.clock import utc_now
 from reader.redis_url import redact_url
 from worker.errors import ConfigError
 from worker.logs import fields
+from worker.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,9 @@ CLAIM_WAIT_S = 1.0
 REDIS_ERRORS = (redis.RedisError, OSError)
 """What a Redis that is down, restarting, stalled or out of memory (`maxmemory` with `noeviction`:
 "OOM command not allowed") raises."""
+
+_STARTING_JOB: contextvars.ContextVar[str | None] = contextvars.ContextVar("starting_job", default=None)
+"""The id of the job whose `run_job` runs in this task, until its definition was read."""
 
 
 class Leads:
@@ -106,6 +116,8 @@ class MarketWorker(Worker):
         self.redis_failures = 0
         self._renewed_at = 0.0
         self.leads = self.ctx["leads"] = Leads()
+        self.presence = Presence(self.ctx.get("clock", utc_now), self.health_check_interval)
+        self.job_deserializer = self._noting_jobs(self.job_deserializer or pickle.loads)
 
     async def main(self) -> None:
         await wait_for_redis(self.redis_url)
@@ -161,9 +173,49 @@ class MarketWorker(Worker):
             if lead is not None:
                 await self.leads.wait(lead, self.tasks.get(lead) if lead in self._running() else None)
 
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's `run_job`; the job is listed in this process's health key from when arq has read
+        its definition (`_noting_jobs`) until it ends."""
+        _STARTING_JOB.set(job_id)  # this task's own context: arq runs each job in a task of its own
+        try:
+            await super().run_job(job_id, score)
+        finally:
+            self.presence.ended(job_id)
+
+    def _noting_jobs(self, deserializer: Deserializer) -> Deserializer:
+        """`deserializer`, which also tells `presence` the function and arguments of the job whose
+        definition `run_job` reads (the first payload read in its task); arq gives no other hook
+        that sees them, and reading the job again would cost a round trip per job."""
+
+        def deserialize(data: bytes) -> dict[str, Any]:
+            payload = deserializer(data)
+            job_id = _STARTING_JOB.get()
+            if job_id is not None:
+                _STARTING_JOB.set(None)
+                self.presence.starting(job_id, str(payload.get("f")), payload.get("a"))
+            return payload
+
+        return deserialize
+
+    async def record_health(self) -> None:
+        """arq's shared health key, then this process's own (`worker.presence`): every health
+        interval, when its jobs change (at most once a second), and at once after Redis came back."""
+        force = self._last_health_check == 0  # set by `_redis_failed`: write as soon as Redis takes it
+        await super().record_health()
+        if self.presence.due(force=force):
+            await self.presence.beat(self.pool, self._counters())
+
+    def _counters(self) -> dict[str, int]:
+        return {
+            "jobs_complete": self.jobs_complete,
+            "jobs_failed": self.jobs_failed,
+            "jobs_retried": self.jobs_retried,
+            "jobs_ongoing": len(self._running()),
+        }
+
     async def close(self) -> None:
-        """arq's close (wait for the jobs, delete the health key, run on_shutdown, close the pool),
-        which stops cleanly with Redis away too: the health key then expires by itself."""
+        """arq's close (wait for the jobs, delete the health keys, run on_shutdown, close the pool),
+        which stops cleanly with Redis away too: the health keys then expire by themselves."""
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
         if not self._pool:
@@ -171,6 +223,7 @@ class MarketWorker(Worker):
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         try:
             await self.pool.delete(self.health_check_key)
+            await self.presence.leave(self.pool)
         except REDIS_ERRORS as e:
             log.warning("worker.stopped_without_redis %s", fields(error=f'"{type(e).__name__}: {e}"'))
         if self.on_shutdown:
