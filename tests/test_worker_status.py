@@ -47,7 +47,12 @@ async def _workers(
     options = worker_options(config, secrets, clock=clock, scheduled=False)
     workers = [
         MarketWorker(
-            **{**options, "handle_signals": False, "poll_delay": 0.01, "health_check_interval": HEALTH_EVERY_S}
+            **{
+                **options,
+                "handle_signals": False,
+                "poll_delay": 0.01,
+                "health_check_interval": HEALTH_EVERY_S,
+            }
         )
         for _ in range(n)
     ]
@@ -81,20 +86,39 @@ async def test_status_lists_each_live_worker_with_its_jobs_and_drops_a_killed_on
         ids = {first.presence.worker_id, second.presence.worker_id}
         await until(lambda: set(_live(redis_url)) == ids, 5, "both health keys")
         # One slot each: the first batch goes to one worker, the second to the other.
-        await pool.enqueue_job("refresh_quotes", ["AAPL", "MSFT"], _job_id=keys.refresh_job_id("quotes", "1", "a"))
-        await until(lambda: (("refresh_quotes", 2),) in _live(redis_url).values(), 5, "the first batch listed")
+        await pool.enqueue_job(
+            "refresh_quotes", ["AAPL", "MSFT"], _job_id=keys.refresh_job_id("quotes", "1", "a")
+        )
+        await until(
+            lambda: (("refresh_quotes", 2),) in _live(redis_url).values(), 5, "the first batch listed"
+        )
         await pool.enqueue_job("refresh_quotes", ["SPY"], _job_id=keys.refresh_job_id("quotes", "1", "b"))
-        await until(lambda: (("refresh_quotes", 1),) in _live(redis_url).values(), 5, "the second batch listed")
+        await until(
+            lambda: (("refresh_quotes", 1),) in _live(redis_url).values(), 5, "the second batch listed"
+        )
         clock.advance(65)
 
         text, code = report(redis_url, clock=clock)
         assert code == 0
         lines = text.splitlines()
-        assert lines[0].split() == ["WORKER", "HOST", "PID", "UP", "BEAT", "DONE", "FAILED", "RETRIED", "RUNNING"]
+        assert lines[0].split() == [
+            "WORKER",
+            "HOST",
+            "PID",
+            "UP",
+            "BEAT",
+            "DONE",
+            "FAILED",
+            "RETRIED",
+            "RUNNING",
+        ]
         rows = {line.split()[0]: line.split() for line in lines[1:3]}
         assert set(rows) == ids
         assert {row[3] for row in rows.values()} == {"1m05s"}  # up for, as of the clock
-        assert {" ".join(row[-2:]) for row in rows.values()} == {"refresh_quotes:2 1m05s", "refresh_quotes:1 1m05s"}
+        assert {" ".join(row[-2:]) for row in rows.values()} == {
+            "refresh_quotes:2 1m05s",
+            "refresh_quotes:1 1m05s",
+        }
         assert lines[3] == "2 workers running, 2 jobs"
 
         monkeypatch_env.setenv("REDIS_URL", redis_url)
