@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -18,6 +20,7 @@ from tests.support import FakeClock, RunningEmulator, create_job_pool, make_conf
 from worker.__main__ import main
 from worker.config import Secrets
 from worker.daemon import MarketWorker
+from worker.presence import Presence, running_job
 from worker.settings import worker_options
 from worker.status import duration, live_workers, report
 
@@ -162,3 +165,29 @@ def test_status_without_config_or_redis_url_reads_the_local_default(
 )
 def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_each_worker_process_has_an_id_of_its_own() -> None:
+    """Two workers on one host (a reused pid, two containers with pid 1) still differ by the suffix."""
+    first, second = (Presence(FakeClock(), 10, host="c0ffee") for _ in range(2))
+    assert first.worker_id.startswith(f"c0ffee-{os.getpid()}-")
+    assert first.worker_id != second.worker_id
+    assert first.key == f"mc:v1:workers:{first.worker_id}"
+    assert first.ttl_s == 30
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "dataset", "symbols"),
+    [
+        ("refresh_quotes", [["AAPL", "MSFT"], 0, None], "quotes", 2),
+        ("refresh_chains", [["SPY"]], "chains", 1),
+        ("fetch", ["history", "AAPL", "1d"], "history", 1),
+        ("tick", [], None, 0),
+        ("refresh_nonsense", [["AAPL"]], None, 0),
+    ],
+)
+def test_a_running_job_says_its_dataset_and_symbols(
+    function: str, args: list[Any], dataset: str | None, symbols: int
+) -> None:
+    job = running_job("job-1", function, args, FakeClock()())
+    assert (job.function, job.dataset, job.symbols) == (function, dataset, symbols)
