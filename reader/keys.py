@@ -21,6 +21,17 @@ FETCHED = PREFIX + "fetched"
 # TTL a second longer): while it is absent, no worker is alive to run what a reader enqueues.
 WORKER_HEALTH = PREFIX + "worker:health"
 
+# Every worker process that wrote its own health key (`worker(worker_id)`) lately: a sorted set of
+# worker id -> epoch seconds of its last write. A member whose key has expired is not alive.
+WORKERS = PREFIX + "workers"
+
+
+def worker(worker_id: str) -> str:
+    """One worker process's own health key: a JSON `reader.models.WorkerHealth` (who it is, what it
+    runs now), rewritten every health interval with a TTL of three; deleted when it stops cleanly."""
+    return f"{WORKERS}:{worker_id}"
+
+
 # The worker's calendar adjustments (a JSON `reader.models.PublishedCalendar`), which readers apply
 # to the installed exchange calendar so that every market status agrees with the worker's schedule.
 CALENDAR = PREFIX + "calendar"

@@ -397,3 +397,44 @@ class MarketStatus(BaseModel):
     next_open: UtcDatetime
     next_close: UtcDatetime
     calendar: CalendarSource = "installed"
+
+
+class RunningJob(BaseModel):
+    """One job a worker process runs now: its arq `job_id` and `function` ("refresh_quotes",
+    "fetch", "tick"), the `dataset` it works on (None for the tick), how many `symbols` it was
+    given, and when it started (`started_at`, the worker's clock)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    job_id: str
+    function: str
+    dataset: str | None = None
+    symbols: Count = 0
+    started_at: UtcDatetime
+
+
+class WorkerHealth(BaseModel):
+    """One worker process's own health key (`reader.keys.worker`), written by that process every
+    `health_every_s` seconds and when the jobs it runs change, with a TTL of `ttl_s`: while the key
+    exists the process is alive. `python -m worker status` lists them.
+
+    `worker_id` is "<host>-<pid>-<4 hex digits>", unique per process (a container's host is its
+    id); `started_at` when the process started, `beat_at` when it wrote this (its clock, UTC);
+    the `jobs_*` counters are arq's since the start (`jobs_ongoing` counts `jobs`' arq tasks);
+    `jobs` what it runs now.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: UtcDatetime
+    beat_at: UtcDatetime
+    health_every_s: float = Field(gt=0)
+    ttl_s: float = Field(gt=0)
+    jobs_complete: Count = 0
+    jobs_failed: Count = 0
+    jobs_retried: Count = 0
+    jobs_ongoing: Count = 0
+    jobs: tuple[RunningJob, ...] = ()

@@ -123,13 +123,15 @@ async def worker_processes(
     for process in started:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
+    hung = []
     for process in started:
         try:
             await asyncio.wait_for(process.wait(), timeout=20)
         except TimeoutError:
-            process.kill()  # a worker outlives Redis now: never leave one behind
+            process.kill()  # a worker outlives Redis now: never leave one behind, nor the others
             await process.wait()
-            raise
+            hung.append(process.pid)
+    assert not hung, f"worker processes {hung} did not exit within 20 s of SIGINT"
 
 
 StartWorker = Callable[..., contextlib.AbstractAsyncContextManager[Worker]]

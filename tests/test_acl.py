@@ -19,8 +19,9 @@ from devtools.redis_server import RedisServer
 from reader import NotCached, Quote, Reader, keys
 from reader.ondemand import FetchRequest
 from tests.conftest import StartWorker
-from tests.support import FakeClock
+from tests.support import FakeClock, until
 from worker.ratelimit import RateGate
+from worker.status import live_workers
 
 ACL_FILE = Path(__file__).resolve().parent.parent / "deploy" / "redis-users.acl"
 PASSWORDS = {"worker": "worker-test-password", "reader": "reader-test-password"}
@@ -150,3 +151,26 @@ def test_the_worker_user_cannot_flush_or_touch_other_keys(acl_urls: dict[str, st
     with pytest.raises(NoPermissionError):
         client.set("another-app:key", "1")
     client.close()
+
+
+async def test_the_reader_user_lists_the_live_workers_but_cannot_forge_one(
+    acl_urls: dict[str, str], start_worker: StartWorker
+) -> None:
+    """`python -m worker status` works under the reader's user; a worker's health key and the list
+    of workers are the worker's to write."""
+    client = redis.Redis.from_url(acl_urls["reader"])
+    try:
+        async with start_worker(url=acl_urls["worker"]) as worker:
+            worker_id = worker.presence.worker_id
+            await until(
+                lambda: [w.worker_id for w in live_workers(client)] == [worker_id], 5, "the worker listed"
+            )
+            with pytest.raises(NoPermissionError):
+                client.set(keys.worker("forged-1-abcd"), "{}")
+            with pytest.raises(NoPermissionError):
+                client.zadd(keys.WORKERS, {"forged-1-abcd": 1})
+            with pytest.raises(NoPermissionError):
+                client.delete(keys.worker(worker_id))
+        assert live_workers(client) == []  # deleted by the worker's own user when it stopped
+    finally:
+        client.close()

@@ -18,6 +18,7 @@ from devtools.redis_server import find_redis_server, free_port
 from reader import Quote, keys
 from reader.tools import TOOL_NAMES
 from tests.support import child_env
+from worker.__main__ import _parser as worker_cli_parser
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,6 +107,31 @@ def test_compose_runs_redis_with_aof_and_a_worker_that_waits_for_it() -> None:
     # The mounted config is the repository's config file, at the path the image reads.
     mount = next(v for v in worker["volumes"] if v.startswith("./config.yaml:"))
     assert mount.split(":")[1] == worker["environment"]["MARKETCACHE_CONFIG"]
+
+
+def test_compose_scales_the_worker_each_container_checking_its_own() -> None:
+    """`docker compose up --scale worker=3` works: nothing fixed per container (name, host port, host
+    name), and each container's healthcheck is its own worker's health key, not the fleet's; the
+    README says how to scale and what to use for Redis high availability."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    worker = compose["services"]["worker"]
+    assert not {"container_name", "ports", "hostname"} & set(worker)
+    check = worker["healthcheck"]["test"]
+    assert check == ["CMD", "python", "-m", "worker", "status", "--self"]
+    args = worker_cli_parser().parse_args(check[4:])  # a real subcommand and option
+    assert (args.command, args.self) == ("status", True)
+    assert worker["environment"]["REDIS_URL"]  # what `status` reads, without the config file
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Scaling and high availability", 1)[1].split("\n## ", 1)[0]
+    for said in (
+        "--scale worker=3",
+        "python -m worker status",
+        "Sentinel is not supported",
+        "AOF",
+        "failover",
+    ):
+        assert said in section, said
 
 
 def test_dockerfile_installs_the_package_and_runs_the_worker_unprivileged() -> None:

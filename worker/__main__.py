@@ -1,7 +1,7 @@
-"""`python -m worker {run,refresh,check-config}`: the marketcache worker.
+"""`python -m worker {run,refresh,check-config,status}`: the marketcache worker.
 
-Exit codes: 0 success; 1 a refresh did not store every symbol, or Redis/upstream unreachable;
-2 the configuration (file or environment) is invalid.
+Exit codes: 0 success; 1 a refresh did not store every symbol, or Redis/upstream unreachable, or
+(status) no worker is running; 2 the configuration (file or environment) is invalid.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import redis
 import redis.asyncio
 
 from reader.redis_url import redact_url
+from worker import status
 from worker.allowance import per_min_text, verdict
 from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
 from worker.daemon import MarketWorker
@@ -35,6 +36,8 @@ log = logging.getLogger("worker")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "status":  # reads Redis alone: needs no valid config nor API keys
+        return _status(args)
     path = resolve_config_path(getattr(args, "path", None) or args.config)
     try:
         config = load_config(path)
@@ -83,6 +86,21 @@ async def _refresh_once(config: Config, secrets: Secrets) -> int:
         for error in dict.fromkeys(report.errors):
             print(f"error: {redact(error)}", file=sys.stderr)
     return 0 if all(report.complete for report in reports) else EXIT_INCOMPLETE
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        url = status.redis_url(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        text, code = status.report(url, as_json_=args.json, this_host=args.self)
+    except (redis.RedisError, OSError) as e:
+        print(f"error: cannot read Redis at {redact_url(url)}: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    print(text)
+    return code
 
 
 def _cadence_text(cadence: Cadence) -> str:
@@ -170,6 +188,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("refresh", parents=[common], help="refresh every symbol once and exit")
     check = commands.add_parser("check-config", parents=[common], help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="the file to check (default: as --config)")
+    status = commands.add_parser(
+        "status", parents=[common], help="list the live workers and what each runs; exit 1 if none"
+    )
+    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+    status.add_argument(
+        "--self", action="store_true", help="only the workers of this host (a container's healthcheck)"
+    )
     return parser
 
 

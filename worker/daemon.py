@@ -11,11 +11,14 @@ config), so that a job whose worker was killed is retaken only after two minutes
   answers again; then asks the scheduler for a catch-up (a restarted Redis may
   have lost the cache and the queue) and records its health key at once;
 - holds each running job's in-progress key as a lease of `LEASE_S`, renewed every
-  `LEASE_RENEW_S` while the job runs: a job whose worker died is retaken by another within
-  `LEASE_S` plus a poll, whatever its timeout;
+  `LEASE_RENEW_S` while the job runs, and keeps its job key at least `JOB_KEPT_S`: a job whose
+  worker died is retaken by another within `LEASE_S` plus a poll, whatever its timeout, even
+  past the time its key would have expired unstarted;
 - starts the queued jobs by priority (`worker.admission`): on-demand fetches first, then quote
   refreshes, then the background datasets in config.yaml's order, with job slots kept for the
   better ranks and at most two background refreshes per upstream running in the whole fleet;
+- writes a health key of its own besides arq's shared one (`worker.presence`): who it is and the
+  jobs it runs now, for `python -m worker status`;
 - starts one on-demand quote fetch per poll, and waits for it to take the other pending ones out
   of the queue (`worker.claims`) before polling again: arq would start each (up to `max_jobs`) as
   a job of its own, each an upstream call.
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import pickle
 import signal
 import time
 from typing import Any
@@ -34,14 +39,17 @@ import redis
 import redis.asyncio
 from arq import Worker
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.jobs import Deserializer
 
 from reader import keys
+from reader.clock import utc_now
 from reader.redis_url import redact_url
 from worker.admission import Admission
 from worker.errors import ConfigError
 from worker.logs import fields
 from worker.priority import dataset_ranks
+from worker.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,22 @@ LEASE_S = 5.0
 
 LEASE_RENEW_S = 1.0
 """How often a worker renews the leases of the jobs it runs."""
+
+JOB_KEPT_S = 2 * LEASE_S
+"""The least time a running job's arq job key (its function and arguments) outlives its lease's
+last renewal. A scheduled job's key expires at the dataset's next refresh time (unstarted by then,
+it is superseded), but the next refresh of a batch is skipped while the batch runs: without this,
+a batch whose worker died just before that time could not be retaken ("job expired"), and its
+symbols would wait a whole cadence more."""
+
+_RENEW_LEASE = """
+redis.call('pexpire', KEYS[1], ARGV[1])
+local ttl = redis.call('pttl', KEYS[2])
+if ttl >= 0 and ttl < tonumber(ARGV[2]) then redis.call('pexpire', KEYS[2], ARGV[2]) end
+return ttl
+"""
+"""Renew the lease (KEYS[1], the in-progress key, to ARGV[1] ms) and keep the job key (KEYS[2])
+at least ARGV[2] ms more; Redis 6.2 has no `PEXPIRE ... GT`."""
 
 REDIS_TIMEOUT_S = 5.0
 """The longest the worker waits for Redis to answer one command before it counts Redis as away."""
@@ -65,6 +89,9 @@ CLAIM_WAIT_S = 1.0
 REDIS_ERRORS = (redis.RedisError, OSError)
 """What a Redis that is down, restarting, stalled or out of memory (`maxmemory` with `noeviction`:
 "OOM command not allowed") raises."""
+
+_STARTING_JOB: contextvars.ContextVar[str | None] = contextvars.ContextVar("starting_job", default=None)
+"""The id of the job whose `run_job` runs in this task, until its definition was read."""
 
 
 class Leads:
@@ -110,8 +137,11 @@ class MarketWorker(Worker):
         self.redis_down_since: float | None = None
         self.redis_failures = 0
         self._renewed_at = 0.0
+        self._leased: set[str] = set()
         self.leads = self.ctx["leads"] = Leads()
         self.admission: Admission | None = None
+        self.presence = Presence(self.ctx.get("clock", utc_now), self.health_check_interval)
+        self.job_deserializer = self._noting_jobs(self.job_deserializer or pickle.loads)
 
     async def main(self) -> None:
         await wait_for_redis(self.redis_url)
@@ -138,6 +168,12 @@ class MarketWorker(Worker):
         return pool
 
     async def _poll_iteration(self) -> None:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # arq cancelled this loop (SIGINT, SIGTERM) but the cancellation was lost on its way:
+            # redis-py checks each pooled connection under `asyncio.timeout(0)`, and on Python 3.11
+            # a cancel that lands there is taken for the timeout's own, and the loop ran on forever.
+            raise asyncio.CancelledError
         try:
             await super()._poll_iteration()
             await self._renew_leases()
@@ -181,9 +217,60 @@ class MarketWorker(Worker):
         chosen = await self.admission.choose([j.decode() for j in job_ids], running, ranks, upstreams)
         return [job_id.encode() for job_id in chosen]
 
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's `run_job`; the job is listed in this process's health key from when arq has read
+        its definition (`_noting_jobs`) until it ends. Its start and end are logged at DEBUG (arq's
+        own lines are dropped as chatter: `worker.logs.DropJobChatter`)."""
+        _STARTING_JOB.set(job_id)  # this task's own context: arq runs each job in a task of its own
+        started = time.monotonic()
+        log.debug("job.started %s", fields(job_id=job_id, worker=self.presence.worker_id))
+        try:
+            await super().run_job(job_id, score)
+        finally:
+            self.presence.ended(job_id)
+            log.debug(
+                "job.ended %s",
+                fields(
+                    job_id=job_id,
+                    worker=self.presence.worker_id,
+                    elapsed_s=round(time.monotonic() - started, 3),
+                ),
+            )
+
+    def _noting_jobs(self, deserializer: Deserializer) -> Deserializer:
+        """`deserializer`, which also tells `presence` the function and arguments of the job whose
+        definition `run_job` reads (the first payload read in its task); arq gives no other hook
+        that sees them, and reading the job again would cost a round trip per job."""
+
+        def deserialize(data: bytes) -> dict[str, Any]:
+            payload = deserializer(data)
+            job_id = _STARTING_JOB.get()
+            if job_id is not None:
+                _STARTING_JOB.set(None)
+                self.presence.starting(job_id, str(payload.get("f")), payload.get("a"))
+            return payload
+
+        return deserialize
+
+    async def record_health(self) -> None:
+        """arq's shared health key, then this process's own (`worker.presence`): every health
+        interval, when its jobs change (at most once a second), and at once after Redis came back."""
+        force = self._last_health_check == 0  # set by `_redis_failed`: write as soon as Redis takes it
+        await super().record_health()
+        if self.presence.due(force=force):
+            await self.presence.beat(self.pool, self._counters())
+
+    def _counters(self) -> dict[str, int]:
+        return {
+            "jobs_complete": self.jobs_complete,
+            "jobs_failed": self.jobs_failed,
+            "jobs_retried": self.jobs_retried,
+            "jobs_ongoing": len(self._running()),
+        }
+
     async def close(self) -> None:
-        """arq's close (wait for the jobs, delete the health key, run on_shutdown, close the pool),
-        which stops cleanly with Redis away too: the health key then expires by itself."""
+        """arq's close (wait for the jobs, delete the health keys, run on_shutdown, close the pool),
+        which stops cleanly with Redis away too: the health keys then expire by themselves."""
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
         if not self._pool:
@@ -191,6 +278,7 @@ class MarketWorker(Worker):
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         try:
             await self.pool.delete(self.health_check_key)
+            await self.presence.leave(self.pool)
         except REDIS_ERRORS as e:
             log.warning("worker.stopped_without_redis %s", fields(error=f'"{type(e).__name__}: {e}"'))
         if self.on_shutdown:
@@ -203,18 +291,28 @@ class MarketWorker(Worker):
         return [job_id for job_id, task in self.tasks.items() if not task.done()]
 
     async def _renew_leases(self) -> None:
+        """Every `LEASE_RENEW_S`, and at once for a job that started since the last renewal."""
         now = time.monotonic()
         running = self._running()
-        if now - self._renewed_at < LEASE_RENEW_S:
+        new = not self._leased.issuperset(running)
+        if not new and now - self._renewed_at < LEASE_RENEW_S:
             return
         self._renewed_at = now
+        self._leased = set(running)
         if self.admission is not None:
             await self.admission.renew(running)
         if not running:
             return
         async with self.pool.pipeline(transaction=False) as pipe:
             for job_id in running:
-                pipe.pexpire(in_progress_key_prefix + job_id, int(LEASE_S * 1000))
+                pipe.eval(
+                    _RENEW_LEASE,
+                    2,
+                    in_progress_key_prefix + job_id,
+                    job_key_prefix + job_id,
+                    str(int(LEASE_S * 1000)),
+                    str(int(JOB_KEPT_S * 1000)),
+                )
             await pipe.execute()
 
     async def _redis_failed(self, error: BaseException) -> None:

@@ -94,7 +94,8 @@ def worker_options(
         "job_serializer": job_contract.dumps,
         "job_deserializer": job_contract.loads,
         "log_results": False,
-        # `arq --check worker.settings.WorkerSettings` (the compose healthcheck) reads this key.
+        # Readers (`NoWorker`) and `arq --check worker.settings.WorkerSettings` read this key; each
+        # worker also writes its own at this interval (`worker.presence`, `python -m worker status`).
         "health_check_interval": HEALTH_EVERY_S,
         "ctx": {"config": config, "secrets": secrets, "clock": clock, "config_path": config_path},
     }
