@@ -48,8 +48,8 @@ from reader.redis_url import redact_url
 from worker.admission import Admission
 from worker.errors import ConfigError
 from worker.logs import fields
-from worker.priority import dataset_ranks
 from worker.presence import Presence
+from worker.priority import dataset_ranks
 
 log = logging.getLogger(__name__)
 
