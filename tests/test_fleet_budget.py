@@ -218,6 +218,7 @@ async def test_one_worker_keeps_quotes_on_cadence_and_spends_the_allowance_witho
     """Acceptance 1: quotes at most 20 s old all along, 0 answers 429, >= 90 % of the allowance
     spent, and an on-demand miss answered within the upstream's latency plus 50 ms."""
     run = await _run(tmp_path, redis_url, emulator, clock, workers=1)
+    print(run)  # shown with -s, and on a failure
     assert run.throttled == 0
     assert run.oldest_quote_s <= 20, run
     assert run.allowance_used >= 0.9, run
@@ -232,6 +233,7 @@ async def test_three_workers_share_one_allowance_without_a_429(
     429 and >= 90 % of the allowance spent, between them; quotes on cadence and an on-demand miss
     answered at once, as with one worker."""
     run = await _run(tmp_path, redis_url, emulator, clock, workers=3)
+    print(run)  # shown with -s, and on a failure
     assert run.throttled == 0
     assert run.allowance_used >= 0.9, run
     assert run.oldest_quote_s <= 20, run

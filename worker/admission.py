@@ -108,9 +108,13 @@ class Admission:
         running: Iterable[str],
         ranks: dict[str, int],
         upstreams: dict[str, str | None],
+        *,
+        occupied: int = 0,
     ) -> list[str]:
         """The ids of `job_ids` to start now, best rank first. `running`: ids this process runs;
-        `ranks`/`upstreams`: each dataset's rank and the upstream its refresh calls (None: none)."""
+        `ranks`/`upstreams`: each dataset's rank and the upstream its refresh calls (None: none);
+        `occupied`: slots arq counts as taken (a job ending frees its slot a moment after its
+        task is done), so that arq never waits for a slot in the middle of a poll."""
         queued = sorted(
             (classify(job_id, ranks) for job_id in job_ids),
             key=lambda job: job.rank,
@@ -118,7 +122,7 @@ class Admission:
         busy = [classify(job_id, ranks) for job_id in running]
         background = sum(job.rank > QUOTES for job in busy)
         quotes = sum(job.rank == QUOTES for job in busy)
-        free = self.max_jobs - len(busy)
+        free = self.max_jobs - max(len(busy), occupied)
         refused: set[str] = set()
         chosen: list[str] = []
         for job in queued:

@@ -214,7 +214,9 @@ class MarketWorker(Worker):
             return job_ids
         ranks = dataset_ranks(runtime.config.priority)
         upstreams = {name: plan.upstream for name, plan in runtime.plans.items()}
-        chosen = await self.admission.choose([j.decode() for j in job_ids], running, ranks, upstreams)
+        chosen = await self.admission.choose(
+            [j.decode() for j in job_ids], running, ranks, upstreams, occupied=self.job_counter
+        )
         return [job_id.encode() for job_id in chosen]
 
     async def run_job(self, job_id: str, score: int) -> None:
