@@ -44,18 +44,19 @@ def _config(text: str = ISSUE_CASE, **sections: Any) -> Config:
 
 def _issue_chains_s() -> float:
     """What the formula gives chains in the issue's case: quotes keep 4 calls/min; chains (300/min)
-    and intraday bars (20/min) share what is left, stretched by one factor (166 s at 120/min)."""
+    and intraday bars (20/min) share what is left, stretched by one factor (175 s at 120/min, whose
+    steady rate is 114.1/min)."""
     left = steady_rate_per_min(120) - 100 / 100 * 60 / 15
     return math.ceil(60 * (300 + 20) / left)
 
 
 def test_the_issues_case_keeps_quotes_and_stretches_chains() -> None:
-    """100 symbols at 120/min: quotes keep 15 s; chains every 166 s; the held total fits the steady rate."""
+    """100 symbols at 120/min: quotes keep 15 s; chains every 175 s; the held total fits the steady rate."""
     allowance = plan_allowance(_config())
     holds = allowance.holds
     assert holds["quotes"].held.seconds == {"regular": 15.0}
     assert not holds["quotes"].stretched
-    assert _issue_chains_s() == 166  # with steady_rate_per_min(120) == 120
+    assert _issue_chains_s() == 175
     assert holds["chains"].held.seconds == {"regular": _issue_chains_s()}
     assert holds["chains"].configured.seconds == {"regular": 60.0}
     assert holds["chains"].needed_per_min["regular"] == 300
@@ -130,7 +131,7 @@ def test_two_upstreams_share_their_own_allowances() -> None:
 def test_check_config_prints_the_cadence_each_dataset_can_hold(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Acceptance 4: the issue's case prints quotes kept at 15 s and chains held at 166 s, with the fix."""
+    """Acceptance 4: the issue's case prints quotes kept at 15 s and chains held at 175 s, with the fix."""
     path = tmp_path / "config.yaml"
     path.write_text(ISSUE_CASE)
     assert main(["check-config", str(path)]) == 0
@@ -154,7 +155,9 @@ def test_check_config_prints_the_cadence_each_dataset_can_hold(
         rf"\(regular\) +stretched x{factor:.2f}: tradier's allowance",
         rows["chains"],
     ), rows["chains"]
-    assert "providers.tradier.rate_per_min >= 304" in rows["chains"]
+    needed = 300 + 4  # chains and what ranks before them, per minute
+    fix = next(a for a in range(120, 1000) if steady_rate_per_min(a) >= needed)
+    assert f"providers.tradier.rate_per_min >= {fix}" in rows["chains"]
     assert rows["expirations"].split()[-1] == "kept"
     assert rows["tradier:"].startswith("tradier: allowance 120/min")
     assert "the plan needs 324 calls/min" in rows["tradier:"]
@@ -176,7 +179,7 @@ def _et(hour: int, minute: int, second: int = 0) -> datetime:
 
 
 async def test_fresh_until_follows_the_held_cadence(issue_runtime: Runtime, clock: FakeClock) -> None:
-    """A chain fetched at 10:00:00 is fresh until the next held refresh (166 s grid from 09:30), not 10:01."""
+    """A chain fetched at 10:00:00 is fresh until the next held refresh (175 s grid from 09:30), not 10:01."""
     step = _issue_chains_s()
     next_held = _et(9, 30) + timedelta(seconds=step * math.floor(1800 / step + 1))
     slack = timedelta(seconds=issue_runtime.config.cache.fresh_slack_s)
@@ -187,20 +190,23 @@ async def test_fresh_until_follows_the_held_cadence(issue_runtime: Runtime, cloc
 async def test_the_scheduler_enqueues_chains_on_the_held_cadence(
     issue_runtime: Runtime, clock: FakeClock, redis_url: str
 ) -> None:
-    """After the start-up catch-up at 10:00:00, chains are due at 10:00:26 (held), not at 10:01:00."""
+    """After the start-up catch-up at 10:00:00, chains are due at 10:02:05 (the held grid of 175 s
+    from 09:30), not at 10:01:00."""
+    step = _issue_chains_s()
+    due = _et(9, 30) + timedelta(seconds=step * math.floor(1800 / step + 1))
+    assert due == _et(10, 2, 5)
     pool = await create_job_pool(redis_url)
     scheduler = Scheduler(issue_runtime, pool)
     try:
         await scheduler.tick()  # the catch-up: everything is missing
         acted: dict[str, int] = {}
-        for at in (_et(10, 0, 20), _et(10, 0, 30), _et(10, 1, 0), _et(10, 2, 0)):
+        for at in (_et(10, 1, 0), _et(10, 2, 0), _et(10, 2, 10), _et(10, 3, 0)):
             clock.now = at
             report = await scheduler.tick()
             acted[f"{at:%H:%M:%S}"] = report.enqueued["chains"] + report.skipped["chains"]
     finally:
         await pool.aclose()
-    assert _issue_chains_s() == 166  # so the held grid from 09:30 has 09:57:40, 10:00:26, 10:03:12
-    assert acted == {"10:00:20": 0, "10:00:30": 10, "10:01:00": 0, "10:02:00": 0}
+    assert acted == {"10:01:00": 0, "10:02:00": 0, "10:02:10": 10, "10:03:00": 0}
 
 
 def test_a_reload_recomputes_the_held_cadence_and_logs_what_it_stretches(

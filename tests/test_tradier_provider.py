@@ -270,9 +270,9 @@ async def test_a_window_too_far_away_fails_fast_instead_of_outwaiting_the_job(
 
 
 async def test_the_configured_rate_holds_requests_beyond_the_burst(clock: FakeClock) -> None:
-    """At 120/min the gate lets a burst of 6 through at once and holds the 7th for the refill."""
+    """At 120/min the gate lets a burst of 4 through at once and holds the 5th for the refill."""
     gate = RateGate("tradier", 120, 50, clock=clock, sleep=clock.sleep)
-    assert gate.burst == 6
+    assert gate.burst == 4
     entered = 0
     release = asyncio.Event()
 
@@ -282,10 +282,10 @@ async def test_the_configured_rate_holds_requests_beyond_the_burst(clock: FakeCl
             entered += 1
             await release.wait()
 
-    tasks = [asyncio.create_task(one_request()) for _ in range(8)]
+    tasks = [asyncio.create_task(one_request()) for _ in range(6)]
     for _ in range(20):
         await asyncio.sleep(0)
-    assert entered == 6  # the other two wait for the budget, not for a window
+    assert entered == 4  # the other two wait for the budget, not for a window
     release.set()
     for task in tasks:
         task.cancel()

@@ -6,19 +6,19 @@ process on every machine and timed by the Redis server's clock (in memory when t
 Redis). `rate_per_min` is the fleet's allowance: the upstream's `A` requests per fixed 1-minute
 window (Tradier's model: the window starts at the first request). A GCRA with burst `B` and steady
 interval `T` lets through at most `B + W / T` requests in any `W` seconds, so with
-`B = max(1, A // 20)` (3 s worth) and `T = (60 + JITTER_S) / (A - B)` no window of 60 s plus
+`B = max(1, A // 30)` (2 s worth) and `T = (60 + JITTER_S) / (A - B)` no window of 60 s plus
 `JITTER_S` (1 s of latency jitter: a request sent before a window ends may arrive after it) sees
 more than `A`, and a 60-s window at most `B + 60 / T` (118 at 120/min). In steady state the fleet
-spends `steady_rate_per_min(A)`: 112.1/min at 120 (93%), 3.93/min at Polygon's free 5 (B = 1).
+spends `steady_rate_per_min(A)`: 114.1/min at 120 (95%), 3.93/min at Polygon's free 5 (B = 1).
 
 **Ranks** (`worker.priority`: 0 on-demand, 1 quotes, 2.. background datasets) share that one
 TAT with different bursts: rank `r` may only use the burst down to `reserve(r)` tokens
 (`capacity(burst, r) = burst - reserve(r)`, at least 1): on-demand all of it, quotes half of it,
 each background rank one token less than the rank before. So wherever a worse rank is admitted a
 better one is too, fleet-wide, in one atomic script; and while background requests hold the budget
-at their own capacity, an on-demand request finds its reserve there at once. At 120/min (B = 6)
-the capacities are 6, 3, 2, 1, 1, ...; at B = 2 or 3 (40 to 79/min) on-demand keeps B - 1 and
-every other rank has 1. Under 40/min (B = 1: Polygon's free 5/min) the reserves vanish: every rank
+at their own capacity, an on-demand request finds its reserve there at once. At 120/min (B = 4)
+the capacities are 4, 2, 1, 1, ...; at B = 2 or 3 (60 to 119/min) on-demand keeps B - 1 and
+every other rank has 1. Under 60/min (B = 1: Polygon's free 5/min) the reserves vanish: every rank
 has capacity 1, so across processes requests are granted as they come (an on-demand request may
 wait one interval, 15 s at 5/min, behind another process's background request), and priority
 holds only among the waiters of one process.
@@ -78,13 +78,13 @@ RESET_MARGIN = timedelta(milliseconds=250)
 MAX_JITTER_S = 0.5
 JITTER_S = 1
 """Seconds of latency jitter the pacing leaves room for: no `60 + JITTER_S` s exceed the allowance."""
-BURST_DIVISOR = 20
-"""The burst is `rate_per_min // BURST_DIVISOR` requests: 3 seconds' worth of the allowance."""
+BURST_DIVISOR = 30
+"""The burst is `rate_per_min // BURST_DIVISOR` requests: 2 seconds' worth of the allowance."""
 
 
 def burst_of(rate_per_min: int) -> int:
     """Requests the fleet may send at once after an idle spell, under an allowance of
-    `rate_per_min` per minute: 3 seconds' worth, at least 1."""
+    `rate_per_min` per minute: 2 seconds' worth, at least 1."""
     return max(1, rate_per_min // BURST_DIVISOR)
 
 
@@ -101,7 +101,7 @@ def steady_quota(rate_per_min: int) -> tuple[int, int]:
 def steady_rate_per_min(rate_per_min: int) -> float:
     """Requests per minute the fleet sends at most in steady state under an allowance of
     `rate_per_min` (the rest is headroom for bursts of higher-priority requests and for latency
-    jitter): 112.13 at 120, 3.93 at 5."""
+    jitter): 114.1 at 120, 3.93 at 5."""
     limit, period_s = steady_quota(rate_per_min)
     return limit * 60 / period_s
 
