@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._process import start_python
 from devtools.redis_server import RedisServer, free_port
 from reader import Reader, keys
 
@@ -120,23 +119,13 @@ async def _bulk_misses(url: str, base_url: str, sizes: list[int]) -> list[tuple[
     return rows
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 Measured = tuple[list[float], list[float], list[tuple[int, int, float, int]]]
 
 
 def measure(url: str, misses: int, latency_ms: float, bulk: list[int]) -> Measured:
     port = free_port()
     emulator_url = f"http://127.0.0.1:{port}"
-    emulator = _start(
+    emulator = start_python(
         ["-m", "emulator", "--port", str(port), "--latency-ms", str(latency_ms), "--rate-per-min", "100000"],
         {},
     )
@@ -148,7 +137,9 @@ def measure(url: str, misses: int, latency_ms: float, bulk: list[int]) -> Measur
             client = redis.Redis.from_url(url)
             client.flushall()
             env = {"REDIS_URL": url, "TRADIER_BASE_URL": emulator_url, "TRADIER_API_KEY": API_KEY}
-            worker = _start(["-m", "worker", "run", "--config", str(config), "--log-level", "WARNING"], env)
+            worker = start_python(
+                ["-m", "worker", "run", "--config", str(config), "--log-level", "WARNING"], env
+            )
             _wait_for(lambda: client.exists(keys.quote("SPY")), 30, "the worker's first refresh")
             client.close()
             direct = asyncio.run(_direct_calls(emulator_url, misses))

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -41,25 +40,13 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._process import start_python
+from devtools.budget_case import budget_case_config
 from devtools.redis_server import RedisServer, free_port
 from reader import Quote, keys
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key-not-a-secret"
-EVERY_PHASE = "{{pre: {s}, regular: {s}, post: {s}, closed: {s}}}"
-
-
-def _config(symbols: list[str], rate_per_min: int) -> str:
-    return (
-        f"watchlist: [{', '.join(symbols)}]\n"
-        f"providers: {{tradier: {{rate_per_min: {rate_per_min}}}}}\n"
-        "datasets:\n"
-        f"  quotes: {{cadence_s: {EVERY_PHASE.format(s=15)}, close_refresh: false}}\n"
-        f"  chains: {{cadence_s: {EVERY_PHASE.format(s=60)}, close_refresh: false, expirations: 3}}\n"
-        "  history: {enabled: false}\n"
-        "  indicators: {enabled: false}\n"
-        "worker: {tick_s: 1, shutdown_grace_s: 2}\n"
-    )
 
 
 @dataclass
@@ -90,32 +77,22 @@ def _ages_s(client: redis.Redis, symbols: list[str]) -> list[float]:
     ]
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 def run(url: str, workers: int, args: argparse.Namespace) -> Result:
     symbols = ["".join(p) for p in itertools.product("ABCDEFGHIJKLMNOP", repeat=2)][: args.symbols]
     port = free_port()
     emulator_url = f"http://127.0.0.1:{port}"
     limits = ["--latency-ms", str(args.latency_ms), "--rate-per-min", str(args.rate_per_min)]
-    emulator = _start(["-m", "emulator", "--port", str(port), *limits], {})
+    emulator = start_python(["-m", "emulator", "--port", str(port), *limits], {})
     processes: list[subprocess.Popen[bytes]] = []
     client = redis.Redis.from_url(url)
     client.flushall()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
-        config.write_text(_config(symbols, args.rate_per_min))
+        config.write_text(budget_case_config(args.rate_per_min, symbols))
         env = {"REDIS_URL": url, "TRADIER_BASE_URL": emulator_url, "TRADIER_API_KEY": API_KEY}
         try:
             command = ["-m", "worker", "run", "--config", str(config), "--log-level", "WARNING"]
-            processes = [_start(command, env) for _ in range(workers)]
+            processes = [start_python(command, env) for _ in range(workers)]
             deadline = time.monotonic() + 60
             while max(_ages_s(client, symbols)) == float("inf"):
                 if time.monotonic() > deadline:
@@ -173,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         per_min = r.calls * 60 / r.seconds
         chains_per_min = r.chain_calls * 60 / r.seconds
         base_chains = base.chain_calls * 60 / base.seconds
+        versus = f"{chains_per_min / base_chains:.2f}" if base_chains else "-"  # no chain in a short run
         print(
             f"{r.workers:>7} {per_min:>10.1f} {per_min / args.rate_per_min:>9.0%} {chains_per_min:>11.1f} "
-            f"{chains_per_min / base_chains if base_chains else float('nan'):>8.2f} "
+            f"{versus:>8} "
             f"{statistics.median(r.ages_s):>16.1f} {max(r.ages_s):>9.1f} {r.throttled:>5}"
         )
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -331,7 +331,14 @@ async def process_env(emulator_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-async def start_process(emulator: RunningEmulator, *args: str, **env: str) -> asyncio.subprocess.Process:
+class ServesAnEmulator(Protocol):
+    """An emulator in this process (`RunningEmulator`) or in one of its own: where it listens."""
+
+    @property
+    def url(self) -> str: ...
+
+
+async def start_process(emulator: ServesAnEmulator, *args: str, **env: str) -> asyncio.subprocess.Process:
     """`python *args` (a worker, a reader) from the repository, on the clock of `emulator`
     (`process_env`, which refuses a mismatch), stdout and stderr piped. Every process a test
     starts against an emulator starts here."""
@@ -343,7 +350,7 @@ async def start_process(emulator: RunningEmulator, *args: str, **env: str) -> as
 
 
 async def start_worker_process(
-    config: Path, redis_url: str, emulator: RunningEmulator, api_key: str
+    config: Path, redis_url: str, emulator: ServesAnEmulator, api_key: str
 ) -> asyncio.subprocess.Process:
     """`python -m worker run --config <config>` against `redis_url` and the emulator, on its clock."""
     return await start_process(

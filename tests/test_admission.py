@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
+from arq.constants import in_progress_key_prefix
 
 from reader import keys
+from tests.support import make_config
 from worker.admission import Admission, classify
 from worker.priority import dataset_ranks
+from worker.risks import config_warnings
 
 RANKS = dataset_ranks()
 UPSTREAMS: dict[str, str | None] = {
@@ -118,3 +121,33 @@ def test_a_job_id_says_its_rank() -> None:
     assert classify(refresh("chains", 1) + ":retry:1", RANKS).rank == RANKS["chains"]
     assert classify(fetch("AAPL"), RANKS).rank == 0
     assert classify("cron:tick:1764601200123", RANKS).rank < 0
+
+
+async def test_one_job_slot_runs_every_kind_and_check_config_says_none_is_kept(
+    client: redis.asyncio.Redis,
+) -> None:
+    """With max_jobs 1 or 2 each kind may still take a slot (none would run otherwise); a warning says so."""
+    assert await Admission(client, 1, lease_ms=5000).choose([refresh("quotes", 1)], [], RANKS, UPSTREAMS) == [
+        refresh("quotes", 1)
+    ]
+    assert await Admission(client, 1, lease_ms=5000).choose([refresh("chains", 1)], [], RANKS, UPSTREAMS) == [
+        refresh("chains", 1)
+    ]
+    two = Admission(client, 2, lease_ms=5000, per_upstream=10)
+    assert await two.choose([refresh("chains", 1), refresh("chains", 2)], [], RANKS, UPSTREAMS) == [
+        refresh("chains", 1)
+    ]
+    config = make_config(
+        ["AAPL"], redis_url="redis://127.0.0.1:1/0", tradier_url="http://127.0.0.1:1", worker={"max_jobs": 1}
+    )
+    warnings = config_warnings(config)
+    assert any("worker.max_jobs = 1 is under 3" in warning for warning in warnings), warnings
+
+
+async def test_a_job_running_elsewhere_takes_no_slot_here(client: redis.asyncio.Redis) -> None:
+    """arq keeps a running job in its queue: another worker passes over it to the next one."""
+    await client.set(in_progress_key_prefix + refresh("quotes", 1), 1)
+    chosen = await Admission(client, 1, lease_ms=5000).choose(
+        [refresh("quotes", 1), refresh("quotes", 2)], [], RANKS, UPSTREAMS
+    )
+    assert chosen == [refresh("quotes", 2)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -32,11 +31,12 @@ import aiohttp
 import pytest
 import redis.asyncio
 
+from devtools.budget_case import SYMBOLS, budget_case_config
 from devtools.redis_server import free_port
 from reader import NotCached, Quote, Reader, keys
 from reader.clock import Clock, ShiftedClock, clock_offset_s
 from tests.conftest import API_KEY
-from tests.support import REPO, child_env, process_env, stop_worker_process
+from tests.support import REPO, child_env, start_worker_process, stop_worker_process
 
 pytestmark = pytest.mark.processes  # their emulator runs on a clock they can share
 
@@ -47,9 +47,6 @@ FULL = "MARKETCACHE_BUDGET_RUN_S" in os.environ
 ALLOWANCE_PER_MIN = 120
 LATENCY_MS = 40
 """The emulator's answer time: the on-demand miss is measured against it."""
-
-SYMBOLS = ["".join(pair) for pair in itertools.product("ABCDEFGHIJ", repeat=2)]
-EVERY_PHASE = "{{pre: {s}, regular: {s}, post: {s}, closed: {s}}}"
 
 
 @dataclass
@@ -98,28 +95,9 @@ async def until_listening(url: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def start_worker(config: Path, redis_url: str, emulator: EmulatorProcess) -> asyncio.subprocess.Process:
-    """`python -m worker run`, on the emulator's clock (`support.process_env` checks it)."""
-    env = await process_env(emulator.url, REDIS_URL=redis_url, TRADIER_API_KEY=API_KEY)
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker", "run", "--config", str(config),
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
 def _config(tmp_path: Path) -> Path:
-    """The issue's case, on every phase (the test must not depend on today's)."""
     path = tmp_path / "config.yaml"
-    path.write_text(
-        f"watchlist: [{', '.join(SYMBOLS)}]\n"
-        f"providers: {{tradier: {{rate_per_min: {ALLOWANCE_PER_MIN}}}}}\n"
-        "datasets:\n"
-        f"  quotes: {{cadence_s: {EVERY_PHASE.format(s=15)}, close_refresh: false}}\n"
-        f"  chains: {{cadence_s: {EVERY_PHASE.format(s=60)}, close_refresh: false, expirations: 3}}\n"
-        "  history: {enabled: false}\n"
-        "  indicators: {enabled: false}\n"
-        "worker: {tick_s: 1, shutdown_grace_s: 2}\n"
-    )
+    path.write_text(budget_case_config(ALLOWANCE_PER_MIN))
     return path
 
 
@@ -175,7 +153,7 @@ async def _direct_latency_s(emulator: EmulatorProcess, symbol: str) -> float:
 
 async def _run(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, clock: Clock, workers: int) -> Run:
     config = _config(tmp_path)
-    processes = [await start_worker(config, redis_url, emulator) for _ in range(workers)]
+    processes = [await start_worker_process(config, redis_url, emulator, API_KEY) for _ in range(workers)]
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 30

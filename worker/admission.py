@@ -7,7 +7,8 @@ one of `max_jobs` slots. `MarketWorker.start_jobs` passes them through `Admissio
   background datasets in config.yaml's `priority` order; first come, first served within a rank.
 - **Slots kept for better ranks**: background refreshes hold at most `max_jobs - 2` slots of a
   process and quote refreshes `max_jobs - 1`, so an on-demand fetch always finds a slot free, and
-  so does a quote refresh, whatever number of background jobs are queued.
+  so does a quote refresh, whatever number of background jobs are queued (each kind may always
+  take one slot: with `max_jobs` under 3 some slots cannot be kept, and check-config says so).
 - **Background jobs one upstream at a time**: at most `BACKGROUND_PER_UPSTREAM` background
   refreshes of one upstream run at once in the whole fleet. A started job then gets its share of
   the allowance and ends well within its timeout; ten started at once would share it tenfold and
@@ -17,8 +18,9 @@ one of `max_jobs` slots. `MarketWorker.start_jobs` passes them through `Admissio
   the job's in-progress key, so that the slot of a killed worker's job is free again within
   `LEASE_S`.
 
-A job `choose` leaves out stays queued; one it lets through that arq then does not start (started
-elsewhere meanwhile) gives its lease back within `LEASE_S`, as it is not renewed.
+A job running elsewhere (arq keeps it in the queue until it ends) is passed over. A job `choose`
+leaves out stays queued; one it lets through that arq then does not start (started elsewhere in
+the meantime) gives its lease back within `LEASE_S`, as it is not renewed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio
+from arq.constants import in_progress_key_prefix
 
 from reader import keys
 from worker.priority import ON_DEMAND, QUOTES
@@ -44,6 +47,9 @@ KEPT_FOR_ON_DEMAND = 1
 KEPT_FOR_QUOTES = 1
 """Job slots of a process that only on-demand fetches and quote refreshes may take, besides
 `KEPT_FOR_ON_DEMAND`."""
+
+CHECKED_AT_ONCE = 32
+"""Queued job ids checked for a run elsewhere in one round trip."""
 
 _REFRESH = keys.PREFIX + "refresh:"
 
@@ -125,11 +131,11 @@ class Admission:
         free = self.max_jobs - max(len(busy), occupied)
         refused: set[str] = set()
         chosen: list[str] = []
-        for job in queued:
+        for job in await self._not_started(queued, free):
             if free <= 0:
                 break
             if job.rank > QUOTES:
-                if background >= self.max_jobs - KEPT_FOR_ON_DEMAND - KEPT_FOR_QUOTES:
+                if background >= max(1, self.max_jobs - KEPT_FOR_ON_DEMAND - KEPT_FOR_QUOTES):
                     continue
                 upstream = upstreams.get(job.dataset or "")
                 if upstream is not None:
@@ -139,12 +145,29 @@ class Admission:
                     self.leases[job.job_id] = upstream
                 background += 1
             elif job.rank == QUOTES:
-                if background + quotes >= self.max_jobs - KEPT_FOR_ON_DEMAND:
+                if background + quotes >= max(1, self.max_jobs - KEPT_FOR_ON_DEMAND):
                     continue
                 quotes += 1
             chosen.append(job.job_id)
             free -= 1
         return chosen
+
+    async def _not_started(self, queued: list[QueuedJob], free: int) -> list[QueuedJob]:
+        """The first of `queued` (in order) that no worker runs yet, enough for `free` slots of
+        each kind: arq keeps a running job in its queue until it ends, and one running elsewhere
+        must not take a slot here (nor its lease be renewed by this process). One round trip per
+        `CHECKED_AT_ONCE` ids, seldom more than one."""
+        found: list[QueuedJob] = []
+        for start in range(0, len(queued), CHECKED_AT_ONCE):
+            chunk = queued[start : start + CHECKED_AT_ONCE]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job in chunk:
+                    pipe.exists(in_progress_key_prefix + job.job_id)
+                started = await pipe.execute()
+            found += [job for job, running in zip(chunk, started, strict=True) if not running]
+            if len(found) >= free * 3:  # room for the ones a kind's limit leaves out
+                break
+        return found
 
     async def renew(self, running: Iterable[str]) -> None:
         """Renew the leases of the background jobs this process runs; give back the others'."""

@@ -10,6 +10,8 @@ from worker.config import Config, ProviderConfig
 from worker.plan import plan_allowance, scheduled_plans
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+MIN_JOBS_FOR_PRIORITY = 3
+"""Job slots a process needs to keep one for on-demand fetches and one for quotes (`worker.admission`)."""
 TRADIER_DOCUMENTED_RATE = {"api.tradier.com": 120, "sandbox.tradier.com": 60}
 
 
@@ -30,6 +32,12 @@ def config_warnings(config: Config) -> list[str]:
         warnings.append(
             f"providers.tradier.rate_per_min = {tradier.rate_per_min} is above the {documented}/min Tradier "
             "documents for market data there; the worker will wait on its rate headers instead"
+        )
+    if config.worker.max_jobs < MIN_JOBS_FOR_PRIORITY:
+        warnings.append(
+            f"worker.max_jobs = {config.worker.max_jobs} is under {MIN_JOBS_FOR_PRIORITY}: a process cannot "
+            "keep a job slot for on-demand fetches and one for quotes, so they may wait for a background "
+            f"refresh to end; use {MIN_JOBS_FOR_PRIORITY} or more"
         )
     tick_s = config.worker.tick_s
     for plan in scheduled_plans(config).values():
