@@ -223,3 +223,22 @@ def test_a_reload_recomputes_the_held_cadence_and_logs_what_it_stretches(
     issue_runtime.reconfigure(issue_runtime.config.model_copy(update={"providers": providers}))
     assert issue_runtime.plans["chains"].cadence.seconds == {"regular": 60.0}
     assert issue_runtime.scheduled["chains"].cadence.seconds == {"regular": 60.0}
+
+
+async def test_a_batch_queued_by_the_catch_up_waits_its_turn_for_three_held_intervals(
+    issue_runtime: Runtime, clock: FakeClock, redis_url: str
+) -> None:
+    """Chains enqueued at 10:00:00 are dropped unstarted only after 3 held intervals past the next
+    refresh time (10:02:05 + 3 x 175 s), not a minute later: batches queued behind the others keep
+    their place while the allowance works through them."""
+    pool = await create_job_pool(redis_url)
+    try:
+        await Scheduler(issue_runtime, pool).tick()  # the catch-up: everything is missing
+        job_ids = [key async for key in pool.scan_iter("arq:job:mc:v1:refresh:chains:*")]
+        ttls_s = [await pool.ttl(key) for key in job_ids]
+    finally:
+        await pool.aclose()
+    assert len(job_ids) == 10
+    expected_s = (_et(10, 2, 5) - _et(10, 0)).total_seconds() + 3 * _issue_chains_s()
+    # arq adds a second of its own; the test's own time passes too.
+    assert all(expected_s - 5 <= ttl <= expected_s + 5 for ttl in ttls_s), (ttls_s, expected_s)

@@ -116,6 +116,8 @@ class Run:
     """How long an on-demand quote of a symbol off the watchlist took, made mid-run."""
     latency_s: float
     """How long the same call straight to the emulator took."""
+    logs: Path
+    """What the workers logged."""
 
     @property
     def allowance_used(self) -> float:
@@ -185,7 +187,9 @@ async def _run(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, clock:
         await client.aclose()
         logs = [await stop_worker_process(process) for process in processes]
     assert not any("Traceback" in log for log in logs), "\n".join(logs)
-    return Run(oldest_s, calls_after - calls_before - 2, throttled, seconds, miss_s, latency_s)
+    logged = tmp_path / "workers.log"  # named by each failure message
+    await asyncio.to_thread(logged.write_text, "\n=====\n".join(logs))
+    return Run(oldest_s, calls_after - calls_before - 2, throttled, seconds, miss_s, latency_s, logged)
 
 
 @pytest.mark.skipif(not FULL, reason="runs under make test-fleet; make test checks its points with 3 workers")
@@ -197,7 +201,7 @@ async def test_one_worker_keeps_quotes_on_cadence_and_spends_the_allowance_witho
     spent, and an on-demand miss answered within the upstream's latency plus 50 ms."""
     run = await _run(tmp_path, redis_url, emulator, clock, workers=1)
     print(run)  # shown with -s, and on a failure
-    assert run.throttled == 0
+    assert run.throttled == 0, run
     assert run.oldest_quote_s <= 20, run
     assert run.allowance_used >= 0.9, run
     assert run.miss_s <= run.latency_s + 0.05, run
@@ -212,7 +216,7 @@ async def test_three_workers_share_one_allowance_without_a_429(
     answered at once, as with one worker."""
     run = await _run(tmp_path, redis_url, emulator, clock, workers=3)
     print(run)  # shown with -s, and on a failure
-    assert run.throttled == 0
+    assert run.throttled == 0, run
     assert run.allowance_used >= 0.9, run
     assert run.oldest_quote_s <= 20, run
     assert run.miss_s <= run.latency_s + 0.05, run

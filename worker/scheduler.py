@@ -166,14 +166,18 @@ class Scheduler:
         # refreshes due meanwhile skip its batch (`_still_running`), so a batch queued behind others
         # keeps its place in line, instead of being dropped at the next refresh time and enqueued
         # again at the end of the line, where it would wait again (and again) while the first ones ran.
-        upcoming = schedule.next_refresh(self.runtime.plans[due.dataset].cadence, self.runtime.calendar, now)
-        interval_s = (upcoming - now).total_seconds()
+        # Counted in whole intervals after the next refresh time: a batch enqueued (by a catch-up)
+        # just before a refresh time is not dropped a few seconds later.
+        cadence = self.runtime.plans[due.dataset].cadence
+        upcoming = schedule.next_refresh(cadence, self.runtime.calendar, now)
+        after = schedule.next_refresh(cadence, self.runtime.calendar, upcoming)
+        queued_s = (upcoming - now).total_seconds() + QUEUED_INTERVALS * (after - upcoming).total_seconds()
         job = await self.redis.enqueue_job(
             refresh_job(due.dataset),
             list(due.symbols),
             _job_id=due.job_id,
             _queue_name=keys.QUEUE,
-            _expires=min(max(QUEUED_INTERVALS * interval_s, MIN_QUEUED_S), MAX_QUEUED_S),
+            _expires=min(max(queued_s, MIN_QUEUED_S), MAX_QUEUED_S),
         )
         if job is None:
             return False
