@@ -45,7 +45,7 @@ test-dates: $(VENV)/.stamp-dev
 # The rate budget's acceptance at full length: the 100-symbol case with 1 and with 3 worker
 # processes, 3 minutes each, one at a time (make test runs the 3-worker case for 30 s). About 8 min.
 test-fleet: $(VENV)/.stamp-dev
-	MARKETCACHE_BUDGET_RUN_S=180 $(BIN)/python -m pytest -n 0 --no-cov tests/test_fleet_budget.py
+	MARKETCACHE_BUDGET_RUN_S=180 $(BIN)/python -m pytest -n 0 --no-cov -rP tests/test_fleet_budget.py
 
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python bench/reader_hit.py
