@@ -151,3 +151,27 @@ async def test_a_job_running_elsewhere_takes_no_slot_here(client: redis.asyncio.
         [refresh("quotes", 1), refresh("quotes", 2)], [], RANKS, UPSTREAMS
     )
     assert chosen == [refresh("quotes", 2)]
+
+
+async def test_a_job_two_processes_chose_keeps_the_lease_of_the_one_running_it(redis_url: str) -> None:
+    """A and B both choose chains 1; arq starts it on A only. B giving back its choice leaves A's
+    lease, and a lease Redis lost (a restart) is put back by the next renewal: the cap holds."""
+    a_client = redis.asyncio.Redis.from_url(redis_url)
+    b_client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        a, b = Admission(a_client, 10, lease_ms=5000), Admission(b_client, 10, lease_ms=5000)
+        assert await a.choose([refresh("chains", 1)], [], RANKS, UPSTREAMS) == [refresh("chains", 1)]
+        assert await b.choose([refresh("chains", 1)], [], RANKS, UPSTREAMS) == [refresh("chains", 1)]
+        await b.renew([])  # arq found it started on A
+        await a.renew([refresh("chains", 1)])
+        assert await a.choose(
+            [refresh("chains", 2), refresh("chains", 3)], [refresh("chains", 1)], RANKS, UPSTREAMS
+        ) == [refresh("chains", 2)]
+        await a_client.delete(keys.background_jobs("tradier"))  # Redis restarted
+        await a.renew([refresh("chains", 1), refresh("chains", 2)])
+        running = [refresh("chains", 1), refresh("chains", 2)]
+        assert await b.choose([refresh("chains", 3)], [], RANKS, UPSTREAMS) == []
+        assert len(running) == await a_client.zcard(keys.background_jobs("tradier"))
+    finally:
+        await a_client.aclose()
+        await b_client.aclose()

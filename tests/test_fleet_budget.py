@@ -153,9 +153,18 @@ async def _direct_latency_s(emulator: EmulatorProcess, symbol: str) -> float:
         return time.perf_counter() - started
 
 
-async def _run(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, clock: Clock, workers: int) -> Run:
+async def _run(
+    tmp_path: Path,
+    redis_url: str,
+    emulator: EmulatorProcess,
+    clock: Clock,
+    workers: int,
+    started: list[asyncio.subprocess.Process],
+) -> Run:
+    """`started`: the `worker_processes` fixture's list, which stops (or kills) every one after."""
     config = _config(tmp_path)
     processes = [await start_worker_process(config, redis_url, emulator, API_KEY) for _ in range(workers)]
+    started += processes
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 30
@@ -195,11 +204,15 @@ async def _run(tmp_path: Path, redis_url: str, emulator: EmulatorProcess, clock:
 @pytest.mark.skipif(not FULL, reason="runs under make test-fleet; make test checks its points with 3 workers")
 @pytest.mark.long(seconds=RUN_S + 20)
 async def test_one_worker_keeps_quotes_on_cadence_and_spends_the_allowance_without_a_429(
-    tmp_path: Path, redis_url: str, emulator: EmulatorProcess, clock: Clock
+    tmp_path: Path,
+    redis_url: str,
+    emulator: EmulatorProcess,
+    clock: Clock,
+    worker_processes: list[asyncio.subprocess.Process],
 ) -> None:
     """Acceptance 1: quotes at most 20 s old all along, 0 answers 429, >= 90 % of the allowance
     spent, and an on-demand miss answered within the upstream's latency plus 50 ms."""
-    run = await _run(tmp_path, redis_url, emulator, clock, workers=1)
+    run = await _run(tmp_path, redis_url, emulator, clock, 1, worker_processes)
     print(run)  # shown with -s, and on a failure
     assert run.throttled == 0, run
     assert run.oldest_quote_s <= 20, run
@@ -209,12 +222,16 @@ async def test_one_worker_keeps_quotes_on_cadence_and_spends_the_allowance_witho
 
 @pytest.mark.long(seconds=RUN_S + 25)
 async def test_three_workers_share_one_allowance_without_a_429(
-    tmp_path: Path, redis_url: str, emulator: EmulatorProcess, clock: Clock
+    tmp_path: Path,
+    redis_url: str,
+    emulator: EmulatorProcess,
+    clock: Clock,
+    worker_processes: list[asyncio.subprocess.Process],
 ) -> None:
     """Acceptance 2: three worker processes, a plan that needs over twice the allowance: 0 answers
     429 and >= 90 % of the allowance spent, between them; quotes on cadence and an on-demand miss
     answered at once, as with one worker."""
-    run = await _run(tmp_path, redis_url, emulator, clock, workers=3)
+    run = await _run(tmp_path, redis_url, emulator, clock, 3, worker_processes)
     print(run)  # shown with -s, and on a failure
     assert run.throttled == 0, run
     assert run.allowance_used >= 0.9, run

@@ -14,7 +14,8 @@ one of `max_jobs` slots. `MarketWorker.start_jobs` passes them through `Admissio
   the allowance and ends well within its timeout; ten started at once would share it tenfold and
   run out of time together. The others wait in arq's queue, in order, and the next is started by
   whichever worker polls first. Each running one holds a lease in Redis (`keys.background_jobs`,
-  a sorted set of job ids scored by their lease's end on the Redis server's clock), renewed with
+  a sorted set of `<process token>|<job id>` scored by the lease's end on the Redis server's
+  clock), renewed (and put back if Redis lost it) with
   the job's in-progress key, so that the slot of a killed worker's job is free again within
   `LEASE_S`.
 
@@ -25,6 +26,7 @@ the meantime) gives its lease back within `LEASE_S`, as it is not renewed.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -54,7 +56,9 @@ CHECKED_AT_ONCE = 32
 _REFRESH = keys.PREFIX + "refresh:"
 
 # Take a background slot of one upstream for ARGV[1] (a job id) until the lease of ARGV[3] ms
-# ends, if fewer than ARGV[2] unexpired leases are held (a job already holding one keeps it).
+# ends, if fewer than ARGV[2] unexpired leases are held (a lease already held is renewed). A lease
+# is `<process token>|<job id>`: two processes that chose the same job each hold their own, and
+# each gives back only its own (the one arq did not start the job on, at its next renewal).
 _TAKE = """
 local t = redis.call('TIME')
 local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -67,12 +71,13 @@ redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
 return 1
 """
 
-# Extend the leases of the job ids in ARGV[2..] (those still held) to end ARGV[1] ms from now.
+# Extend the leases ARGV[2..] to end ARGV[1] ms from now, adding back any that lapsed or that a
+# restarted Redis lost: the jobs run.
 _RENEW = """
 local t = redis.call('TIME')
 local until_ms = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
 for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i])
+  redis.call('ZADD', KEYS[1], until_ms, ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[1]))
 return 1
@@ -105,6 +110,8 @@ class Admission:
         self.max_jobs = max_jobs
         self.lease_ms = lease_ms
         self.per_upstream = per_upstream
+        self.token = uuid.uuid4().hex[:12]
+        """This process's mark on the leases it holds."""
         self.leases: dict[str, str] = {}
         """Background job id -> the upstream whose slot it holds, for the jobs this process runs."""
 
@@ -181,16 +188,25 @@ class Admission:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for upstream, held in by_upstream.items():
-                pipe.eval(_RENEW, 1, keys.background_jobs(upstream), str(self.lease_ms), *held)
+                leases = [self._lease(job_id) for job_id in held]
+                pipe.eval(_RENEW, 1, keys.background_jobs(upstream), str(self.lease_ms), *leases)
             for job_id in ended:
-                pipe.zrem(keys.background_jobs(self.leases[job_id]), job_id)
+                pipe.zrem(keys.background_jobs(self.leases[job_id]), self._lease(job_id))
             await pipe.execute()
         for job_id in ended:
             del self.leases[job_id]
 
+    def _lease(self, job_id: str) -> str:
+        return f"{self.token}|{job_id}"
+
     async def _take(self, upstream: str, job_id: str) -> bool:
         taken = await self.redis.eval(  # type: ignore[misc]  # redis-py types eval as sync|async
-            _TAKE, 1, keys.background_jobs(upstream), job_id, str(self.per_upstream), str(self.lease_ms)
+            _TAKE,
+            1,
+            keys.background_jobs(upstream),
+            self._lease(job_id),
+            str(self.per_upstream),
+            str(self.lease_ms),
         )
         return bool(taken)
 
