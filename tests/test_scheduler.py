@@ -69,10 +69,11 @@ async def test_a_batch_still_queued_is_skipped_and_counted_not_stacked(
     assert (report.enqueued["quotes"], report.skipped["quotes"]) == (1, 0)
 
 
-async def test_catch_up_fetches_missing_and_stale_items_only(
+async def test_catch_up_queues_the_schedules_batches_that_hold_a_missing_or_stale_item(
     ctx: dict[str, Any], clock: FakeClock, redis_url: str
 ) -> None:
-    """At start, a stale AAPL is queued and a fresh MSFT is not."""
+    """At start, a stale AAPL queues its batch (the schedule's own, with the fresh MSFT in it, so a
+    later catch-up or refresh time finds it queued under the same id); a fresh batch is not."""
     client = redis.asyncio.Redis.from_url(redis_url)
     now = clock.now
     stale = Quote(
@@ -88,8 +89,14 @@ async def test_catch_up_fetches_missing_and_stale_items_only(
     report = await ctx["scheduler"].tick()
     assert report.catch_up["quotes"] == 1
     (job,) = await ctx["redis"].queued_jobs(queue_name=keys.QUEUE)
-    assert list(job.args) == [["AAPL"]]
+    assert list(job.args) == [["AAPL", "MSFT"]]
     assert "catchup" in (job.job_id or "")
+    # Both fresh now: a catch-up (another worker starting) queues nothing.
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.set(keys.quote("AAPL"), fresh.model_copy(update={"symbol": "AAPL"}).model_dump_json())
+    await client.aclose()
+    again = Scheduler(ctx["runtime"], ctx["redis"])
+    assert (await again.tick()).catch_up.total() == 0
 
 
 async def test_a_restart_just_after_a_refresh_time_still_runs_that_refresh(
@@ -229,3 +236,27 @@ async def test_a_symbol_a_reload_took_off_the_watchlist_is_not_retried(ctx: dict
         await retry_failures(ctx["redis"], runtime, "quotes", report, job_id="last", attempts_before=0)
         is None
     )
+
+
+async def test_a_catch_up_while_the_first_fill_is_queued_adds_no_batch_of_other_symbols(
+    ctx: dict[str, Any], clock: FakeClock, redis_url: str
+) -> None:
+    """A worker starting while the first fill is queued (some of it done) finds the same batches
+    queued, not new batches of the symbols still behind: no symbol is queued twice."""
+    runtime: Runtime = ctx["runtime"]
+    watchlist = [f"S{i:02d}" for i in range(25)]
+    runtime.reconfigure(runtime.config.model_copy(update={"watchlist": watchlist}))
+    runtime.batch_size = lambda dataset: 10  # type: ignore[method-assign]  # batches of 10, as chains
+    await ctx["scheduler"].tick()  # the first catch-up: 3 batches queued
+    now = clock.now
+    done = Quote(symbol="S00", source="tradier", fetched_at=now, fresh_until=now + timedelta(seconds=20))
+    client = redis.asyncio.Redis.from_url(redis_url)
+    for symbol in watchlist[:5]:  # half of the first batch got stored by a job still running
+        await client.set(keys.quote(symbol), done.model_copy(update={"symbol": symbol}).model_dump_json())
+    await client.aclose()
+    clock.advance(0.5)
+    report = await Scheduler(runtime, ctx["redis"]).tick()
+    queued = await ctx["redis"].queued_jobs(queue_name=keys.QUEUE)
+    symbols = [s for job in queued for s in job.args[0]]
+    assert sorted(symbols) == sorted(watchlist), symbols
+    assert report.catch_up.total() == 0

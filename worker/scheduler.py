@@ -185,9 +185,11 @@ class Scheduler:
         return True
 
     async def _catch_up(self, now: datetime, report: TickReport) -> None:
-        """Enqueue every symbol of every scheduled dataset whose item is missing, or whose next
-        scheduled refresh has come (`fresh_until` minus the slack is at or before `now`): that
-        covers the refresh due now too, so the tick claims its slot without enqueueing it again."""
+        """Enqueue the batches of every scheduled dataset that hold a symbol whose item is missing,
+        or whose next scheduled refresh has come (`fresh_until` minus the slack is at or before
+        `now`): that covers the refresh due now too, so the tick claims its slot without enqueueing
+        it again. The batches are the schedule's own: a batch already queued or running, by a
+        refresh time or by another worker's catch-up, is not enqueued again under other symbols."""
         await self._publish_schedule(now)
         slack = timedelta(seconds=self.runtime.config.cache.fresh_slack_s)
         run = f"catchup-{int(now.timestamp() * 1000)}"
@@ -203,7 +205,13 @@ class Scheduler:
             with_chains = set(behind["chains"])
             behind["expirations"] = [s for s in behind["expirations"] if s not in with_chains]
         for name, late in behind.items():
-            for batch in self.runtime.batches(name, late):
+            # The batches of the schedule (so their ids are the ones its refreshes use, and a batch
+            # queued or running is found whoever enqueued it), those holding a symbol behind.
+            wanted = set(late)
+            scheduled = await scheduled_symbols(self.redis, self.runtime, name, now)
+            for batch in self.runtime.batches(name, scheduled):
+                if wanted.isdisjoint(batch):
+                    continue
                 enqueued = await self._enqueue_batch(schedule.DueBatch(name, run, batch), now)
                 if enqueued is None:
                     report.skipped[name] += 1
