@@ -95,17 +95,22 @@ def test_the_priority_list_decides_which_dataset_is_stretched() -> None:
 
 
 def test_quotes_alone_over_the_allowance_are_stretched_and_said_so() -> None:
-    """Batches of 10 symbols every 15 s (40 calls/min) at 20/min: even quotes are stretched, with the fix."""
+    """Batches of 10 symbols every 15 s (40 calls/min) at 20/min: even quotes are stretched, the
+    least they can be (they keep 90% of the rate), the others share the rest; with the fix."""
     text = ISSUE_CASE.replace("rate_per_min: 120", "rate_per_min: 20, batch_size: 10")
     config = _config(text)
     allowance = plan_allowance(config)
     quotes = allowance.holds["quotes"]
     steady = steady_rate_per_min(20)
-    factor = (40 + 300 + 20) / steady  # everything is stretched with the quotes
-    assert quotes.held.seconds == {"regular": math.ceil(15 * factor)}
-    assert allowance.holds["chains"].held.seconds == {"regular": math.ceil(60 * factor)}
+    assert quotes.held.seconds == {"regular": math.ceil(15 * 40 / (0.9 * steady))}
+    assert allowance.holds["chains"].held.seconds == {"regular": math.ceil(60 * (300 + 20) / (0.1 * steady))}
     assert allowance.shares["tradier"].quotes_stretched
-    (warning,) = [w for w in config_warnings(config) if "calls/min" in w]
+    # Quotes over the allowance by a hair (4 of 3.93/min at 5/min) are stretched by a hair, not x77.
+    small = plan_allowance(_config(ISSUE_CASE.replace("rate_per_min: 120", "rate_per_min: 5")))
+    assert small.holds["quotes"].held.seconds == {
+        "regular": math.ceil(15 * 4 / (0.9 * steady_rate_per_min(5)))
+    }
+    (warning,) = [w for w in config_warnings(config) if w.startswith("the datasets served by")]
     assert "even the quotes are refreshed less often than their cadence_s" in warning
     assert "raise rate_per_min to" in warning
     assert "cannot hold even the quotes every 15 s in regular (40 calls/min)" in verdict(
@@ -242,3 +247,21 @@ async def test_a_batch_queued_by_the_catch_up_waits_its_turn_for_three_held_inte
     expected_s = (_et(10, 2, 5) - _et(10, 0)).total_seconds() + 3 * _issue_chains_s()
     # arq adds a second of its own; the test's own time passes too.
     assert all(expected_s - 5 <= ttl <= expected_s + 5 for ttl in ttls_s), (ttls_s, expected_s)
+
+
+def test_a_job_too_long_for_its_timeout_under_a_small_allowance_is_warned_about() -> None:
+    """10 symbols of 3-expiration chains at 5/min: one job of 10 symbols would take 15 minutes of
+    the allowance, past job_timeout_s; the warning gives the symbols_per_job that fits."""
+    text = (
+        f"watchlist: [{', '.join(SYMBOLS[:10])}]\n"
+        "providers: {tradier: {rate_per_min: 5}}\n"
+        "datasets:\n"
+        "  quotes: {cadence_s: {regular: 60}}\n"
+        "  chains: {expirations: 3, cadence_s: {regular: 600}}\n"
+        "  history: {enabled: false}\n"
+        "  indicators: {enabled: false}\n"
+    )
+    (warning,) = [w for w in config_warnings(_config(text)) if w.startswith("one chains job")]
+    assert "makes about 30 calls" in warning
+    assert "past worker.job_timeout_s = 120: lower worker.symbols_per_job to 1" in warning
+    assert not [w for w in config_warnings(_config()) if w.startswith("one ")]  # 120/min: fits

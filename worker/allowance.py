@@ -134,6 +134,11 @@ class Allowance:
         return f"<Allowance kept={kept} stretched={','.join(h.name for h in self.stretched) or '-'}>"
 
 
+FIRST_SHARE_MAX = 0.9
+"""When even the first-ranked dataset (quotes) does not fit an allowance, the share of the steady
+rate it keeps; the others share the rest."""
+
+
 def share_allowance(
     demands: Sequence[Demand], rate_per_min: Mapping[str, int], *, floor_s: float = 1.0
 ) -> Allowance:
@@ -152,6 +157,12 @@ def share_allowance(
             start = _first_stretched(needs, steady)
             if start is None:
                 continue
+            if start == 0 and sum(needs[1:]) > 0:
+                # Not even the first (quotes) fits: it keeps the most it can, `FIRST_SHARE_MAX` of
+                # the rate, and the others share the rest, rather than all stretched alike.
+                factors[ranked[0].name][phase] = needs[0] / (steady * FIRST_SHARE_MAX)
+                start, steady = 1, steady * (1 - FIRST_SHARE_MAX)
+                needs = [0.0, *needs[1:]]
             factor = sum(needs[start:]) / (steady - sum(needs[:start]))
             for demand, need in zip(ranked[start:], needs[start:], strict=True):
                 if need > 0:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from reader.redis_url import redact_url
+from worker.admission import BACKGROUND_PER_UPSTREAM
 from worker.allowance import stretch_warning
 from worker.config import Config, ProviderConfig
 from worker.plan import plan_allowance, scheduled_plans
+from worker.ratelimit import steady_rate_per_min
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 MIN_JOBS_FOR_PRIORITY = 3
@@ -57,4 +59,34 @@ def config_warnings(config: Config) -> list[str]:
         stretched = stretch_warning(allowance, share)
         if stretched is not None:
             warnings.append(stretched)
+    warnings += _jobs_past_their_timeout(config)
+    return warnings
+
+
+def _jobs_past_their_timeout(config: Config) -> list[str]:
+    """Background datasets whose one job of `symbols_per_job` symbols makes more calls than the
+    allowance lets through within `worker.job_timeout_s` (two such jobs share it at once): their
+    requests would be refused for waiting too long, and the job cut off by its timeout."""
+    warnings: list[str] = []
+    symbols = len(config.watchlist)
+    per_job = min(config.worker.symbols_per_job, symbols)
+    for plan in scheduled_plans(config).values():
+        if plan.name == "quotes" or plan.upstream is None or not plan.calls:
+            continue
+        steady = steady_rate_per_min(getattr(config.providers, plan.upstream).rate_per_min)
+        calls = plan.calls / symbols * per_job
+        seconds = calls * 60 / (steady / BACKGROUND_PER_UPSTREAM)
+        if seconds > config.worker.job_timeout_s:
+            fitting = int(per_job * config.worker.job_timeout_s / seconds)
+            fix = (
+                f"lower worker.symbols_per_job to {fitting} or raise job_timeout_s"
+                if fitting >= 1
+                else f"raise job_timeout_s to at least {seconds / per_job:.0f} and symbols_per_job to 1"
+            )
+            warnings.append(
+                f"one {plan.name} job of worker.symbols_per_job = {per_job} symbols makes about {calls:.0f} "
+                f"calls, about {seconds:.0f} s at {plan.upstream}'s {steady:.3g} calls/min (shared by "
+                f"{BACKGROUND_PER_UPSTREAM} jobs at once), past worker.job_timeout_s = "
+                f"{config.worker.job_timeout_s:g}: {fix}"
+            )
     return warnings
