@@ -24,6 +24,7 @@ from tests.support import (
 )
 from worker import jobs
 from worker.config import ConfigError, Secrets, load_config
+from worker.ratelimit import burst_of, steady_rate_per_min
 from worker.refresh import RefreshReport
 from worker.reload import ConfigWatcher
 from worker.retry import retry_failures
@@ -136,6 +137,24 @@ async def test_reconfigure_needs_the_keys_of_new_upstreams_and_keeps_rate_gates(
     assert runtime.providers.quotes.name == "polygon"
     assert runtime.providers.chains is not None
     assert runtime.providers.chains.gate is old_quotes.gate  # type: ignore[attr-defined]
+
+
+async def test_a_lower_rate_per_min_applies_to_the_jobs_already_running(
+    ctx: dict[str, Any], redis_url: str, emulator: RunningEmulator
+) -> None:
+    """An edit from 600 to 60 calls/min retunes the gate every job of the process holds, running or
+    not: the shared budget is paced at the new rate at once, not at the old one until they end."""
+    runtime: Runtime = ctx["runtime"]
+    gate = runtime.providers.quotes.gate  # type: ignore[attr-defined]  # held by a job in flight
+    assert gate.rate_per_min == 600
+    providers = runtime.config.providers.model_copy(
+        update={"tradier": runtime.config.providers.tradier.model_copy(update={"rate_per_min": 60})}
+    )
+    runtime._secrets = Secrets.from_env({"TRADIER_API_KEY": "k-0123456789"})
+    runtime.reconfigure(runtime.config.model_copy(update={"providers": providers}))
+    assert runtime.providers.quotes.gate is gate  # type: ignore[attr-defined]
+    assert (gate.rate_per_min, gate.burst) == (60, burst_of(60))
+    assert gate._budget.interval_s == pytest.approx(60 / steady_rate_per_min(60))
 
 
 def test_fresh_until_is_the_next_refresh_plus_the_slack(ctx: dict[str, Any], clock: FakeClock) -> None:

@@ -70,6 +70,10 @@ class Budget(Protocol):
         """Hold every other gate of this upstream for `duration_s` seconds (not shortened)."""
         ...
 
+    def set_rate(self, limit: int, period_s: int) -> None:
+        """Spend `limit` requests per `period_s` seconds from the next request on."""
+        ...
+
 
 class RedisBudget:
     """The budget of one upstream in Redis at `key` (its pause at `pause_key`): `limit` requests per
@@ -97,6 +101,10 @@ class RedisBudget:
     async def pause(self, duration_s: float, token: str) -> None:
         await self._pause(keys=[self.pause_key], args=[token, max(1, math.ceil(duration_s * 1000))])
 
+    def set_rate(self, limit: int, period_s: int) -> None:
+        """`limit` requests per `period_s` from the next request on (the TAT in Redis is kept)."""
+        self.interval_s = period_s / limit
+
     def __repr__(self) -> str:
         return f"<RedisBudget {self.key} interval={self.interval_s:.3f}s>"
 
@@ -123,6 +131,13 @@ class MemoryBudget:
 
     async def pause(self, duration_s: float, token: str) -> None:
         """Nothing to share: the gate that saw the announcement holds its own pause."""
+
+    def set_rate(self, limit: int, period_s: int) -> None:
+        """`limit` requests per `period_s` from the next request on (the spent budget is forgotten)."""
+        self.interval_s = period_s / limit
+        self._rate = Rate(period=timedelta(seconds=period_s), limit=limit)
+        self._store = MemoryStore()
+        self._limiters.clear()
 
     def __repr__(self) -> str:
         return f"<MemoryBudget interval={self.interval_s:.3f}s>"

@@ -251,6 +251,15 @@ class RateGate:
         self._pause_until(max(resume_at, now + MIN_BACKOFF) + jitter)
         await self._publish()
 
+    def retune(self, rate_per_min: int, max_concurrency: int, *, max_wait_s: float) -> None:
+        """New limits from an edited config, for every request from now on (those waiting too)."""
+        self.rate_per_min = rate_per_min
+        self.max_concurrency = max_concurrency
+        self.max_wait_s = max_wait_s
+        self.burst = burst_of(rate_per_min)
+        self._budget.set_rate(*steady_quota(rate_per_min))
+        self._wake_head()  # a wider limit may let the head go now
+
     def counters(self) -> RateCounters:
         """A snapshot of this gate's counters (this process only)."""
         return RateCounters(

@@ -98,13 +98,12 @@ def build_providers(
 
 
 def _reuse(gates: Mapping[str, RateGate] | None, name: str, config: Config) -> RateGate | None:
-    settings: ProviderConfig = getattr(config.providers, name)
+    """The running gate of upstream `name`, retuned to `config`'s limits: jobs in flight hold it
+    too, and must pace at the new rate from now on, not at the old one until they end."""
     gate = (gates or {}).get(name)
-    if gate is None or (gate.rate_per_min, gate.max_concurrency) != (
-        settings.rate_per_min,
-        settings.max_concurrency,
-    ):
-        return None
+    if gate is not None:
+        settings: ProviderConfig = getattr(config.providers, name)
+        gate.retune(settings.rate_per_min, settings.max_concurrency, max_wait_s=_max_wait_s(name, config))
     return gate
 
 
@@ -161,13 +160,18 @@ def _gate(name: str, config: Config, clock: Clock, redis_client: redis.asyncio.R
     attempt may take timeout_s) may go to waiting for rate windows; past that a refresh fails with
     one line instead of hitting the job timeout."""
     settings: ProviderConfig = getattr(config.providers, name)
-    calls_s = (RATE_LIMIT_RETRIES + 1) * settings.timeout_s + 5
     return RateGate(
         name,
         settings.rate_per_min,
         settings.max_concurrency,
-        max_wait_s=max(config.worker.job_timeout_s - calls_s, 0.0),
+        max_wait_s=_max_wait_s(name, config),
         clock=clock,
         sleep=_sleep(clock),
         redis_client=redis_client,
     )
+
+
+def _max_wait_s(name: str, config: Config) -> float:
+    settings: ProviderConfig = getattr(config.providers, name)
+    calls_s = (RATE_LIMIT_RETRIES + 1) * settings.timeout_s + 5
+    return max(config.worker.job_timeout_s - calls_s, 0.0)
