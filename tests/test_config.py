@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,18 @@ def test_an_old_interval_s_says_what_replaced_it() -> None:
         ConfigError, match=r"datasets.quotes.interval_s: replaced by cadence_s, .* e.g. cadence_s: \{pre"
     ):
         parse_config(VALID + "datasets: {quotes: {interval_s: 15}}", env={})
+
+
+def test_priority_names_background_datasets_in_any_case_and_refuses_the_rest() -> None:
+    """`priority: [Chains]` is chains; quotes, an unknown name or a repeated one are refused with the fix."""
+    assert parse_config("watchlist: [A]\npriority: [Chains, HISTORY]\n", env={}).priority == [
+        "chains",
+        "history",
+    ]
+    for bad, says in (
+        ("[quotes]", "on-demand fetches and quotes always come first"),
+        ("[chain]", "expected datasets of expirations, chains, intraday, history, indicators"),
+        ("[chains, Chains]", "name each once"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            parse_config(f"watchlist: [A]\npriority: {bad}\n", env={})

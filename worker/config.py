@@ -221,6 +221,7 @@ class Config(Section):
     @field_validator("priority")
     @classmethod
     def _priority(cls, order: list[str]) -> list[str]:
+        order = [name.strip().lower() for name in order]
         dataset_ranks(order)  # ValueError naming an unknown dataset
         if len(set(order)) != len(order):
             raise ValueError(f"priority lists a dataset twice: {order}; name each once")
