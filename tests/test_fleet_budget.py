@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import sys
 import time
 import urllib.request
@@ -112,16 +113,22 @@ class Run:
     throttled: int
     """Answers 429, over the whole run."""
     seconds: float
-    miss_s: float
-    """How long an on-demand quote of a symbol off the watchlist took, made mid-run."""
-    latency_s: float
-    """How long the same call straight to the emulator took."""
+    misses: list[tuple[float, float]]
+    """Per on-demand quote of a symbol off the watchlist, made at a quarter, half and three
+    quarters of the run: how long it took, and the upstream's latency then (the slower of two
+    direct calls to the emulator, just before and just after it)."""
     logs: Path
     """What the workers logged."""
 
     @property
     def allowance_used(self) -> float:
         return self.calls / (ALLOWANCE_PER_MIN * self.seconds / 60)
+
+    @property
+    def miss_overhead_s(self) -> float:
+        """The median time a miss took beyond the upstream's latency: one miss slowed by a busy
+        machine (the suite runs tests in parallel) does not decide it, two do."""
+        return statistics.median(miss_s - latency_s for miss_s, latency_s in self.misses)
 
 
 def _answered(emulator: EmulatorProcess) -> tuple[int, int]:
@@ -174,21 +181,14 @@ async def _run(
         calls_before, _ = _answered(emulator)
         started = time.monotonic()
         oldest_s = 0.0
-        miss_s = latency_s = float("inf")
+        misses: list[tuple[float, float]] = []
+        asked_at = {int(RUN_S * k / 4): symbol for k, symbol in ((1, "ORCL"), (2, "IBM"), (3, "XOM"))}
         reads = 0
         while time.monotonic() - started < RUN_S:
             oldest_s = max(oldest_s, *await _quote_ages_s(client, clock()))
             reads += 1
-            if reads == int(RUN_S // 2):  # mid-run, while background requests fill the allowance
-                async with Reader(redis_url, clock=clock, wait_s=5) as reader:
-                    await reader.market_status()  # connected: the pool is not what is measured
-                    before_s = await _direct_latency_s(emulator, "KO")
-                    asked = time.perf_counter()
-                    with contextlib.suppress(NotCached):  # not answered within 5 s: inf
-                        await reader.quote("ORCL")
-                        miss_s = time.perf_counter() - asked
-                # The upstream's latency then: the slower of two direct calls, just before and after.
-                latency_s = max(before_s, await _direct_latency_s(emulator, "PEP"))
+            if reads in asked_at:  # while background requests fill the allowance
+                misses.append(await _miss(redis_url, clock, emulator, asked_at[reads]))
             await asyncio.sleep(max(0.0, reads - (time.monotonic() - started)))
         seconds = time.monotonic() - started
         calls_after, throttled = _answered(emulator)
@@ -198,7 +198,21 @@ async def _run(
     assert not any("Traceback" in log for log in logs), "\n".join(logs)
     logged = tmp_path / "workers.log"  # named by each failure message
     await asyncio.to_thread(logged.write_text, "\n=====\n".join(logs))
-    return Run(oldest_s, calls_after - calls_before - 2, throttled, seconds, miss_s, latency_s, logged)
+    direct_calls = 2 * len(misses)
+    return Run(oldest_s, calls_after - calls_before - direct_calls, throttled, seconds, misses, logged)
+
+
+async def _miss(redis_url: str, clock: Clock, emulator: EmulatorProcess, symbol: str) -> tuple[float, float]:
+    """(seconds a `Reader.quote` of `symbol`, not cached, took; the upstream's latency then)."""
+    miss_s = float("inf")  # not answered within 5 s
+    async with Reader(redis_url, clock=clock, wait_s=5) as reader:
+        await reader.market_status()  # connected: the pool is not what is measured
+        before_s = await _direct_latency_s(emulator, f"{symbol}X")
+        asked = time.perf_counter()
+        with contextlib.suppress(NotCached):
+            await reader.quote(symbol)
+            miss_s = time.perf_counter() - asked
+    return miss_s, max(before_s, await _direct_latency_s(emulator, f"{symbol}Y"))
 
 
 @pytest.mark.skipif(not FULL, reason="runs under make test-fleet; make test checks its points with 3 workers")
@@ -211,13 +225,14 @@ async def test_one_worker_keeps_quotes_on_cadence_and_spends_the_allowance_witho
     worker_processes: list[asyncio.subprocess.Process],
 ) -> None:
     """Acceptance 1: quotes at most 20 s old all along, 0 answers 429, >= 90 % of the allowance
-    spent, and an on-demand miss answered within the upstream's latency plus 50 ms."""
+    spent, and on-demand misses answered within the upstream's latency plus 50 ms (the median of
+    three made along the run)."""
     run = await _run(tmp_path, redis_url, emulator, clock, 1, worker_processes)
     print(run)  # shown with -s, and on a failure
     assert run.throttled == 0, run
     assert run.oldest_quote_s <= 20, run
     assert run.allowance_used >= 0.9, run
-    assert run.miss_s <= run.latency_s + 0.05, run
+    assert run.miss_overhead_s <= 0.05, run
 
 
 @pytest.mark.long(seconds=RUN_S + 25)
@@ -236,4 +251,4 @@ async def test_three_workers_share_one_allowance_without_a_429(
     assert run.throttled == 0, run
     assert run.allowance_used >= 0.9, run
     assert run.oldest_quote_s <= 20, run
-    assert run.miss_s <= run.latency_s + 0.05, run
+    assert run.miss_overhead_s <= 0.05, run
