@@ -49,7 +49,6 @@ from worker.admission import Admission
 from worker.errors import ConfigError
 from worker.logs import fields
 from worker.presence import Presence
-from worker.priority import dataset_ranks
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +211,12 @@ class MarketWorker(Worker):
         runtime = self.ctx.get("runtime")
         if self.admission is None or runtime is None:  # before on_startup: only the tick is queued
             return job_ids
-        ranks = dataset_ranks(runtime.config.priority)
-        upstreams = {name: plan.upstream for name, plan in runtime.plans.items()}
         chosen = await self.admission.choose(
-            [j.decode() for j in job_ids], running, ranks, upstreams, occupied=self.job_counter
+            [j.decode() for j in job_ids],
+            running,
+            runtime.ranks,
+            runtime.upstreams,
+            occupied=self.job_counter,
         )
         return [job_id.encode() for job_id in chosen]
 

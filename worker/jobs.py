@@ -30,7 +30,7 @@ from worker.daemon import Leads
 from worker.errors import ConfigError
 from worker.logs import fields
 from worker.ondemand import fetch_on_demand, fetch_quotes_on_demand, publish
-from worker.priority import dataset_ranks, gate_rank, spending
+from worker.priority import gate_rank, spending
 from worker.providers import running_health
 from worker.reload import ConfigWatcher
 from worker.retry import retry_failures
@@ -87,7 +87,7 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
             return {"refused": "a reader may enqueue on-demand fetches only"}
         await _apply_config_edits(ctx)  # every process, not only the one that ticks
         runtime: Runtime = ctx["runtime"]
-        with spending(gate_rank(dataset_ranks(runtime.config.priority)[dataset])):
+        with spending(gate_rank(runtime.ranks[dataset])):
             report = await runtime.refresh(dataset, symbols)
         summary = report.summary()
         summary["attempt"] = attempt

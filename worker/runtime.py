@@ -25,7 +25,8 @@ from worker.config import Config, Secrets
 from worker.datasets import DatasetFetcher
 from worker.listing import Listing, check_listed
 from worker.logs import fields
-from worker.plan import COMPUTED, DatasetPlan, dataset_plans, scheduled_plans
+from worker.plan import COMPUTED, DatasetPlan, dataset_plans
+from worker.priority import dataset_ranks
 from worker.providers import Providers, build_providers, running_gates, running_health
 from worker.providers.base import Freshness
 from worker.refresh import FetchOne, RefreshReport, refresh_quotes, refresh_symbols
@@ -65,7 +66,10 @@ class Runtime:
         self.providers = providers
         self.store.keep_stale_s = config.cache.keep_stale_s
         self.plans: dict[str, DatasetPlan] = dataset_plans(config)
-        self.scheduled: dict[str, DatasetPlan] = scheduled_plans(config)
+        self.scheduled: dict[str, DatasetPlan] = {n: p for n, p in self.plans.items() if p.scheduled}
+        self.ranks: dict[str, int] = dataset_ranks(config.priority)
+        """Each dataset's rank (`worker.priority`): its jobs' place in line and at the rate gate."""
+        self.upstreams: dict[str, str | None] = {name: plan.upstream for name, plan in self.plans.items()}
         _log_stretched(self.plans.values())
         freshness: dict[str, Freshness] = {name: partial(self.fresh_until, name) for name in DATASETS}
         self.fetcher = DatasetFetcher(config, providers, self.store, self.clock, freshness)
