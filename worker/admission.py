@@ -95,8 +95,9 @@ class QueuedJob:
 
 
 class Admission:
-    """`choose(job_ids, running)` for one process of `max_jobs` slots; `upstream_of(dataset)` and
-    `rank_of(dataset)` follow the running config (they are read at each poll)."""
+    """`choose(...)` the jobs to start in one process of `max_jobs` slots, and `renew` the fleet
+    leases of its background jobs; the datasets' ranks and upstreams are passed at each poll, so
+    that they follow a reloaded config."""
 
     def __init__(
         self,

@@ -23,9 +23,10 @@ The sharing, per upstream and phase: datasets are walked by rank (quotes, then c
 `priority`). Each keeps its cadence while the running total fits in the steady rate
 (`worker.ratelimit.steady_rate_per_min`); the first that does not fit and every one after it are
 stretched by one common factor `f = (what they need) / (what is left)`, so that each is refreshed
-`f` times less often ("evenly") and together they fit. If quotes alone do not fit, quotes are
-stretched too. A stretched interval is rounded up to whole seconds and is at least `floor_s` (the
-worker's tick), so the held rates never exceed the steady rate.
+`f` times less often ("evenly") and together they fit. If even the first (quotes) does not fit,
+it keeps `FIRST_SHARE_MAX` of the steady rate, stretched as little as that allows, and the
+others share the rest by one factor. A stretched interval is rounded up to whole seconds and is
+at least `floor_s` (the worker's tick), so the held rates never exceed the steady rate.
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ interval `T` lets through at most `B + W / T` requests in any `W` seconds, so wi
 more than `A`, and a 60-s window at most `B + 60 / T` (118 at 120/min). In steady state the fleet
 spends `steady_rate_per_min(A)`: 114.1/min at 120 (95%), 3.93/min at Polygon's free 5 (B = 1).
 
-**Ranks** (`worker.priority`: 0 on-demand, 1 quotes, 2.. background datasets) share that one
-TAT with different bursts: rank `r` may only use the burst down to `reserve(r)` tokens
-(`capacity(burst, r) = burst - reserve(r)`, at least 1): on-demand all of it, quotes half of it,
+**Ranks** (`worker.priority`: 0 on-demand, 1 quotes, 2.. background; refresh jobs spend every
+background dataset's requests at 2, `worker.priority.gate_rank`, and keep their datasets' order
+where their jobs start, `worker.admission`) share that one TAT with different bursts: rank `r`
+may only use the burst down to `reserve(r)` tokens (`capacity(burst, r) = burst - reserve(r)`,
+at least 1): on-demand all of it, quotes half of it,
 each background rank one token less than the rank before. So wherever a worse rank is admitted a
 better one is too, fleet-wide, in one atomic script; and while background requests hold the budget
 at their own capacity, an on-demand request finds its reserve there at once. At 120/min (B = 4)

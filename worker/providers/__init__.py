@@ -64,9 +64,9 @@ def build_providers(
     redis_client: redis.asyncio.Redis | None = None,
 ) -> Providers:
     """A client per upstream that an enabled dataset uses; `ConfigError` if its key is unset.
-    A gate of `gates` (the running ones, on a reload) is kept when its limits did not change, so
-    that requests in flight and new ones share one budget; so is an upstream's `health` (its
-    breaker and incident in progress) when its breaker settings did not change. New gates keep
+    A gate of `gates` (the running ones, on a reload) is kept and retuned to the new limits, so
+    that requests in flight and new ones share one budget at the new rate; an upstream's `health`
+    (its breaker and incident in progress) is kept when its breaker settings did not change. New gates keep
     their budgets in `redis_client`, shared with every worker using it (None: in this process)."""
     plans = dataset_plans(config)
     names = used_upstreams(config)
