@@ -40,6 +40,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
+def _both_on(emulator: RunningEmulator) -> dict[str, dict[str, object]]:
+    """`providers` of a worker config with Tradier and Polygon both served by `emulator`."""
+    return {
+        "tradier": {"base_url": emulator.url, "rate_per_min": 600, "batch_size": 100},
+        "polygon": {"base_url": emulator.url, "rate_per_min": 600},
+    }
+
+
 def _tradier(session: aiohttp.ClientSession, emulator: RunningEmulator, clock: FakeClock) -> TradierProvider:
     return TradierProvider(
         session,
@@ -325,10 +333,7 @@ async def test_a_contract_read_from_a_class_share_chain_is_quoted_on_demand(
     """BRK.B's chain lists BRKB contracts (the OCC root has no dot); quoting one misses, and the
     worker fetches it (Tradier: in the quotes batch; Polygon: /v3/snapshot/options/BRK.B/O:BRKB...)."""
     datasets = {"quotes": {"provider": upstream}, "chains": {"provider": upstream}}
-    providers = {
-        "tradier": {"base_url": emulator.url, "rate_per_min": 600, "batch_size": 100},
-        "polygon": {"base_url": emulator.url, "rate_per_min": 600},
-    }
+    providers = _both_on(emulator)
     async with (
         start_worker(datasets=datasets, providers=providers),
         Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader,
@@ -379,10 +384,7 @@ async def test_index_history_from_polygon_through_the_reader(
 ) -> None:
     """history("^SPX") misses, the worker asks Polygon for I:SPX, and bars without volume are served."""
     datasets = {"history": {"provider": "polygon", "intraday": None}}
-    providers = {
-        "tradier": {"base_url": emulator.url, "rate_per_min": 600, "batch_size": 100},
-        "polygon": {"base_url": emulator.url, "rate_per_min": 600},
-    }
+    providers = _both_on(emulator)
     async with (
         start_worker(datasets=datasets, providers=providers),
         Reader(redis_url, clock=clock, wait_s=WAIT_S) as reader,
