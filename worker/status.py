@@ -27,8 +27,6 @@ from worker.config import CONFIG_ENV, load_config, resolve_config_path
 EXIT_NONE = 1
 """No worker is running (or Redis cannot be read)."""
 
-EXIT_CONFIG = 2
-
 COLUMNS = ("WORKER", "HOST", "PID", "UP", "BEAT", "DONE", "FAILED", "RETRIED", "RUNNING")
 
 
