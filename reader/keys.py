@@ -37,6 +37,22 @@ def worker(worker_id: str) -> str:
 CALENDAR = PREFIX + "calendar"
 
 
+# The schedule the fleet runs (a JSON `reader.telemetry.PublishedPlan`), published with the calendar.
+PLAN = PREFIX + "plan"
+
+
+def last_refresh(dataset: str) -> str:
+    """The last refresh job of `dataset` that ended (any worker): a JSON `reader.telemetry.RefreshRecord`."""
+    return f"{PREFIX}stats:refresh:{dataset}"
+
+
+def upstream_day(provider: str, day: date) -> str:
+    """One upstream's calls on one exchange-local day, counted by every worker: a hash whose fields
+    are `reader.telemetry.UPSTREAM_DAY_FIELDS` (calls, status:<code>, fault:<kind>, waits, wait_s,
+    minute:<HH:MM>), expiring 8 days after it was last written."""
+    return f"{PREFIX}stats:upstream:{provider}:{day.isoformat()}"
+
+
 def quote(symbol: str) -> str:
     """Latest quote of one symbol: a JSON `reader.models.Quote`."""
     return f"{PREFIX}quote:{symbol}"

@@ -22,7 +22,7 @@ from emulator.state import Fault
 from reader import NotCached, Quote, SyncReader, keys
 from reader import jobs as job_contract
 from reader.clock import Clock
-from reader.models import WorkerHealth
+from reader.telemetry import WorkerHealth
 from tests.conftest import API_KEY
 from tests.support import (
     RunningEmulator,

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from reader import keys
 from reader.clock import Clock
 from reader.jobs import DATASETS
-from reader.models import RunningJob, WorkerHealth
+from reader.telemetry import RunningJob, WorkerHealth
 
 TTL_INTERVALS = 3
 """A worker's key outlives its last write by this many health intervals: one late write is not death."""

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from reader import keys
 from reader.clock import Clock, utc_now
-from reader.models import WorkerHealth
 from reader.redis_url import DEFAULT_REDIS_URL
+from reader.telemetry import WorkerHealth
 from worker.config import CONFIG_ENV, load_config, resolve_config_path
 
 EXIT_NONE = 1
