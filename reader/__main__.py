@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from reader._results import MAX_WAIT_S, Bundle, check_wait_s
 from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, SyncReader
 from reader.errors import InvalidRequest, InvalidSymbol, NoData, NotCached, ReaderError, UnknownSymbol
 from reader.models import CachedItem
+from reader.redis_url import redact_url
 from reader.symbols import normalize_symbol, shown
 
 EXIT_MISSING = 1
@@ -113,58 +115,90 @@ def _timeout_s(text: str) -> float:
     return float(text)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m reader", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)")
+def _common_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--url, --wait and --timeout, accepted before the subcommand (`defaults`) and after it (where
+    an option left out keeps the value given before, or the default)."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(None),
+        help="Redis URL (default: $REDIS_URL, else redis://localhost:6379/0)",
+    )
     parser.add_argument(
         "--wait",
         type=_wait_s,
-        default=DEFAULT_WAIT_S,
+        default=default(DEFAULT_WAIT_S),
         metavar="SECONDS",
         help=f"on a miss, wait this long for an on-demand fetch (default {DEFAULT_WAIT_S:g}; 0: do not wait)",
     )
     parser.add_argument(
         "--timeout",
         type=_timeout_s,
-        default=DEFAULT_TIMEOUT_S,
+        default=default(DEFAULT_TIMEOUT_S),
         metavar="SECONDS",
         help=f"longest wait for Redis to connect, then to answer a command (default {DEFAULT_TIMEOUT_S:g})",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m reader", description=__doc__.splitlines()[0])
+    _common_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     quote = commands.add_parser("quote", help="the cached quotes of SYMBOLs")
+    _common_options(quote, defaults=False)
     quote.add_argument("symbols", nargs="+", metavar="SYMBOL")
     quote.set_defaults(run=_quotes)
     expirations = commands.add_parser("expirations", help="the option expirations listed for SYMBOL")
-    expirations.add_argument("symbol")
+    _common_options(expirations, defaults=False)
+    expirations.add_argument("symbol", metavar="SYMBOL")
     expirations.set_defaults(run=_single(lambda r, a: r.expirations(a.symbol)))
     chain = commands.add_parser("chain", help="an option chain of SYMBOL (default: the nearest expiration)")
-    chain.add_argument("symbol")
+    _common_options(chain, defaults=False)
+    chain.add_argument("symbol", metavar="SYMBOL")
     chain.add_argument("--expiration", metavar="YYYY-MM-DD")
     chain.add_argument(
         "--side", default="both", metavar="{calls,puts,both}", help="the contracts to print (default both)"
     )
     chain.set_defaults(run=_single(lambda r, a: r.chain(a.symbol, a.expiration, a.side)))
     history = commands.add_parser("history", help="cached price bars of SYMBOL")
-    history.add_argument("symbol")
+    _common_options(history, defaults=False)
+    history.add_argument("symbol", metavar="SYMBOL")
     history.add_argument("--interval", default="1d", help="1d (default), 1m, 5m or 15m")
     history.set_defaults(run=_single(lambda r, a: r.history(a.symbol, a.interval)))
     indicators = commands.add_parser("indicators", help="SMA, EMA, RSI and MACD of SYMBOL")
-    indicators.add_argument("symbol")
+    _common_options(indicators, defaults=False)
+    indicators.add_argument("symbol", metavar="SYMBOL")
     indicators.set_defaults(run=_single(lambda r, a: r.indicators(a.symbol)))
     bundle = commands.add_parser("bundle", help="quote, and optionally chains and indicators, of SYMBOL")
-    bundle.add_argument("symbol")
+    _common_options(bundle, defaults=False)
+    bundle.add_argument("symbol", metavar="SYMBOL")
     bundle.add_argument("--options", action="store_true", help="add the cached chains from today on")
     bundle.add_argument("--technical", action="store_true", help="add the indicators")
     bundle.set_defaults(run=_bundle)
     status = commands.add_parser(
         "status", help="the market's phase and next open/close, by the worker's calendar"
     )
+    _common_options(status, defaults=False)
     status.set_defaults(run=_single(lambda r, a: r.market_status()))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`... | head`): not an error of ours. Python's own
+        # recipe: point stdout at devnull so that the flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     with SyncReader(args.url, wait_s=args.wait, timeout_s=args.timeout) as reader:
         try:
             code: int = args.run(reader, args)
@@ -176,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_MISSING
         except redis.RedisError as e:
             print(
-                f"error: cannot read from Redis at {reader!r}: {e}; set REDIS_URL or --url "
-                "to the Redis the worker writes to (make run starts one)",
+                f"error: cannot read from Redis at {redact_url(reader.url)}: {e}; set REDIS_URL or "
+                "--url to the Redis the worker writes to (make run starts one)",
                 file=sys.stderr,
             )
             return EXIT_MISSING
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
     return code
 
 

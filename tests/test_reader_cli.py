@@ -8,10 +8,13 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis
 
 from devtools.redis_server import free_port
 from reader import OptionChain, OptionContract, Quote, keys
+from reader.__main__ import _parser as reader_parser
+from reader.__main__ import main as reader_cli
 from reader.models import ChainIndex
 from tests.support import child_env
 
@@ -34,11 +37,13 @@ def _reader(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
 def _store(redis_url: str, *symbols: str) -> None:
     now = datetime.now(UTC)
     client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline(transaction=False)
     for symbol in symbols:
         quote = Quote(
             symbol=symbol, source="tradier", fetched_at=now, fresh_until=now + timedelta(minutes=1), last=10.5
         )
-        client.set(keys.quote(symbol), quote.model_dump_json(exclude_none=True))
+        pipe.set(keys.quote(symbol), quote.model_dump_json(exclude_none=True))
+    pipe.execute()
     client.close()
 
 
@@ -137,3 +142,54 @@ def test_status_and_bundle(redis_url: str) -> None:
     assert "keeps no chains" in data["chains"]["error"]
     assert "no worker is running" in data["chains"]["error"]  # none runs in this test
     assert "no indicators cached" in data["indicators"]["error"]
+
+
+def test_options_are_accepted_after_the_subcommand_too(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reader quote KO --wait 0 --url ...` works as the README writes it; an option after the
+    subcommand wins over the same option before it."""
+    _store(redis_url, "KO")
+    code = reader_cli(["--wait", "9", "quote", "KO", "--wait", "0", "--url", redis_url, "--timeout", "1"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["KO"]["last"] == 10.5
+    args = reader_parser().parse_args(["--wait", "9", "status", "--wait", "0.5"])
+    assert (args.wait, args.timeout, args.url) == (0.5, 2.0, None)
+    args = reader_parser().parse_args(["--wait", "9", "--url", "redis://x:1/0", "status"])
+    assert (args.wait, args.url) == (9.0, "redis://x:1/0")
+
+
+def test_a_bad_option_after_the_subcommand_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """The subcommand's own parser refuses like the main one: one line, exit 2, no usage block."""
+    with pytest.raises(SystemExit) as exit_info:
+        reader_parser().parse_args(["quote", "KO", "--wait", "-1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --wait: '-1': expected seconds from 0")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_output_cut_short_by_head_prints_no_traceback(redis_url: str) -> None:
+    """`python -m reader quote ... | head -1`: the closed pipe ends it quietly, exit 0."""
+    symbols = [f"S{i:04d}" for i in range(2000)]  # ~300 kB of JSON: more than a pipe holds
+    _store(redis_url, *symbols)
+    result = subprocess.run(
+        ["sh", "-c", f"{sys.executable} -m reader --wait 0 quote {' '.join(symbols)} | head -1; "
+         "echo \"exit=${PIPESTATUS:-$?}\""],
+        capture_output=True, text=True, env=child_env(REDIS_URL=redis_url), cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.stdout.splitlines()[0] == "{"
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+    assert result.stderr == ""
+
+
+def test_unreachable_redis_names_the_url_without_its_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """The error names the redacted URL, not the reader object's repr."""
+    port = free_port()
+    code = reader_cli(["quote", "KO", "--url", f"redis://user:s3cret@127.0.0.1:{port}/0", "--timeout", "0.5"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"cannot read from Redis at redis://user:***@127.0.0.1:{port}/0:" in err
+    assert "s3cret" not in err
+    assert "<SyncReader" not in err
