@@ -2,13 +2,15 @@
 
 - `REDIS_URL` unset: starts a private redis-server on 127.0.0.1:$MARKETCACHE_REDIS_PORT (default
   6379, the reader's default) with its data under .data/redis and AOF on.
-- `TRADIER_API_KEY` unset: starts the local emulator and points the worker at it.
+- Each upstream the config calls (`tradier`, `polygon`) whose key (`TRADIER_API_KEY`,
+  `POLYGON_API_KEY`) is unset: served by the local emulator, started once for all of them.
 Then runs `python -m worker run` in the foreground. Ctrl-C (or SIGTERM/SIGHUP) stops everything it
 started; the children also die with it if it is killed outright (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import signal
@@ -19,7 +21,10 @@ from pathlib import Path
 from types import FrameType
 
 from devtools.redis_server import RedisServer, find_redis_server, free_port, port_open
-from reader.redis_url import redact_url
+from reader.redis_url import DEFAULT_REDIS_URL, redact_url
+from worker.config import API_KEY_ENV, ENV_OVERRIDES, load_config, resolve_config_path
+from worker.errors import ConfigError
+from worker.plan import used_upstreams
 
 DATA_DIR = Path(".data")
 EMULATOR_TOKEN = "emulator-token"  # noqa: S105 - the emulator accepts any token; not a secret
@@ -50,6 +55,26 @@ def _say(message: str) -> None:
     print(f"make run: {message}", file=sys.stderr, flush=True)
 
 
+def emulated_upstreams(argv: list[str], env: dict[str, str]) -> list[str]:
+    """The upstreams the worker's config calls whose API key `env` lacks: the emulator serves them.
+    `argv` are the worker's arguments (`--config PATH`). A config that does not load counts as
+    calling Tradier: the worker then says what is wrong with it."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config")
+    path = resolve_config_path(options.parse_known_args(argv)[0].config, env)
+    try:
+        upstreams = used_upstreams(load_config(path, env))
+    except ConfigError:
+        upstreams = ["tradier"]
+    return [upstream for upstream in upstreams if not env.get(API_KEY_ENV[upstream])]
+
+
+def reader_hint(redis_url: str) -> str:
+    """The reader command to try, with `REDIS_URL` when the reader's default would miss this Redis."""
+    default = redis_url in {DEFAULT_REDIS_URL, "redis://127.0.0.1:6379/0"}
+    return ("" if default else f"export REDIS_URL={redact_url(redis_url)}; ") + "python -m reader quote AAPL"
+
+
 def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_signal)
@@ -75,7 +100,8 @@ def main() -> int:
                 return 1
             env["REDIS_URL"] = redis.url
             _say(f"private redis-server on {redis.url} (data in {DATA_DIR}/redis, AOF on)")
-        if not env.get("TRADIER_API_KEY"):
+        emulated = emulated_upstreams(sys.argv[1:], env)
+        if emulated:
             port = free_port()
             emulator = _spawn([sys.executable, "-m", "emulator", "--port", str(port)], env)
             deadline = time.monotonic() + READY_TIMEOUT_S
@@ -84,13 +110,11 @@ def main() -> int:
                     _say("the emulator did not start; see its output above")
                     return 1
                 time.sleep(0.05)
-            env["TRADIER_BASE_URL"] = f"http://127.0.0.1:{port}"
-            env["TRADIER_API_KEY"] = EMULATOR_TOKEN
-            _say(f"TRADIER_API_KEY unset: using the local emulator on http://127.0.0.1:{port}")
-        _say(
-            f"read quotes with: REDIS_URL={redact_url(env['REDIS_URL'])} "
-            ".venv/bin/python -m reader quote AAPL"
-        )
+            for upstream in emulated:
+                env[ENV_OVERRIDES[("providers", upstream, "base_url")]] = f"http://127.0.0.1:{port}"
+                env[API_KEY_ENV[upstream]] = EMULATOR_TOKEN
+                _say(f"{API_KEY_ENV[upstream]} unset: using the local emulator on http://127.0.0.1:{port}")
+        _say(f"in another terminal: . .venv/bin/activate; {reader_hint(env['REDIS_URL'])}")
         worker = _spawn([sys.executable, "-m", "worker", "run", *sys.argv[1:]], env)
         return worker.wait()
     except Stop as stop:
