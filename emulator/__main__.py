@@ -13,11 +13,13 @@ from emulator.state import POLYGON_PLANS, EmulatorOptions
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated market (default 0)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API answer")
-    parser.add_argument("--rate-per-min", type=int, default=120, help="Tradier allowance per token")
+    parser.add_argument(
+        "--rate-per-min", type=int, default=120, help="Tradier allowance per token (default 120)"
+    )
     parser.add_argument(
         "--api-key", action="append", default=[], help="accepted token (repeatable; default: any non-empty)"
     )

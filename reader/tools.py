@@ -689,12 +689,22 @@ TOOLS: tuple[Callable[..., Awaitable[str]], ...] = (
 TOOL_NAMES: tuple[str, ...] = tuple(tool.__name__ for tool in TOOLS)
 
 
-def function_tools() -> list[FunctionTool]:
-    """The tools as OpenAI Agents SDK `FunctionTool`s: `Agent(tools=function_tools())`."""
+def function_tools(*names: str) -> list[FunctionTool]:
+    """The tools as OpenAI Agents SDK `FunctionTool`s: `Agent(tools=function_tools())`.
+
+    `names`: some of `TOOL_NAMES`, in the order wanted (default: all nine). Raises `ValueError`
+    naming an unknown one and the valid names, and `ImportError` when the SDK is not installed.
+    """
+    by_name = dict(zip(TOOL_NAMES, TOOLS, strict=True))
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        named = ", ".join(map(repr, unknown))
+        raise ValueError(f"no tool named {named}: choose from {', '.join(TOOL_NAMES)}")
     try:
         from agents import function_tool
     except ImportError as e:
         raise ImportError(
-            "reader.tools.function_tools() needs the OpenAI Agents SDK: pip install 'marketcache[agents]'"
+            "reader.tools.function_tools() needs the OpenAI Agents SDK: pip install 'marketcache[agents]' "
+            "(from a clone: pip install -e '.[agents]')"
         ) from e
-    return [function_tool(tool) for tool in TOOLS]
+    return [function_tool(by_name[name]) for name in names or TOOL_NAMES]

@@ -16,7 +16,6 @@ import yaml
 
 from devtools.redis_server import find_redis_server, free_port
 from reader import Quote, keys
-from reader.tools import TOOL_NAMES
 from tests.support import child_env
 from worker.__main__ import _parser as worker_cli_parser
 
@@ -29,7 +28,7 @@ def _readme_python_blocks() -> list[str]:
 
 def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) -> None:
     """The README's example prints the cached quotes and reports the miss, as it claims."""
-    example, _tools = _readme_python_blocks()
+    example, _agent = _readme_python_blocks()
     assert len([line for line in example.splitlines() if line.strip()]) <= 8
     now = datetime.now(UTC)
     client = redis.Redis.from_url(redis_url)
@@ -64,15 +63,6 @@ def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) ->
     assert "'NVDA': Quote(" in second
     # No worker runs here: the miss says so at once instead of "a fetch is queued".
     assert "'ZZZZ': NoWorker(\"no quote cached for 'ZZZZ'" in second
-
-
-def test_readme_tools_example_builds_the_agent() -> None:
-    """The README's agent example runs as written: the SDK's Agent takes the nine tools."""
-    _example, tools = _readme_python_blocks()
-    namespace: dict[str, object] = {}
-    exec(compile(tools, "README.md", "exec"), namespace)  # noqa: S102  # our own README's example
-    agent = namespace["agent"]
-    assert [tool.name for tool in agent.tools] == list(TOOL_NAMES)  # type: ignore[attr-defined]
 
 
 def test_compose_runs_redis_with_aof_and_a_worker_that_waits_for_it() -> None:

@@ -896,3 +896,11 @@ async def test_an_answer_no_tool_could_cut_is_an_error_not_cut_json(
     assert set(answer) == {"error"}
     assert f"over the bound of {tools_module.MAX_ANSWER_CHARS}" in answer["error"]
     assert "tools.answer_too_long tool=get_stock_quote" in caplog.text
+
+
+def test_function_tools_gives_the_named_ones_in_order_and_refuses_an_unknown_name() -> None:
+    """`function_tools(*names)`: a subset for an agent that needs fewer; a typo names the valid ones."""
+    tools = function_tools("get_market_status_and_date_time", "get_stock_quote")
+    assert [tool.name for tool in tools] == ["get_market_status_and_date_time", "get_stock_quote"]
+    with pytest.raises(ValueError, match=r"no tool named 'get_quote': choose from get_stock_quote, "):
+        function_tools("get_stock_quote", "get_quote")

@@ -1,0 +1,328 @@
+"""Every command of the README runs as written, and its agent example runs a whole agent.
+
+The commands are the lines of its `sh` blocks and the inline code that is a whole command
+(`python -m ...`, `make ...`, `docker compose ...`). `HANDLING` says, for each, how it is proven:
+run here (in the venv, against a private Redis, the emulator and a worker started by the README's
+own `python -m worker run`), by another test (named), or not here (and why). A command the README
+gains without an entry here fails `test_every_readme_command_is_handled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from devtools.redis_server import free_port
+from reader import Quote, keys
+from tests.support import RunningEmulator, child_env, process_env
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+VENV_BIN = REPO / ".venv" / "bin"
+
+_COMMAND = re.compile(r"(python -m |python bench/|make [a-z]|docker compose |pip install |export |curl )")
+
+
+def readme_commands(text: str) -> list[str]:
+    """The README's commands, in order, each once: `sh` block lines (their `# ...` comment cut)
+    and inline code that is a whole command."""
+    commands = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.DOTALL):
+        if lang != "sh":
+            continue
+        for line in body.splitlines():
+            command = re.sub(r"\s+#\s.*$", "", line).strip()
+            if command:
+                commands.append(command)
+    prose = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    commands += [span for span in re.findall(r"`([^`\n]+)`", prose) if _COMMAND.match(span)]
+    return list(dict.fromkeys(commands))
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run here, as written; exit code `exit`, and `shows` in its output."""
+
+    exit: int = 0
+    shows: str = ""
+    background: bool = False  # a daemon: started, checked to answer, stopped with SIGINT
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """Proven by another test (`test` is its node id; it must exist)."""
+
+    test: str
+
+
+@dataclass(frozen=True)
+class NotHere:
+    """Not run by a test, and why."""
+
+    reason: str
+
+
+Handling = Run | Elsewhere | NotHere
+
+_ARM = "curl -s -X POST localhost:8080/_emulator/faults -d "
+ARM_502 = _ARM + """'{"path": "/v1/markets/quotes", "status": 502, "times": 3}'"""
+ARM_HANG = _ARM + """'{"path": "/v1/markets/*", "kind": "hang", "times": null}'"""
+
+HANDLING: dict[str, Handling] = {
+    "make run": Elsewhere(
+        "tests/test_make_run.py::test_make_run_serves_fresh_quotes_and_ctrl_c_stops_everything"
+    ),
+    "make test": NotHere("the gate itself: CI runs it (.ci/run), and this test runs under it"),
+    ". .venv/bin/activate": Run(shows=str(REPO / ".venv")),
+    "python -m reader quote AAPL MSFT": Run(shows='"MSFT": {'),
+    "python -m reader quote KO --wait 0": Run(exit=1, shows="a fetch is queued"),
+    "python -m reader chain SPY --side puts": Run(shows='"option_type": "put"'),
+    "python -m reader status": Run(shows='"phase": "regular"'),
+    "python -m worker run": Run(background=True),
+    "python -m worker refresh": Run(shows="refresh.batch_done dataset=quotes"),
+    "python -m worker check-config": Run(shows="ok: "),
+    "python -m worker status": Run(shows="WORKER"),
+    "python -m emulator --port 8080": Run(background=True),
+    ARM_502: Run(shows='{"armed": "/v1/markets/quotes"}'),
+    ARM_HANG: Run(shows='{"armed": "/v1/markets/*"}'),
+    "curl -s -X DELETE localhost:8080/_emulator/faults": Run(shows='{"ok": true}'),
+    "curl -s localhost:8080/_emulator/stats": Run(shows='"calls"'),
+    "export REDIS_URL=redis://127.0.0.1:6380/0": NotHere(
+        "a shell assignment; the reader reading REDIS_URL is tests/test_reader_cli.py's"
+    ),
+    "pip install -e '.[agents]'": NotHere("needs the package index; make test installs the same extra (dev)"),
+    "export OPENAI_API_KEY=...": NotHere(
+        "a placeholder; test_readme_agent_example_runs_a_whole_agent sets one"
+    ),
+    "python -m worker check-config config.yaml": Run(shows="ok: "),
+    "docker compose up -d": NotHere("no docker in CI; tests/test_docs_and_deploy.py checks the compose file"),
+    "docker compose restart worker": NotHere("no docker in CI"),
+    "docker compose up -d --scale worker=3": Elsewhere(
+        "tests/test_docs_and_deploy.py::test_compose_scales_the_worker_each_container_checking_its_own"
+    ),
+    "make test-dates": NotHere(
+        "its own 35-minute target; devtools.test_dates is tested in tests/test_devtools.py"
+    ),
+    "python -m devtools.test_dates --only dst": NotHere("one instant of make test-dates: about 6 minutes"),
+    "make test-fleet": Elsewhere(
+        "tests/test_fleet_budget.py::test_three_workers_share_one_allowance_without_a_429"
+    ),
+    "make bench": Elsewhere("tests/test_bench.py"),
+    "python bench/reader_hit.py": Elsewhere("tests/test_bench.py"),
+    "python bench/calls_per_week.py": Elsewhere("tests/test_bench.py"),
+    "python bench/chain_storage.py": Elsewhere("tests/test_bench.py"),
+    "python bench/miss_path.py": Elsewhere("tests/test_bench.py"),
+    "python bench/scale.py": Elsewhere("tests/test_bench.py"),
+    "python bench/load.py": Elsewhere("tests/test_bench.py"),
+}
+
+SMALL_CONFIG = {
+    "watchlist": ["AAPL", "MSFT", "SPY"],
+    "providers": {"tradier": {"rate_per_min": 1000}},
+    "datasets": {"chains": {"expirations": 1}, "history": {"intraday": None}},
+}
+"""The config the README's commands read here (MARKETCACHE_CONFIG): the shipped one's shape, a
+shorter watchlist, so that a refresh pass takes seconds."""
+
+
+def test_every_readme_command_is_handled() -> None:
+    """Each command the README shows is run here, proven by a named test, or said not to be."""
+    commands = readme_commands(README.read_text())
+    assert set(commands) - set(HANDLING) == set(), "add these README commands to HANDLING"
+    assert set(HANDLING) - set(commands) == set(), "these are no longer in the README: drop them"
+    for command, handling in HANDLING.items():
+        if isinstance(handling, Elsewhere):
+            path, _, name = handling.test.partition("::")
+            source = (REPO / path).read_text()
+            assert not name or f"def {name}(" in source, f"{command!r}: {handling.test} does not exist"
+
+
+async def _shell(command: str, env: dict[str, str], timeout_s: float = 60) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_shell(
+        command, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+async def _stop(process: asyncio.subprocess.Process) -> str:
+    if process.returncode is None:
+        os.killpg(process.pid, signal.SIGINT)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    return out.decode(errors="replace")
+
+
+@pytest.mark.processes
+async def test_readme_commands_run_as_written(
+    redis_url: str, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """The README's commands, as written, in the venv: the worker it says to run, then the reader
+    and worker commands against it, then the emulator and its controls (on a free port for 8080)."""
+    config = tmp_path / "config.yaml"
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.write_text(yaml.safe_dump({**shipped, **SMALL_CONFIG}))
+    env = await process_env(
+        emulator.url,
+        REDIS_URL=redis_url,
+        TRADIER_API_KEY="readme-token",
+        MARKETCACHE_CONFIG=str(config),
+        VIRTUAL_ENV=str(REPO / ".venv"),
+    )
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"  # `. .venv/bin/activate`, as the README says
+    commands = readme_commands(README.read_text())
+    emulator_port = free_port()
+    failures: list[str] = []
+
+    def check(command: str, code: int, out: str) -> None:
+        handling = HANDLING[command]
+        assert isinstance(handling, Run)
+        if code != handling.exit or handling.shows not in out:
+            expected = f"exit {code} (expected {handling.exit}), shows {handling.shows!r}?"
+            failures.append(f"$ {command}\n{expected}\n{out[-2000:]}")
+
+    worker = await asyncio.create_subprocess_shell(
+        "python -m worker run", cwd=REPO, env=env, start_new_session=True,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for _ in range(200):  # the worker's first quote batch: the reader commands find data
+            if client.exists(keys.quote("MSFT")):
+                break
+            await asyncio.sleep(0.1)
+        for command in commands:
+            handling = HANDLING[command]
+            if not isinstance(handling, Run) or handling.background:
+                continue
+            if command.startswith("curl"):
+                continue  # below, against the README's own emulator
+            if command == ". .venv/bin/activate":
+                code, out = await _shell(f'{command} && python -c "import sys; print(sys.prefix)"', env)
+            else:
+                code, out = await _shell(command, env)
+            check(command, code, out)
+    finally:
+        client.close()
+        logged = await _stop(worker)
+    if "worker.started" not in logged:
+        failures.append(f"$ python -m worker run\n{logged[-2000:]}")
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed: the emulator's control examples were not run")
+    emulator_env = child_env()
+    served = await asyncio.create_subprocess_shell(
+        f"python -m emulator --port {emulator_port}", cwd=REPO, env={**emulator_env, "PATH": env["PATH"]},
+        start_new_session=True, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            code, _out = await _shell(f"curl -s localhost:{emulator_port}/_emulator/clock", env)
+            if code == 0:
+                break
+            await asyncio.sleep(0.1)
+        for command in commands:
+            if command.startswith("curl"):
+                code, out = await _shell(command.replace("localhost:8080", f"localhost:{emulator_port}"), env)
+                check(command, code, out)
+    finally:
+        await _stop(served)
+    assert not failures, "\n\n".join(failures)
+
+
+class FakeModel:
+    """An OpenAI Responses endpoint that asks for `get_stock_quote(AAPL)`, then answers with what
+    the tool returned: the README's agent example runs whole, with no network."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, object]] = []
+
+    @staticmethod
+    def _response(output: list[dict[str, object]]) -> dict[str, object]:
+        usage = {
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "total_tokens": 2,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        return {
+            "id": "resp_1", "object": "response", "created_at": 0, "model": "fake", "status": "completed",
+            "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "usage": usage,
+        }  # fmt: skip
+
+    async def responses(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        results = [item for item in body["input"] if item.get("type") == "function_call_output"]
+        if not results:
+            call = {
+                "type": "function_call", "id": "fc_1", "call_id": "call_1", "status": "completed",
+                "name": "get_stock_quote", "arguments": json.dumps({"symbol": "AAPL"}),
+            }  # fmt: skip
+            return web.json_response(self._response([call]))
+        text = f"AAPL, from the cache: {results[0]['output']}"
+        message = {
+            "type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }  # fmt: skip
+        return web.json_response(self._response([message]))
+
+
+def _readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+async def test_readme_agent_example_runs_a_whole_agent(redis_url: str) -> None:
+    """The README's agent example, as written: the model calls a tool, the tool answers from the
+    cache through the example's own Reader, and the final answer is printed."""
+    example = next(block for block in _readme_python_blocks() if "Runner.run" in block)
+    now = datetime.now(UTC)
+    quote = Quote(
+        symbol="AAPL", source="tradier", fetched_at=now, fresh_until=now + timedelta(minutes=5), last=231.5
+    )
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.quote("AAPL"), quote.model_dump_json(exclude_none=True))
+    client.close()
+    model = FakeModel()
+    app = web.Application()
+    app.router.add_post("/v1/responses", model.responses)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", example, cwd=REPO,
+            env=child_env(
+                REDIS_URL=redis_url,
+                OPENAI_API_KEY="sk-test",
+                OPENAI_BASE_URL=str(server.make_url("/v1")),
+                OPENAI_AGENTS_DISABLE_TRACING="1",  # the SDK would export traces to OpenAI
+            ),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        await server.close()
+    assert process.returncode == 0, err.decode()
+    printed = out.decode()
+    assert printed.startswith("AAPL, from the cache: {")
+    answer = json.loads(printed.split(": ", 1)[1])
+    assert answer["symbol"] == "AAPL"
+    assert answer["last"] == 231.5
+    assert answer["stale"] is False
+    first = model.requests[0]
+    offered = [tool["name"] for tool in first["tools"]]  # type: ignore[union-attr]
+    assert offered == ["get_stock_quote", "get_market_status_and_date_time"]
