@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 import yaml
 
@@ -60,6 +61,7 @@ def test_the_reader_hint_names_redis_only_off_the_default_port() -> None:
     )
 
 
+@pytest.mark.long(seconds=9)
 def test_make_run_with_polygon_quotes_and_no_key_serves_them_from_the_emulator(
     tmp_path: Path, redis_url: str
 ) -> None:

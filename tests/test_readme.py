@@ -166,6 +166,7 @@ async def _stop(process: asyncio.subprocess.Process) -> str:
     return out.decode(errors="replace")
 
 
+@pytest.mark.long(seconds=16)
 @pytest.mark.processes
 async def test_readme_commands_run_as_written(
     redis_url: str, emulator: RunningEmulator, tmp_path: Path
