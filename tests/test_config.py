@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import child_env
+from worker.__main__ import main
 from worker.config import (
     ConfigError,
     Secrets,
@@ -290,3 +291,56 @@ def test_priority_names_background_datasets_in_any_case_and_refuses_the_rest() -
     ):
         with pytest.raises(ConfigError, match=re.escape(says)):
             parse_config(f"watchlist: [A]\npriority: {bad}\n", env={})
+
+
+def test_problems_are_counted_in_the_singular_for_one() -> None:
+    """One problem reads "(1 problem)", two "(2 problems)"."""
+    with pytest.raises(ConfigError, match=r"is invalid \(1 problem\):\n  worker.tick_s = 0"):
+        parse_config(VALID + "worker: {tick_s: 0}", env={})
+    with pytest.raises(ConfigError, match=r"is invalid \(2 problems\):"):
+        parse_config(VALID + "worker: {tick_s: 0, max_jobs: 0}", env={})
+
+
+def test_an_unknown_exchange_is_refused_at_load_naming_it_the_fix_and_valid_codes() -> None:
+    """schedule.exchange must be an exchange-calendars code: refused at once, not at the first refresh."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(VALID + "schedule: {exchange: NYSEX}", env={})
+    message = str(raised.value)
+    assert "schedule.exchange = 'NYSEX': not an exchange-calendars code (did you mean 'NYSE'" in message
+    assert "use one such as XNYS (NYSE), XNAS (Nasdaq)" in message
+    assert "exchange_calendars.get_calendar_names()" in message
+    with pytest.raises(
+        ConfigError, match=r"'xnys': not an exchange-calendars code \(did you mean 'XNYS'\?\)"
+    ):
+        parse_config(VALID + "schedule: {exchange: xnys}", env={})
+    assert parse_config(VALID + "schedule: {exchange: XNAS}", env={}).schedule.exchange == "XNAS"
+    assert parse_config(VALID, env={}).schedule.exchange == "XNYS"
+
+
+def test_check_config_exits_2_on_an_unknown_exchange(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check-config` refuses the file with the field path, exit 2, before anything runs."""
+    config = tmp_path / "config.yaml"
+    config.write_text(VALID + "schedule: {exchange: LONDON}\n")
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "(1 problem):\n  schedule.exchange = 'LONDON': not an exchange-calendars code" in err
+
+
+def test_a_plan_within_rate_per_min_but_beyond_the_planned_rate_is_not_called_above_it() -> None:
+    """Needing 120 calls/min of an allowance of 120 is not "above" it: the warning says what is exceeded."""
+    config = parse_config(
+        "watchlist: [A, B]\nproviders: {tradier: {batch_size: 1}}\n"
+        "datasets: {quotes: {cadence_s: {regular: 1}}, expirations: {enabled: false}, "
+        "chains: {enabled: false}, history: {enabled: false}, indicators: {enabled: false}}\n",
+        env={},
+    )
+    (warning,) = [w for w in config_warnings(config) if "calls/min" in w]
+    assert warning.startswith(
+        "the datasets served by tradier need about 120 calls/min, more than the 114.098 the workers plan "
+        "to send of providers.tradier.rate_per_min = 120 (the rest is headroom for bursts and latency): "
+        "even the quotes are refreshed less often than their cadence_s (quotes every 2 s instead of 1 s "
+        "in regular)"
+    ), warning
+    assert "above" not in warning

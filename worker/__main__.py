@@ -1,4 +1,4 @@
-"""`python -m worker {run,refresh,check-config,status}`: the marketcache worker.
+"""`python -m worker {run,refresh,check-config,schema,status}`: the marketcache worker.
 
 Exit codes: 0 success; 1 a refresh did not store every symbol, or Redis/upstream unreachable, or
 (status) no worker is running; 2 the configuration (file or environment) is invalid.
@@ -16,7 +16,7 @@ import redis
 import redis.asyncio
 
 from reader.redis_url import redact_url
-from worker import status
+from worker import schema, status
 from worker.allowance import per_min_text, verdict
 from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
 from worker.daemon import MarketWorker
@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "status":  # reads Redis alone: needs no valid config nor API keys
         return _status(args)
+    if args.command == "schema":  # from the models alone: needs no config file
+        print(schema.schema_text())
+        return 0
     path = resolve_config_path(getattr(args, "path", None) or args.config)
     try:
         config = load_config(path)
@@ -188,6 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("refresh", parents=[common], help="refresh every symbol once and exit")
     check = commands.add_parser("check-config", parents=[common], help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="the file to check (default: as --config)")
+    commands.add_parser(
+        "schema",
+        help=f"print the JSON Schema of config.yaml that editors check it with ({schema.SCHEMA_FILE})",
+    )
     status = commands.add_parser(
         "status", parents=[common], help="list the live workers and what each runs; exit 1 if none"
     )

@@ -276,21 +276,40 @@ def stretch_warning(allowance: Allowance, share: Share) -> str | None:
     if not stretched:
         return None
     upstream, phase = share.upstream, share.busiest_phase
-    planned = "" if share.steady_per_min == share.rate_per_min else f" ({share.steady_per_min:g}/min planned)"
+    needed = share.needed_per_min[phase]
+    if needed > share.rate_per_min:
+        bound = float(share.rate_per_min)
+        planned = "" if share.steady_per_min == bound else f" ({share.steady_per_min:g}/min planned)"
+        over = f"above providers.{upstream}.rate_per_min = {share.rate_per_min}{planned}"
+    else:  # within the allowance, but beyond what the workers send of it
+        bound = share.steady_per_min
+        over = (
+            f"more than the {bound:g} the workers plan to send of providers.{upstream}.rate_per_min = "
+            f"{share.rate_per_min} (the rest is headroom for bursts and latency)"
+        )
     held = ", ".join(
         f"{h.name} every {h.held.seconds[p]:g} s instead of {h.configured.seconds[p]:g} s in {p}"
         for h in stretched
         for p in [h.worst_phase]
         if p is not None
     )
-    keep = rate_to_keep(share.needed_per_min[phase])
+    keep = rate_to_keep(needed)
     what = "even the quotes are" if share.quotes_stretched else "the lowest in priority are"
     return (
-        f"the datasets served by {upstream} need about {share.needed_per_min[phase]:.0f} calls/min, above "
-        f"providers.{upstream}.rate_per_min = {share.rate_per_min}{planned}: {what} refreshed less often "
+        f"the datasets served by {upstream} need about {_more_than(needed, bound)} "
+        f"calls/min, {over}: {what} refreshed less often "
         f"than their cadence_s ({held}); to keep every cadence, raise rate_per_min to {keep}, or lengthen "
         "cadence_s, keep fewer expirations or shorten the watchlist (`check-config` shows what each holds)"
     )
+
+
+def _more_than(needed: float, bound: float) -> str:
+    """`needed` (more than `bound`) in whole calls, or with the decimals that show it is more."""
+    for decimals in range(4):
+        text = f"{needed:.{decimals}f}"
+        if float(text) > bound:
+            return text
+    return text
 
 
 def _allowance_text(share: Share) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict, JsonValue
 
 from reader.redis_url import DEFAULT_REDIS_URL, redact_url
 from worker.dataset_config import (
@@ -74,25 +75,60 @@ ENV_OVERRIDES: dict[tuple[str, ...], str] = {
     ("providers", "polygon", "base_url"): "POLYGON_BASE_URL",
 }
 API_KEY_ENV = {"tradier": "TRADIER_API_KEY", "polygon": "POLYGON_API_KEY"}
+DEFAULT_EXCHANGE = "XNYS"
+
+
+def exchange_codes() -> list[str]:
+    """Every calendar code `exchange-calendars` knows (aliases such as NYSE included), sorted."""
+    import exchange_calendars  # deferred: it pulls in pandas, which only another exchange than XNYS needs
+
+    return sorted(str(code) for code in exchange_calendars.get_calendar_names())
+
+
+def _priority_items(schema: JsonDict) -> None:
+    """The JSON Schema of `priority` takes the background datasets' names in any case, as the model
+    does (`_priority` lowers them), each once; editors offer the names as examples."""
+    names = "|".join(
+        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in n) for n in BACKGROUND
+    )
+    examples: list[JsonValue] = [*BACKGROUND]
+    schema["items"] = {"type": "string", "pattern": rf"^\s*({names})\s*$", "examples": examples}
+    schema["uniqueItems"] = True
+
+
+def _exchange_enum(schema: JsonDict) -> None:
+    """The JSON Schema of `schedule.exchange` lists the codes, so that editors complete them."""
+    codes: list[JsonValue] = [*exchange_codes()]
+    schema["enum"] = codes
+
+
+RatePerMin = Annotated[
+    int,
+    Field(
+        gt=0,
+        description="the provider's allowance, requests per minute, shared by all workers (they send a "
+        "little less: the rest is headroom for bursts and latency)",
+    ),
+]
+BatchSize = Annotated[int, Field(gt=0, le=1000, description="symbols per quotes call (at most 1000)")]
 
 
 class ProviderConfig(Section):
     """One upstream API: where it is and how hard it may be called."""
 
     base_url: str
-    rate_per_min: int = Field(
-        gt=0,
-        description="the upstream's allowance: requests per minute for all workers together "
-        "(they send 93% of it at 120/min; the rest is bursts and margin)",
-    )
-    batch_size: int = Field(gt=0, le=1000, description="symbols per upstream call")
+    rate_per_min: RatePerMin
+    batch_size: BatchSize
     max_concurrency: int = Field(default=4, gt=0, description="requests in flight at once")
-    timeout_s: float = Field(default=10.0, gt=0, description="total time of one request")
+    timeout_s: float = Field(default=10.0, gt=0, description="total time of one request, body included")
     breaker_failures: int = Field(
-        default=5, ge=1, description="transient failures in a row that open the breaker: no call meanwhile"
+        default=5,
+        ge=1,
+        description="transient failures in a row that open the provider's circuit breaker (no call while "
+        "it is open)",
     )
     breaker_open_s: float = Field(
-        default=30.0, gt=0, le=3600, description="how long an open breaker waits before one probe"
+        default=30.0, gt=0, le=3600, description="how long an open breaker waits before one probe request"
     )
 
     @field_validator("base_url")
@@ -104,18 +140,29 @@ class ProviderConfig(Section):
 
 
 class TradierConfig(ProviderConfig):
-    base_url: str = "https://api.tradier.com"
-    rate_per_min: int = Field(default=120, gt=0)
-    batch_size: int = Field(default=100, gt=0, le=1000)
+    """Tradier's market data API: quotes, expirations, chains, daily bars and timesales."""
+
+    base_url: str = Field(
+        default="https://api.tradier.com",
+        description="where the API is; sandbox: `https://sandbox.tradier.com` (`TRADIER_BASE_URL` wins)",
+    )
+    rate_per_min: RatePerMin = 120
+    batch_size: BatchSize = 100
 
 
 class PolygonConfig(ProviderConfig):
-    base_url: str = "https://api.polygon.io"
-    rate_per_min: int = Field(default=5, gt=0)
-    batch_size: int = Field(default=250, gt=0, le=1000)
+    """Polygon's REST API: snapshots, aggregates and indicators."""
+
+    base_url: str = Field(
+        default="https://api.polygon.io", description="where the API is (`POLYGON_BASE_URL` wins)"
+    )
+    rate_per_min: RatePerMin = 5
+    batch_size: BatchSize = 250
 
 
 class ProvidersConfig(Section):
+    """The upstream APIs. Their keys come from the environment only: TRADIER_API_KEY, POLYGON_API_KEY."""
+
     tradier: TradierConfig = TradierConfig()
     polygon: PolygonConfig = PolygonConfig()
 
@@ -123,33 +170,64 @@ class ProvidersConfig(Section):
 class ScheduleConfig(Section):
     """The exchange whose calendar drives the schedule."""
 
-    exchange: str = "XNYS"
+    exchange: str = Field(
+        default=DEFAULT_EXCHANGE,
+        description="the exchange calendar, an `exchange-calendars` code; phases are cut in New York "
+        "time, so XNYS or another US exchange",
+        json_schema_extra=_exchange_enum,
+    )
     extra_closed: list[date] = Field(
-        default_factory=list, description="unscheduled closures the calendar does not know (YYYY-MM-DD)"
+        default_factory=list,
+        description="dates of unscheduled closures the calendar does not know, YYYY-MM-DD (published to "
+        "readers too)",
     )
     closing_delay_s: float = Field(
         default=60.0,
         ge=0,
         le=4 * 3600,
-        description="how long after the last phase of the day its closing refresh runs",
+        description="how long after its last phase a closing refresh runs",
     )
+
+    @field_validator("exchange")
+    @classmethod
+    def _known_exchange(cls, code: str) -> str:
+        if code == DEFAULT_EXCHANGE:  # known: spares importing exchange-calendars (and pandas) here
+            return code
+        codes = exchange_codes()
+        if code in codes:
+            return code
+        close = [c for c in codes if c.upper() == code.upper()] or difflib.get_close_matches(code, codes, n=2)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(
+            f"not an exchange-calendars code{hint}; use one such as XNYS (NYSE), XNAS (Nasdaq), XASE "
+            "(NYSE American), ARCX (NYSE Arca) or BATS (Cboe BZX), in upper case; list them all with "
+            "python -c 'import exchange_calendars; print(exchange_calendars.get_calendar_names())'"
+        )
 
 
 class CacheConfig(Section):
+    """How long items stay in Redis, and when a read calls them stale."""
+
     keep_stale_s: int = Field(
         default=7 * 86_400,
         ge=0,
-        description="how long an item outlives fresh_until in Redis (served, flagged)",
+        description="how long an item stays readable (flagged stale) after `fresh_until`",
     )
     fresh_slack_s: float = Field(
-        default=5.0, ge=0, description="added to fresh_until so a refresh in progress does not flag reads"
+        default=5.0, ge=0, description="added to `fresh_until` while the next refresh is in flight"
     )
 
 
 class WorkerConfig(Section):
-    tick_s: int = Field(default=1, ge=1, le=60, description="how often due refreshes are enqueued")
-    max_jobs: int = Field(default=10, gt=0, description="arq jobs run at once by one process")
-    job_timeout_s: float = Field(default=120.0, gt=0, description="longest a refresh job may run")
+    """One worker process: its tick, its job slots and how it stops."""
+
+    tick_s: int = Field(default=1, ge=1, le=60, description="how often due batches are enqueued")
+    max_jobs: int = Field(default=10, gt=0, description="jobs one worker process runs at once")
+    job_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="longest a refresh job may run; waits for rate windows stop short of it",
+    )
     shutdown_grace_s: int = Field(
         default=10, ge=0, description="on Ctrl-C or SIGTERM, how long jobs in flight may finish"
     )
@@ -160,7 +238,7 @@ class WorkerConfig(Section):
         default=0.02,
         gt=0,
         le=5,
-        description="how often the queue is polled: bounds how long an on-demand fetch waits to start",
+        description="how often the queue is polled: an on-demand fetch starts within this",
     )
 
 
@@ -168,12 +246,16 @@ class RetryConfig(Section):
     """Retries of a refresh whose symbols failed with a transient upstream error."""
 
     enabled: bool = Field(
-        default=True, description="false: a failed refresh waits for the next scheduled one"
+        default=True,
+        description="retry a refresh that failed of a transient fault, until the next scheduled refresh "
+        "(false: wait for that one)",
     )
     base_s: float = Field(
-        default=2.0, gt=0, description="the first retry comes within this; each later one within twice more"
+        default=2.0,
+        gt=0,
+        description="retry n waits a random time up to `min(cap_s, base_s * 2^n)`",
     )
-    cap_s: float = Field(default=300.0, gt=0, description="the longest wait between two retries")
+    cap_s: float = Field(default=300.0, gt=0, description="the longest wait before a retry (at least base_s)")
 
     @model_validator(mode="after")
     def _cap_above_base(self) -> RetryConfig:
@@ -189,22 +271,29 @@ class OnDemandConfig(Section):
         default=300,
         ge=1,
         le=86_400,
-        description="how long an upstream's 'no such symbol' is remembered (no call meanwhile)",
+        description='how long an upstream\'s "no such symbol" is remembered (no call meanwhile)',
     )
     adopt: bool = Field(
         default=False,
-        description="schedule symbols fetched on demand adopt_after times in a day, for the rest of it",
+        description="schedule a symbol fetched on demand `adopt_after` times in a day, for the rest of it",
     )
     adopt_after: int = Field(
-        default=3, ge=1, description="on-demand fetches of a symbol in one day that adopt it (with adopt)"
+        default=3, ge=1, description="on-demand fetches of a symbol in one day that adopt it (with `adopt`)"
     )
 
 
 class Config(Section):
     """The whole of config.yaml."""
 
-    redis_url: str = DEFAULT_REDIS_URL
-    watchlist: list[Symbol] = Field(min_length=1)
+    redis_url: str = Field(
+        default=DEFAULT_REDIS_URL,
+        description="where the cache lives: redis://, rediss:// or unix:// (`REDIS_URL` wins)",
+    )
+    watchlist: list[Symbol] = Field(
+        min_length=1,
+        description="symbols refreshed on schedule (stocks, ETFs, indices; not option contracts); "
+        "case-insensitive, duplicates dropped",
+    )
     providers: ProvidersConfig = ProvidersConfig()
     datasets: DatasetsConfig = DatasetsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -214,8 +303,9 @@ class Config(Section):
     retry: RetryConfig = RetryConfig()
     priority: list[str] = Field(
         default=list(BACKGROUND),
-        description="the order in which background datasets spend what on-demand fetches and quotes "
-        "leave of an upstream's allowance (those two always come first)",
+        description="who spends an upstream's allowance after on-demand fetches and quotes (always "
+        "first), in this order; the last ones are stretched when the plan needs more than the allowance",
+        json_schema_extra=_priority_items,
     )
 
     @field_validator("priority")
@@ -333,7 +423,8 @@ def parse_config(text: str, *, source: str = "config", env: Mapping[str, str] | 
         return Config.model_validate(data)
     except ValidationError as e:
         lines = [_describe(err, overridden) for err in e.errors()]
-        raise ConfigError(f"{source} is invalid ({len(lines)} problems):\n  " + "\n  ".join(lines)) from None
+        problems = "1 problem" if len(lines) == 1 else f"{len(lines)} problems"
+        raise ConfigError(f"{source} is invalid ({problems}):\n  " + "\n  ".join(lines)) from None
 
 
 def _refuse_secrets(data: Any, source: str, path: tuple[str, ...] = ()) -> None:
@@ -368,8 +459,12 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, 
 
 
 def _describe(error: Any, overridden: dict[tuple[str, ...], str]) -> str:
-    loc = tuple(str(part) for part in error["loc"])
-    dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    parts = error["loc"]
+    key_refused = parts[-1:] == ("[key]",)  # a key of a mapping such as cadence_s: the loc ends with it
+    if key_refused:
+        parts = parts[:-1]
+    loc = tuple(str(part) for part in parts)
+    dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts)
     dotted = dotted.removeprefix(".") or "(top level)"
     if error["type"] == "extra_forbidden" and loc[-1] == "interval_s":
         return (
@@ -381,6 +476,8 @@ def _describe(error: Any, overridden: dict[tuple[str, ...], str]) -> str:
     if error["type"] == "missing":
         return f"{dotted}: required, missing"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if key_refused:
+        return f"{dotted}: unknown key ({message})"
     origin = f" (from {overridden[loc]})" if loc in overridden else ""
     value = error["input"]
     if isinstance(value, str) and "://" in value:
