@@ -82,6 +82,10 @@ _ARM = "curl -s -X POST localhost:8080/_emulator/faults -d "
 ARM_502 = _ARM + """'{"path": "/v1/markets/quotes", "status": 502, "times": 3}'"""
 ARM_HANG = _ARM + """'{"path": "/v1/markets/*", "kind": "hang", "times": null}'"""
 
+EDIT_FLOW = (
+    "tests/test_config_schema.py::test_readme_edit_flow_checks_a_copy_then_copies_it_over_the_same_file"
+)
+
 HANDLING: dict[str, Handling] = {
     "make run": Elsewhere(
         "tests/test_make_run.py::test_make_run_serves_fresh_quotes_and_ctrl_c_stops_everything"
@@ -108,7 +112,18 @@ HANDLING: dict[str, Handling] = {
     "export OPENAI_API_KEY=...": NotHere(
         "a placeholder; test_readme_agent_example_runs_a_whole_agent sets one"
     ),
-    "python -m worker check-config config.yaml": Run(shows="ok: "),
+    "python -m worker check-config config.yaml": Run(shows="ok: config.yaml"),
+    "python -m worker schema": Run(shows='"$schema": "https://json-schema.org/draft/2020-12/schema"'),
+    "python -m worker schema > config.schema.json": Elsewhere(
+        "tests/test_config_schema.py::test_schema_command_prints_the_checked_in_schema"
+    ),  # it would rewrite a tracked file under the other tests
+    "python -m devtools.config_table --write": Elsewhere(
+        "tests/test_config_schema.py::test_readme_config_table_is_generated_from_the_models"
+    ),  # the same: it rewrites README.md
+    # The edit flow copies over config.yaml: run in a copy of the repository by its own test.
+    "cp config.yaml /tmp/new.yaml": Elsewhere(EDIT_FLOW),
+    "${EDITOR:-vi} /tmp/new.yaml": Elsewhere(EDIT_FLOW),
+    "python -m worker check-config /tmp/new.yaml && cp /tmp/new.yaml config.yaml": Elsewhere(EDIT_FLOW),
     "docker compose up -d": NotHere("no docker in CI; tests/test_docs_and_deploy.py checks the compose file"),
     "docker compose restart worker": NotHere("no docker in CI"),
     "docker compose up -d --scale worker=3": Elsewhere(
