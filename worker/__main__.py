@@ -95,7 +95,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        text, code = status.report(url, as_json_=args.json, this_host=args.self)
+        text, code = status.report(
+            url, as_json_=args.json, this_host=args.self, terminal=not args.json and sys.stdout.isatty()
+        )
     except (redis.RedisError, OSError) as e:
         print(f"error: cannot read Redis at {redact_url(url)}: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_INCOMPLETE
@@ -189,9 +191,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", parents=[common], help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="the file to check (default: as --config)")
     status = commands.add_parser(
-        "status", parents=[common], help="list the live workers and what each runs; exit 1 if none"
+        "status",
+        parents=[common],
+        help="the market, the cache, the upstreams, the queue and the live workers; exit 1 if no worker runs",
     )
-    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+    status.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     status.add_argument(
         "--self", action="store_true", help="only the workers of this host (a container's healthcheck)"
     )
