@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 from emulator.state import Fault
 from reader import Quote, keys
@@ -23,7 +24,10 @@ from worker import jobs
 from worker.__main__ import main
 from worker.config import Config, Secrets
 from worker.daemon import MarketWorker
+from worker.health import UpstreamHealth
 from worker.presence import Presence, running_job
+from worker.published import refresh_record
+from worker.refresh import RefreshReport
 from worker.settings import worker_options
 from worker.status import duration, live_workers, report
 
@@ -412,3 +416,63 @@ def _row(lines: list[str], first: str, *, after: str | None = None) -> list[str]
     """The columns of the first line starting with `first` (after the line starting with `after`)."""
     start = next(i for i, line in enumerate(lines) if line.startswith(after)) if after else 0
     return next(line.split() for line in lines[start:] if line.split()[:1] == [first])
+
+
+@pytest.mark.parametrize(
+    ("stored", "no_data", "failed", "outcome"),
+    [
+        (("AAPL",), (), (), "ok"),
+        ((), ("VIX",), (), "ok"),
+        (("AAPL",), (), ("MSFT",), "partial"),
+        ((), (), ("AAPL", "MSFT"), "failed"),
+    ],
+)
+def test_a_refresh_record_says_ok_partial_or_failed(
+    stored: tuple[str, ...], no_data: tuple[str, ...], failed: tuple[str, ...], outcome: str
+) -> None:
+    """ok: nothing failed; failed: nothing stored; partial: between; a job that raised is failed."""
+    report_ = RefreshReport(
+        "quotes", requested=stored + no_data + failed, stored=stored, no_data=no_data, failed=failed
+    )
+    started = FakeClock()()
+    record = refresh_record("quotes", "job-1", 2, report_, started, started + timedelta(seconds=1.5))
+    assert (record.outcome, record.stored, record.failed, record.duration_s) == (
+        outcome,
+        len(stored),
+        len(failed),
+        1.5,
+    )
+    assert refresh_record("quotes", "job-1", 2, None, started, started).outcome == "failed"
+
+
+async def test_a_refresh_job_whose_record_cannot_be_written_still_ends_well(
+    redis_url: str, emulator: RunningEmulator, secrets: Secrets, clock: FakeClock
+) -> None:
+    """Redis refusing the record (and the retry bookkeeping) at the end of a job does not fail it."""
+    config = _config(redis_url, emulator)
+    pool = await create_job_pool(redis_url)
+    ctx: dict[str, Any] = {"redis": pool, "config": config, "secrets": secrets, "clock": clock}
+    await jobs.startup(ctx)
+    away = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    try:
+        summary = await jobs.refresh_job_function("quotes")({**ctx, "redis": away, "job_id": "j"}, ["SPY"])
+    finally:
+        await jobs.shutdown(ctx)
+        await away.aclose()
+        await pool.aclose()
+    assert (summary["stored"], summary["failed"]) == (1, 0)
+    assert redis.Redis.from_url(redis_url).get(keys.last_refresh("quotes")) is None
+
+
+def test_each_worker_tells_the_state_of_its_breakers(clock: FakeClock) -> None:
+    """`circuits` of a worker's health key: closed, open after enough failures, half_open while probing."""
+    calm, failing = UpstreamHealth("tradier", clock=clock), UpstreamHealth("polygon", failures=1, clock=clock)
+    presence = Presence(clock, 10, host="h")
+    failing.breaker.failed(probe=False)
+    assert presence.health({}, {"tradier": calm, "polygon": failing}).circuits == {
+        "polygon": "open",
+        "tradier": "closed",
+    }
+    clock.advance(failing.breaker.open_s)
+    assert failing.breaker.check("/v2/aggs") is True  # the probe
+    assert presence.health({}, {"polygon": failing}).circuits == {"polygon": "half_open"}

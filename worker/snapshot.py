@@ -28,7 +28,7 @@ from worker.schedule import day_segments
 
 _ENVELOPES = """
 local out = {}
-for i, key in ipairs(KEYS) do
+for i, key in ipairs(ARGV) do
   local value = redis.call('GET', key)
   if value then
     out[i] = (string.match(value, '"fetched_at":"([^"]+)"') or '') .. ' ' ..
@@ -40,7 +40,9 @@ end
 return out
 """
 """`fetched_at fresh_until` of each key's item (false: no such key), read inside Redis: the
-envelope comes first in the JSON, and a chain of a thousand contracts never crosses the network."""
+envelope comes first in the JSON, and a chain of a thousand contracts never crosses the network.
+The keys travel in ARGV, as in `reader._results.CHAINS_SCRIPT`: Redis checks a script's declared
+keys for write access, and the reader's user may only read them."""
 
 KEYS_PER_CALL = 500
 """Items whose envelope one script call reads (a call blocks Redis while it runs)."""
@@ -280,7 +282,7 @@ def _envelopes(client: redis.Redis, item_keys: Sequence[str]) -> list[bytes | No
     found: list[bytes | None] = []
     for start in range(0, len(item_keys), KEYS_PER_CALL):
         part = item_keys[start : start + KEYS_PER_CALL]
-        found += cast(list[bytes | None], script(keys=part))
+        found += cast(list[bytes | None], script(keys=[], args=part))
     return found
 
 
