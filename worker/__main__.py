@@ -14,7 +14,9 @@ from pathlib import Path
 
 import redis
 import redis.asyncio
+from rich.console import Console
 
+from reader.clock import Clock, utc_now
 from reader.redis_url import redact_url
 from worker import status
 from worker.allowance import per_min_text, verdict
@@ -23,6 +25,8 @@ from worker.daemon import MarketWorker
 from worker.errors import ConfigError
 from worker.logs import Redactor, setup_logging
 from worker.plan import dataset_plans, plan_allowance, scheduled_plans, used_upstreams
+from worker.progress import DatasetProgress, ProgressBars, ProgressLines
+from worker.refresh import RefreshReport
 from worker.risks import config_warnings
 from worker.runtime import Runtime
 from worker.schedule import Cadence
@@ -67,25 +71,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _refresh_once(config: Config, secrets: Secrets) -> int:
+async def _refresh_once(
+    config: Config, secrets: Secrets, *, console: Console | None = None, clock: Clock = utc_now
+) -> int:
+    """One pass over the watchlist: a line per dataset as it ends (with a progress bar per dataset
+    on a terminal, or on `console` when given), then the errors on stderr; `EXIT_INCOMPLETE` unless
+    every symbol was stored."""
+    terminal = console is not None or sys.stdout.isatty()
     client = redis.asyncio.Redis.from_url(config.redis_url)
     try:
         await client.ping()  # an unreachable Redis is one line, not a failure per symbol and dataset
-        async with Runtime.open(config, secrets, client) as runtime:
-            reports = await runtime.refresh_watchlist()
+        async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+            if terminal:
+                bars = ProgressBars(_refreshed_line, console or Console())
+                with bars.showing():
+                    reports = await runtime.refresh_watchlist(bars)
+            else:
+                reports = await runtime.refresh_watchlist(ProgressLines(_refreshed_line))
     finally:
         await client.aclose()
     redact = Redactor(secrets.values())  # errors quote upstream text: cut keys as the logs do
     for report in reports:
-        print(
-            f"refreshed {report.dataset}: stored {len(report.stored)} of {len(report.requested)} symbols"
-            + (f"; unknown upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
-            + (f"; no data upstream now: {', '.join(report.no_data)}" if report.no_data else "")
-            + (f"; failed: {len(report.failed)}" if report.failed else "")
-        )
         for error in dict.fromkeys(report.errors):
             print(f"error: {redact(error)}", file=sys.stderr)
     return 0 if all(report.complete for report in reports) else EXIT_INCOMPLETE
+
+
+def _refreshed_line(report: RefreshReport, progress: DatasetProgress) -> str:
+    """ "refreshed quotes: stored 2 of 3 symbols; unknown upstream: NOPE (3/3 symbols, 1 call, 0.2 s)"."""
+    return (
+        f"refreshed {report.dataset}: stored {len(report.stored)} of {len(report.requested)} symbols"
+        + (f"; unknown upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
+        + (f"; no data upstream now: {', '.join(report.no_data)}" if report.no_data else "")
+        + (f"; failed: {len(report.failed)}" if report.failed else "")
+        + f" ({progress.figures()})"
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
