@@ -29,7 +29,8 @@ from worker.presence import Presence, running_job
 from worker.published import refresh_record
 from worker.refresh import RefreshReport
 from worker.settings import worker_options
-from worker.status import duration, live_workers, report
+from worker.snapshot import MarketNow, QueuePriority, QueueStatus, Snapshot
+from worker.status import as_text, duration, live_workers, report
 
 QUOTES = "/v1/markets/quotes"
 HEALTH_EVERY_S = 0.3
@@ -476,3 +477,32 @@ def test_each_worker_tells_the_state_of_its_breakers(clock: FakeClock) -> None:
     clock.advance(failing.breaker.open_s)
     assert failing.breaker.check("/v2/aggs") is True  # the probe
     assert presence.health({}, {"polygon": failing}).circuits == {"polygon": "half_open"}
+
+
+def test_the_tables_are_coloured_and_framed_on_a_terminal_only(clock: FakeClock) -> None:
+    """On a terminal: colour and a rule under each table's head; piped: plain lines, no escape code."""
+    document = Snapshot(
+        at=clock(),
+        market=MarketNow(
+            exchange="XNYS",
+            calendar="installed",
+            phase="regular",
+            next_phase="post",
+            next_change_at=clock() + timedelta(hours=6),
+        ),
+        queue=QueueStatus(
+            waiting=1,
+            running=0,
+            deferred=0,
+            on_demand_waiting=1,
+            oldest_age_s=3.0,
+            by_priority=(QueuePriority(rank=0, name="on-demand", waiting=1, running=0, deferred=0),),
+        ),
+    )
+    plain = as_text(document)
+    assert "\x1b[" not in plain
+    assert plain.splitlines()[-1] == "no worker is running (no worker health key in Redis)"
+    assert "no plan published: no worker has started against this Redis yet" in plain
+    coloured = as_text(document, terminal=True, width=100)
+    assert "\x1b[1;32mregular\x1b[0m" in coloured  # the phase, bold green
+    assert "─────" in coloured  # the rule under the queue table's head

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def as_text(document: Snapshot, *, terminal: bool = False, width: int | None = N
     console = Console(
         file=io.StringIO(),
         force_terminal=terminal,
-        width=width or (None if terminal else PLAIN_WIDTH),
+        width=width or (shutil.get_terminal_size().columns if terminal else PLAIN_WIDTH),
         color_system="auto" if terminal else None,
         highlight=False,
         soft_wrap=False,
