@@ -1,7 +1,7 @@
 """`python -m worker status`: the fleet at a glance, read from Redis alone.
 
 The market phase, each dataset's items (fresh, stale, missing) and last refresh, each upstream's
-calls today, the queue and the live workers (`worker.snapshot` gathers them), as tables
+calls today, the queue and the live workers (`worker.survey` reads them), as tables
 (`worker.status_view`) or `--json` (one document: `worker.snapshot.Snapshot`). It needs no config
 file and only read access (the reader's Redis user may run it). With `--self`, only the workers
 of this host: the compose healthcheck of each worker container (it loads no calendar).
@@ -25,8 +25,9 @@ from rich.console import Console
 from reader.clock import Clock, utc_now
 from reader.redis_url import DEFAULT_REDIS_URL
 from worker.config import CONFIG_ENV, load_config, resolve_config_path
-from worker.snapshot import Snapshot, live_workers, take_snapshot, worker_views
+from worker.snapshot import Snapshot
 from worker.status_view import NO_WORKER, duration, render
+from worker.survey import live_workers, take_snapshot, worker_views
 
 __all__ = [
     "EXIT_NONE",
