@@ -18,10 +18,11 @@ from redis.exceptions import NoPermissionError, ResponseError
 from devtools.redis_server import RedisServer
 from reader import NotCached, Quote, Reader, keys
 from reader.ondemand import FetchRequest
+from reader.telemetry import DatasetPlan, ProviderPlan, PublishedPlan
 from tests.conftest import StartWorker
 from tests.support import FakeClock, until
 from worker.ratelimit import RateGate
-from worker.status import live_workers
+from worker.status import live_workers, snapshot
 
 ACL_FILE = Path(__file__).resolve().parent.parent / "deploy" / "redis-users.acl"
 PASSWORDS = {"worker": "worker-test-password", "reader": "reader-test-password"}
@@ -174,3 +175,37 @@ async def test_the_reader_user_lists_the_live_workers_but_cannot_forge_one(
         assert live_workers(client) == []  # deleted by the worker's own user when it stopped
     finally:
         client.close()
+
+
+def test_the_reader_user_runs_the_whole_status(
+    acl_urls: dict[str, str], redis_url: str, clock: FakeClock
+) -> None:
+    """Every section of `python -m worker status` reads through the reader's user: the plan, the
+    items' envelopes (a script of GETs), a chain index, the day counters and incident (HGETALL),
+    the queue with its scores (ZRANGE), the last refresh."""
+    plan = PublishedPlan(
+        published_at=clock(),
+        timezone="America/New_York",
+        priority=(),
+        keep_stale_s=3600,
+        watchlist=("SPY",),
+        datasets={
+            "quotes": DatasetPlan(provider="tradier", rank=1, configured_cadence_s={"regular": 15}),
+            "chains": DatasetPlan(provider="tradier", rank=3),
+        },
+        providers={"tradier": ProviderPlan(rate_per_min=120, planned_per_min=114.1)},
+    )
+    cached = Quote(
+        source="tradier", fetched_at=clock(), fresh_until=clock() + timedelta(minutes=1), symbol="SPY"
+    )
+    admin = redis.Redis.from_url(redis_url)
+    admin.set(keys.PLAN, plan.model_dump_json())
+    admin.set(keys.quote("SPY"), cached.model_dump_json())
+    admin.hset(keys.upstream_day("tradier", clock().date()), mapping={"calls": 3})
+    admin.zadd(keys.QUEUE, {keys.fetch_job_id("quotes", "SPY", ""): clock().timestamp() * 1000 - 5000})
+    admin.close()
+    document = snapshot(acl_urls["reader"], clock=clock)
+    assert (document.datasets["quotes"].fresh, document.datasets["chains"].missing) == (1, 1)
+    assert document.providers["tradier"].calls == 3
+    assert document.queue is not None
+    assert (document.queue.on_demand_waiting, document.queue.oldest_age_s) == (1, 5.0)

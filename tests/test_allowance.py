@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from reader import keys
 from reader.calendar import EXCHANGE_TZ
+from reader.telemetry import ProviderPlan, PublishedPlan
 from tests.support import FakeClock, create_job_pool
 from worker.__main__ import main
 from worker.allowance import PHASES, verdict
@@ -265,3 +267,30 @@ def test_a_job_too_long_for_its_timeout_under_a_small_allowance_is_warned_about(
     assert "makes about 30 calls" in warning
     assert "past worker.job_timeout_s = 120: lower worker.symbols_per_job to 1" in warning
     assert not [w for w in config_warnings(_config()) if w.startswith("one ")]  # 120/min: fits
+
+
+async def test_the_published_plan_tells_status_each_held_cadence_without_the_config(
+    issue_runtime: Runtime, clock: FakeClock, redis_url: str
+) -> None:
+    """With the calendar, the scheduler publishes the plan (`keys.PLAN`): each enabled dataset's
+    upstream (none for computed indicators), rank, configured and held cadences and bar length,
+    and the allowance of each upstream it calls."""
+    pool = await create_job_pool(redis_url)
+    try:
+        await Scheduler(issue_runtime, pool)._publish_schedule(clock())
+        plan = PublishedPlan.model_validate_json(await pool.get(keys.PLAN) or b"")
+    finally:
+        await pool.aclose()
+    assert (plan.published_at, plan.timezone, plan.keep_stale_s) == (clock(), "America/New_York", 604_800)
+    assert plan.watchlist == tuple(SYMBOLS)
+    assert list(plan.datasets) == ["quotes", "expirations", "chains", "history", "intraday", "indicators"]
+    chains = plan.datasets["chains"]
+    assert (chains.provider, chains.rank, chains.symbols) == ("tradier", 3, 100)
+    assert chains.configured_cadence_s == {"regular": 60}
+    assert chains.held_cadence_s == {"regular": _issue_chains_s()}
+    assert plan.datasets["quotes"].held_cadence_s == {"regular": 15}
+    assert (plan.datasets["history"].interval, plan.datasets["intraday"].interval) == ("1d", "5m")
+    assert plan.datasets["indicators"].provider is None
+    assert plan.providers == {
+        "tradier": ProviderPlan(rate_per_min=120, planned_per_min=round(steady_rate_per_min(120), 3))
+    }

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import redis
 import redis.asyncio
+from rich.console import Console
 
+from reader.clock import Clock, utc_now
 from reader.redis_url import redact_url
 from worker import schema, status
 from worker.allowance import per_min_text, verdict
@@ -23,6 +25,8 @@ from worker.daemon import MarketWorker
 from worker.errors import ConfigError
 from worker.logs import Redactor, setup_logging
 from worker.plan import dataset_plans, plan_allowance, scheduled_plans, used_upstreams
+from worker.progress import DatasetProgress, ProgressBars, ProgressLines
+from worker.refresh import RefreshReport
 from worker.risks import config_warnings
 from worker.runtime import Runtime
 from worker.schedule import Cadence
@@ -70,25 +74,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _refresh_once(config: Config, secrets: Secrets) -> int:
+async def _refresh_once(
+    config: Config, secrets: Secrets, *, console: Console | None = None, clock: Clock = utc_now
+) -> int:
+    """One pass over the watchlist: a line per dataset as it ends (with a progress bar per dataset
+    on a terminal, or on `console` when given), then the errors on stderr; `EXIT_INCOMPLETE` unless
+    every symbol was stored."""
+    terminal = console is not None or sys.stdout.isatty()
     client = redis.asyncio.Redis.from_url(config.redis_url)
     try:
         await client.ping()  # an unreachable Redis is one line, not a failure per symbol and dataset
-        async with Runtime.open(config, secrets, client) as runtime:
-            reports = await runtime.refresh_watchlist()
+        async with Runtime.open(config, secrets, client, clock=clock) as runtime:
+            if terminal:
+                bars = ProgressBars(_refreshed_line, console or Console())
+                with bars.showing():
+                    reports = await runtime.refresh_watchlist(bars)
+            else:
+                reports = await runtime.refresh_watchlist(ProgressLines(_refreshed_line))
     finally:
         await client.aclose()
     redact = Redactor(secrets.values())  # errors quote upstream text: cut keys as the logs do
     for report in reports:
-        print(
-            f"refreshed {report.dataset}: stored {len(report.stored)} of {len(report.requested)} symbols"
-            + (f"; unknown upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
-            + (f"; no data upstream now: {', '.join(report.no_data)}" if report.no_data else "")
-            + (f"; failed: {len(report.failed)}" if report.failed else "")
-        )
         for error in dict.fromkeys(report.errors):
             print(f"error: {redact(error)}", file=sys.stderr)
     return 0 if all(report.complete for report in reports) else EXIT_INCOMPLETE
+
+
+def _refreshed_line(report: RefreshReport, progress: DatasetProgress) -> str:
+    """ "refreshed quotes: stored 2 of 3 symbols; unknown upstream: NOPE (3/3 symbols, 1 call, 0.2 s)"."""
+    return (
+        f"refreshed {report.dataset}: stored {len(report.stored)} of {len(report.requested)} symbols"
+        + (f"; unknown upstream: {', '.join(report.unmatched)}" if report.unmatched else "")
+        + (f"; no data upstream now: {', '.join(report.no_data)}" if report.no_data else "")
+        + (f"; failed: {len(report.failed)}" if report.failed else "")
+        + f" ({progress.figures()})"
+    )
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -98,7 +118,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        text, code = status.report(url, as_json_=args.json, this_host=args.self)
+        text, code = status.report(
+            url, as_json_=args.json, this_host=args.self, terminal=not args.json and sys.stdout.isatty()
+        )
     except (redis.RedisError, OSError) as e:
         print(f"error: cannot read Redis at {redact_url(url)}: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_INCOMPLETE
@@ -196,9 +218,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"print the JSON Schema of config.yaml that editors check it with ({schema.SCHEMA_FILE})",
     )
     status = commands.add_parser(
-        "status", parents=[common], help="list the live workers and what each runs; exit 1 if none"
+        "status",
+        parents=[common],
+        help="the market, the cache, the upstreams, the queue and the live workers; exit 1 if no worker runs",
     )
-    status.add_argument("--json", action="store_true", help="JSON instead of a table")
+    status.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     status.add_argument(
         "--self", action="store_true", help="only the workers of this host (a container's healthcheck)"
     )

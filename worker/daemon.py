@@ -49,6 +49,7 @@ from worker.admission import Admission
 from worker.errors import ConfigError
 from worker.logs import fields
 from worker.presence import Presence
+from worker.providers import running_health
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,9 @@ class MarketWorker(Worker):
         force = self._last_health_check == 0  # set by `_redis_failed`: write as soon as Redis takes it
         await super().record_health()
         if self.presence.due(force=force):
-            await self.presence.beat(self.pool, self._counters())
+            runtime = self.ctx.get("runtime")  # None until on_startup ran
+            upstreams = running_health(runtime.providers) if runtime is not None else {}
+            await self.presence.beat(self.pool, self._counters(), upstreams)
 
     def _counters(self) -> dict[str, int]:
         return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from worker.logs import fields
 from worker.ondemand import fetch_on_demand, fetch_quotes_on_demand, publish
 from worker.priority import gate_rank, spending
 from worker.providers import running_health
+from worker.published import refresh_record
+from worker.refresh import RefreshReport
 from worker.reload import ConfigWatcher
 from worker.retry import retry_failures
 from worker.runtime import Runtime
@@ -78,7 +81,8 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
     """The arq job of `dataset`: refresh one batch; a failure is logged and reported, not raised.
     The symbols that failed of a transient fault are retried with backoff until the next scheduled
     refresh (`worker.retry`): a retry is this same job, with `attempt` (retries before it) and the
-    id of the job that failed first. At its end the job saves the upstreams' fault counts."""
+    id of the job that failed first. At its end the job saves the upstreams' fault counts, and
+    its record (`reader.keys.last_refresh`) for `python -m worker status`."""
 
     async def refresh(
         ctx: Ctx, symbols: list[str], attempt: int = 0, first_job_id: str | None = None
@@ -87,8 +91,13 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
             return {"refused": "a reader may enqueue on-demand fetches only"}
         await _apply_config_edits(ctx)  # every process, not only the one that ticks
         runtime: Runtime = ctx["runtime"]
-        with spending(gate_rank(runtime.ranks[dataset])):
-            report = await runtime.refresh(dataset, symbols)
+        started_at = runtime.clock()
+        try:
+            with spending(gate_rank(runtime.ranks[dataset])):
+                report = await runtime.refresh(dataset, symbols)
+        except Exception:
+            await _record_refresh(ctx, dataset, symbols, None, started_at)
+            raise
         summary = report.summary()
         summary["attempt"] = attempt
         try:
@@ -106,6 +115,7 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
         if retry is not None:
             summary["retry"] = {"job": retry.job_id, "attempt": retry.attempt, "delay_s": retry.delay_s}
         await _save_fault_counts(ctx)
+        await _record_refresh(ctx, dataset, symbols, report, started_at)
         return summary
 
     refresh.__name__ = refresh.__qualname__ = refresh_job(dataset)
@@ -207,6 +217,21 @@ async def _save_fault_counts(ctx: Ctx) -> None:
             await health.incidents.flush(ctx["redis"])
         except RedisError as e:  # kept for the next job's flush
             log.debug("upstream.counts_not_saved provider=%s error=%s", health.name, e)
+
+
+async def _record_refresh(
+    ctx: Ctx, dataset: str, symbols: list[str], report: RefreshReport | None, started_at: datetime
+) -> None:
+    """Write the record of this refresh job (`worker.published.refresh_record`); a Redis error
+    is logged, not raised: the refresh itself is done."""
+    runtime: Runtime = ctx["runtime"]
+    record = refresh_record(
+        dataset, str(ctx.get("job_id", "")), len(symbols), report, started_at, runtime.clock()
+    )
+    try:
+        await ctx["redis"].set(keys.last_refresh(dataset), record.model_dump_json())
+    except RedisError as e:
+        log.debug("refresh.record_not_saved %s", fields(dataset=dataset, error=f'"{e}"'))
 
 
 async def tick(ctx: Ctx) -> int:

@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -22,7 +23,9 @@ from redis.asyncio import Redis
 from reader import keys
 from reader.clock import Clock
 from reader.jobs import DATASETS
-from reader.telemetry import RunningJob, WorkerHealth
+from reader.telemetry import CircuitState, RunningJob, WorkerHealth
+from worker.breaker import BreakerState
+from worker.health import UpstreamHealth
 
 TTL_INTERVALS = 3
 """A worker's key outlives its last write by this many health intervals: one late write is not death."""
@@ -55,6 +58,14 @@ def running_job(job_id: str, function: str, args: Any, started_at: Any) -> Runni
     return RunningJob(
         job_id=job_id, function=function, dataset=dataset, symbols=symbols, started_at=started_at
     )
+
+
+def circuit_states(upstreams: Mapping[str, UpstreamHealth]) -> dict[str, CircuitState]:
+    """The state of each upstream's breaker in this process, by upstream name."""
+    return {name: _CIRCUIT[health.breaker.state] for name, health in sorted(upstreams.items())}
+
+
+_CIRCUIT: dict[BreakerState, CircuitState] = {"closed": "closed", "open": "open", "half-open": "half_open"}
 
 
 class Presence:
@@ -91,9 +102,12 @@ class Presence:
         changed = frozenset(self.jobs) != self._written_jobs
         return force or since_s >= self.health_every_s or (changed and since_s >= CHANGE_EVERY_S)
 
-    def health(self, counters: dict[str, int]) -> WorkerHealth:
+    def health(
+        self, counters: dict[str, int], upstreams: Mapping[str, UpstreamHealth] | None = None
+    ) -> WorkerHealth:
         """The document `beat` writes; `counters` are arq's `jobs_complete`, `jobs_failed`,
-        `jobs_retried` and `jobs_ongoing`."""
+        `jobs_retried` and `jobs_ongoing`; `upstreams` the health of each upstream this process
+        calls (`worker.providers.running_health`), whose breakers give `circuits`."""
         return WorkerHealth(
             worker_id=self.worker_id,
             host=self.host,
@@ -103,16 +117,23 @@ class Presence:
             health_every_s=self.health_every_s,
             ttl_s=self.ttl_s,
             jobs=tuple(sorted(self.jobs.values(), key=lambda job: job.started_at)),
+            circuits=circuit_states(upstreams or {}),
             **counters,
         )
 
-    async def beat(self, redis: Redis, counters: dict[str, int]) -> None:
+    async def beat(
+        self, redis: Redis, counters: dict[str, int], upstreams: Mapping[str, UpstreamHealth] | None = None
+    ) -> None:
         """Write this process's key (TTL `ttl_s`) and list it in `reader.keys.WORKERS`, in one
-        round trip. Redis errors propagate (the poll loop handles them)."""
+        round trip (`health` says what it holds). Redis errors propagate (the poll loop handles them)."""
         jobs = frozenset(self.jobs)
         now_s = time.time()
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.key, self.health(counters).model_dump_json(), px=max(int(self.ttl_s * 1000), 1))
+            pipe.set(
+                self.key,
+                self.health(counters, upstreams).model_dump_json(),
+                px=max(int(self.ttl_s * 1000), 1),
+            )
             pipe.zadd(keys.WORKERS, {self.worker_id: now_s})
             pipe.zremrangebyscore(keys.WORKERS, "-inf", now_s - FORGET_AFTER_S)
             await pipe.execute()

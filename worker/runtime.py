@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
@@ -27,8 +28,10 @@ from worker.listing import Listing, check_listed
 from worker.logs import fields
 from worker.plan import COMPUTED, DatasetPlan, dataset_plans
 from worker.priority import dataset_ranks
+from worker.progress import DatasetProgress, RefreshProgress
 from worker.providers import Providers, build_providers, running_gates, running_health
 from worker.providers.base import Freshness
+from worker.ratelimit import RateGate, steady_rate_per_min
 from worker.refresh import FetchOne, RefreshReport, refresh_quotes, refresh_symbols
 from worker.store import Store
 
@@ -175,13 +178,38 @@ class Runtime:
             dataset, source, self.store, [request.symbol], fetch_one, check_listed=self.check_listed
         )
 
-    async def refresh_watchlist(self) -> list[RefreshReport]:
-        """Refresh every scheduled dataset of the whole watchlist once, in `DATASETS` order."""
-        reports = []
-        for dataset in self.scheduled:
-            parts = await asyncio.gather(*(self.refresh(dataset, batch) for batch in self.batches(dataset)))
-            reports.append(RefreshReport.combine(dataset, parts))
-        return reports
+    async def refresh_watchlist(self, progress: RefreshProgress | None = None) -> list[RefreshReport]:
+        """Refresh every scheduled dataset of the whole watchlist once, in `DATASETS` order, telling
+        `progress` after each batch and each dataset (`worker.progress`)."""
+        return [await self._refresh_all(dataset, progress) for dataset in self.scheduled]
+
+    async def _refresh_all(self, dataset: str, progress: RefreshProgress | None) -> RefreshReport:
+        """Every batch of `dataset` at once (the rate gate paces them); `progress` told as they end."""
+        gate = running_gates(self.providers).get(self.plans[dataset].upstream or "")
+        calls_before = _granted(gate)
+        tracker = DatasetProgress(
+            dataset,
+            total=len(self.config.watchlist),
+            planned_calls=self.plans[dataset].calls,
+            rate_per_min=steady_rate_per_min(gate.rate_per_min) if gate is not None else None,
+        )
+        if progress is not None:
+            progress.update(tracker)
+
+        async def one(batch: tuple[str, ...]) -> RefreshReport:
+            report = await self.refresh(dataset, batch)
+            tracker.done += len(batch)
+            tracker.calls = _granted(gate) - calls_before
+            if progress is not None:
+                progress.update(tracker)
+            return report
+
+        parts = await asyncio.gather(*(one(batch) for batch in self.batches(dataset)))
+        tracker.ended = time.monotonic()
+        report = RefreshReport.combine(dataset, parts)
+        if progress is not None:
+            progress.finished(tracker, report)
+        return report
 
     def __repr__(self) -> str:
         return f"<Runtime symbols={len(self.config.watchlist)} datasets={','.join(self.scheduled)}>"
@@ -203,6 +231,11 @@ def _log_stretched(plans: Iterable[DatasetPlan]) -> None:
             "plan.stretched %s",
             fields(**stretched, note='"over the allowance: refreshed less often; see check-config"'),
         )
+
+
+def _granted(gate: RateGate | None) -> int:
+    """Requests `gate` let through so far (0 without a gate: a computed dataset)."""
+    return sum(gate.counters().granted.values()) if gate is not None else 0
 
 
 def _sources(plans: Mapping[str, DatasetPlan]) -> dict[str, str]:

@@ -28,6 +28,7 @@ from reader.models import PublishedCalendar
 from reader.ondemand import FetchRequest
 from worker import schedule
 from worker.logs import fields
+from worker.published import published_plan
 from worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -221,8 +222,10 @@ class Scheduler:
     async def _publish_schedule(self, now: datetime) -> None:
         """Tell readers what the schedule follows, at start, after each reload and after Redis came
         back: the calendar (`keys.CALENDAR`: the exchange and its unscheduled closures, so their
-        market status agrees with the worker's), and which symbols each dataset's schedule keeps
-        (`keys.kept`), so that a miss can say why: not kept, or kept and not stored yet."""
+        market status agrees with the worker's), which symbols each dataset's schedule keeps
+        (`keys.kept`), so that a miss can say why: not kept, or kept and not stored yet; and the
+        plan (`keys.PLAN`: datasets, cadences, allowances), so that `python -m worker status`
+        needs no config file."""
         schedule_config = self.runtime.config.schedule
         published = PublishedCalendar(
             exchange=schedule_config.exchange,
@@ -231,6 +234,7 @@ class Scheduler:
         )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.CALENDAR, published.model_dump_json())
+            pipe.set(keys.PLAN, published_plan(self.runtime, now).model_dump_json())
             for name in DATASETS:
                 pipe.delete(keys.kept(name))
                 if name in self.runtime.scheduled and self.runtime.config.watchlist:

@@ -1,119 +1,88 @@
-"""`python -m worker status`: the live worker processes and what each runs now, read from Redis alone.
+"""`python -m worker status`: the fleet at a glance, read from Redis alone.
 
-Each worker writes its own health key (`worker.presence`); this lists those that have not expired,
-as a table or (`--json`) as `{"workers": [WorkerHealth fields + up_s + beat_age_s, ...]}`. It
-needs only read access (the reader's Redis user may run it). With `--self`, only the workers of
-this host: the compose healthcheck of each worker container.
+The market phase, each dataset's items (fresh, stale, missing) and last refresh, each upstream's
+calls today, the queue and the live workers (`worker.survey` reads them), as tables
+(`worker.status_view`) or `--json` (one document: `worker.snapshot.Snapshot`). It needs no config
+file and only read access (the reader's Redis user may run it). With `--self`, only the workers
+of this host: the compose healthcheck of each worker container (it loads no calendar).
+
+Exit 1 when no worker is running, after printing the rest: the cache, the queue and the upstreams'
+day tell how long ago the fleet stopped and what it left behind.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import socket
-from datetime import datetime
 from pathlib import Path
-from typing import cast
 
 import redis
-from pydantic import ValidationError
+from rich.console import Console
 
-from reader import keys
 from reader.clock import Clock, utc_now
 from reader.redis_url import DEFAULT_REDIS_URL
-from reader.telemetry import WorkerHealth
 from worker.config import CONFIG_ENV, load_config, resolve_config_path
+from worker.snapshot import Snapshot
+from worker.status_view import NO_WORKER, duration, render
+from worker.survey import live_workers, take_snapshot, worker_views
+
+__all__ = [
+    "EXIT_NONE",
+    "NO_WORKER",
+    "as_json",
+    "as_text",
+    "duration",
+    "live_workers",
+    "redis_url",
+    "report",
+    "snapshot",
+]
 
 EXIT_NONE = 1
 """No worker is running (or Redis cannot be read)."""
 
-COLUMNS = ("WORKER", "HOST", "PID", "UP", "BEAT", "DONE", "FAILED", "RETRIED", "RUNNING")
+PLAIN_WIDTH = 160
+"""The width of the tables when the output is not a terminal (piped, a test): stable lines."""
 
 
-def live_workers(client: redis.Redis) -> list[WorkerHealth]:
-    """The workers whose health key has not expired, by host then pid. A key that does not parse
-    (a newer worker's format) is skipped. Raises redis-py's errors if Redis cannot be read."""
-    ids = [member.decode() for member in cast(list[bytes], client.zrange(keys.WORKERS, 0, -1))]
-    if not ids:
-        return []
-    workers = []
-    for raw in cast(list[bytes | None], client.mget([keys.worker(worker_id) for worker_id in ids])):
-        if raw is None:
-            continue  # expired: the process died without deleting it
-        try:
-            workers.append(WorkerHealth.model_validate_json(raw))
-        except ValidationError:
-            continue
-    return sorted(workers, key=lambda worker: (worker.host, worker.pid, worker.worker_id))
+def snapshot(url: str, *, this_host: bool = False, clock: Clock = utc_now) -> Snapshot:
+    """The status of the Redis at `url` as of `clock()`; with `this_host`, only this host's
+    workers (nothing else). Raises redis-py's errors (or `OSError`) if Redis cannot be read."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        now = clock()
+        if not this_host:
+            return take_snapshot(client, now)
+        host = socket.gethostname()
+        workers = [worker for worker in live_workers(client) if worker.host == host]
+        return Snapshot(at=now, workers=worker_views(workers, now))
+    finally:
+        client.close()
 
 
-def duration(seconds: float) -> str:
-    """`seconds` for people: "9s", "3m05s", "2h03m", "4d02h" (negative counts as 0)."""
-    s = max(int(seconds), 0)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def _running(worker: WorkerHealth, now: datetime) -> str:
-    jobs = [
-        f"{job.function}:{job.symbols} {duration((now - job.started_at).total_seconds())}"
-        for job in worker.jobs
-    ]
-    return ", ".join(jobs) or "-"
-
-
-def table(workers: list[WorkerHealth], now: datetime) -> str:
-    """Aligned columns, one line per worker, then a total; "no worker is running" if none.
-    RUNNING lists each job as "<function>:<symbols> <age>"."""
-    if not workers:
-        return "no worker is running (no worker health key in Redis)"
-    rows = [COLUMNS] + [
-        (
-            worker.worker_id,
-            worker.host,
-            str(worker.pid),
-            duration((now - worker.started_at).total_seconds()),
-            duration((now - worker.beat_at).total_seconds()) + " ago",
-            str(worker.jobs_complete),
-            str(worker.jobs_failed),
-            str(worker.jobs_retried),
-            _running(worker, now),
-        )
-        for worker in workers
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    running = sum(len(worker.jobs) for worker in workers)
-    lines.append(f"{_count(len(workers), 'worker')} running, {_count(running, 'job')}")
-    return "\n".join(lines)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def as_json(workers: list[WorkerHealth], now: datetime) -> str:
-    """`{"workers": [...]}`: each worker's health key, plus `up_s` and `beat_age_s` as of `now`."""
-    return json.dumps(
-        {
-            "workers": [
-                {
-                    **worker.model_dump(mode="json"),
-                    "up_s": round((now - worker.started_at).total_seconds(), 3),
-                    "beat_age_s": round((now - worker.beat_at).total_seconds(), 3),
-                }
-                for worker in workers
-            ]
-        },
-        indent=2,
+def as_text(document: Snapshot, *, terminal: bool = False, width: int | None = None) -> str:
+    """`document` as tables: with colour and the terminal's width when `terminal`, else plain
+    (no escape codes) at `width` (default `PLAIN_WIDTH`)."""
+    console = Console(
+        file=io.StringIO(),
+        force_terminal=terminal,
+        width=width or (shutil.get_terminal_size().columns if terminal else PLAIN_WIDTH),
+        color_system="auto" if terminal else None,
+        highlight=False,
+        soft_wrap=False,
     )
+    render(document, console)
+    text = console.file.getvalue()  # type: ignore[attr-defined]  # the StringIO given above
+    return "\n".join(line.rstrip() for line in text.rstrip("\n").splitlines())
+
+
+def as_json(document: Snapshot) -> str:
+    """`document` as one JSON object (`Snapshot`'s fields; `workers` as before: each health key
+    with `up_s` and `beat_age_s`)."""
+    return json.dumps(document.model_dump(mode="json"), indent=2)
 
 
 def redis_url(config: str | None) -> str:
@@ -129,24 +98,21 @@ def redis_url(config: str | None) -> str:
 
 
 def report(
-    url: str, *, as_json_: bool = False, this_host: bool = False, clock: Clock = utc_now
+    url: str,
+    *,
+    as_json_: bool = False,
+    this_host: bool = False,
+    terminal: bool = False,
+    clock: Clock = utc_now,
 ) -> tuple[str, int]:
     """What `python -m worker status` prints about the Redis at `url` (the workers of this host
-    only, with `this_host`), and its exit code: 0 if a worker is running, `EXIT_NONE` if none.
-    Raises redis-py's errors (or `OSError`) if Redis cannot be read."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
-    try:
-        workers = live_workers(client)
-    finally:
-        client.close()
-    if this_host:
-        host = socket.gethostname()
-        workers = [worker for worker in workers if worker.host == host]
-    now = clock()
+    only, with `this_host`; coloured for a `terminal`), and its exit code: 0 if a worker is
+    running, `EXIT_NONE` if none. Raises redis-py's errors (or `OSError`) if Redis cannot be read."""
+    document = snapshot(url, this_host=this_host, clock=clock)
     if as_json_:
-        text = as_json(workers, now)
-    elif this_host and not workers:
+        text = as_json(document)
+    elif this_host and not document.workers:
         text = f"no worker is running on this host ({socket.gethostname()})"
     else:
-        text = table(workers, now)
-    return text, 0 if workers else EXIT_NONE
+        text = as_text(document, terminal=terminal)
+    return text, 0 if document.workers else EXIT_NONE
