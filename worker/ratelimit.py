@@ -122,6 +122,7 @@ class RateWindowClosed(WorkerError):
 
     def __init__(self, name: str, resume_at: datetime, waited_s: float, max_wait_s: float) -> None:
         self.resume_at = resume_at
+        self.waited_s = waited_s
         super().__init__(
             f"the {name} rate window reopens at {resume_at:%H:%M:%S} UTC, past the {max_wait_s:g} s "
             f"a request may wait (waited {waited_s:.1f} s); lower rate_per_min or raise job_timeout_s"
@@ -133,6 +134,7 @@ class RateBudgetExhausted(RateWindowClosed):
 
     def __init__(self, name: str, rank: int, resume_at: datetime, waited_s: float, max_wait_s: float) -> None:
         self.resume_at = resume_at
+        self.waited_s = waited_s
         WorkerError.__init__(
             self,
             f"the {name} budget had no room for a request of rank {rank} within the {max_wait_s:g} s "
@@ -212,18 +214,19 @@ class RateGate:
         self._fleet_pauses = 0
 
     @asynccontextmanager
-    async def slot(self, waited_s: float = 0.0) -> AsyncIterator[None]:
+    async def slot(self, waited_s: float = 0.0) -> AsyncIterator[float]:
         """Hold one request's place: the budget at this context's rank, a place in flight, then
-        the announced window. Raises `RateWindowClosed` past `max_wait_s`.
+        the announced window; gives the seconds it waited for them. Raises `RateWindowClosed`
+        past `max_wait_s` (its `waited_s` counts the earlier attempts too).
 
         `waited_s`: how long this request already waited in earlier attempts.
         """
         rank = current_rank()
-        waited_s = await self._admit(rank, waited_s)
+        admitted_s = await self._admit(rank, waited_s)
         try:
             # Checked once admitted too: a pause announced while this request waited still holds.
-            await self._wait_for_window(waited_s)
-            yield
+            admitted_s += await self._wait_for_window(admitted_s)
+            yield admitted_s - waited_s
         finally:
             self._in_flight -= 1
             self._wake_head()
