@@ -184,7 +184,9 @@ async def test_a_worker_started_around_the_guard_is_refused_by_the_emulator(
     assert "the emulator's clock reads 2026-11-24T15:00:00+00:00" in done.stderr
     assert set(emulator.state.stats()["calls"]["/v1/markets/quotes"]) == {"400"}
     client = redis.Redis.from_url(redis_url)
-    assert client.keys("mc:v1:*") == [keys.rate_budget("tradier").encode()]  # the budget it spent
+    # The budget it spent and the calls it counted on its own day (`worker.usage`); no data.
+    its_day = keys.upstream_day("tradier", (TUESDAY_10_ET + timedelta(days=1)).date())
+    assert sorted(client.keys("mc:v1:*")) == sorted([keys.rate_budget("tradier").encode(), its_day.encode()])
     client.close()
 
 

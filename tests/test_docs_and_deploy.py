@@ -18,6 +18,7 @@ from devtools.redis_server import find_redis_server, free_port
 from reader import Quote, keys
 from tests.support import child_env
 from worker.__main__ import _parser as worker_cli_parser
+from worker.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -184,3 +185,19 @@ def test_the_compose_redis_entrypoint_starts_redis_with_the_shipped_users(tmp_pa
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_compose_serves_each_workers_metrics_to_the_compose_network_only() -> None:
+    """The worker serves its Prometheus metrics on every interface of its container, exposed to the
+    other containers and not published on the host (the service scales); the config it reads takes
+    the port and host from the environment."""
+    worker = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["worker"]
+    environment = worker["environment"]
+    assert worker["expose"] == [environment["MARKETCACHE_METRICS_PORT"]]
+    assert "ports" not in worker
+    metrics_env = {
+        name: value for name, value in environment.items() if name.startswith("MARKETCACHE_METRICS")
+    }
+    config = load_config(REPO / "config.yaml", env=metrics_env)
+    assert (config.metrics.host, config.metrics.port) == ("0.0.0.0", 9464)  # noqa: S104 - inside its container
+    assert load_config(REPO / "config.yaml", env={}).metrics.port is None  # off in `make run`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import redis
 from emulator.state import EmulatorOptions
 from reader import SyncReader, keys
 from reader.clock import ShiftedClock
+from reader.telemetry import UpstreamDay
 from tests.support import TUESDAY_10_ET, RunningEmulator, start_process
 
 pytestmark = pytest.mark.processes  # their emulator runs on a clock they can share
@@ -52,6 +54,10 @@ async def test_refresh_stores_every_symbol_and_exits_0(
     assert code == 0, err
     assert "stored 3 of 3 symbols" in out
     assert "refresh.batch_done" in err
+    # Its upstream calls are added to the exchange day's counters (`worker.usage`).
+    stored = redis.Redis.from_url(redis_url).hgetall(keys.upstream_day("tradier", TUESDAY_10_ET.date()))
+    day = UpstreamDay.from_hash("tradier", TUESDAY_10_ET.date(), stored)
+    assert day.calls == sum(day.statuses.values()) == emulator.state.stats()["total"] > 0
     with SyncReader(redis_url, clock=clock) as reader:
         assert sorted(reader.quotes(["AAPL", "MSFT", "SPY"])) == ["AAPL", "MSFT", "SPY"]
         assert reader.quote("SPY").source == "tradier"
@@ -92,18 +98,24 @@ async def test_refresh_with_a_wrong_key_exits_1_and_never_prints_the_key(
 async def test_refresh_never_prints_a_key_an_upstream_echoes(
     tmp_path: Path, redis_url: str, emulator: RunningEmulator
 ) -> None:
-    """An error body quoting our key is printed with the key cut out."""
+    """An error body quoting our key is printed with the key cut out, in JSON log lines too (each
+    log record one object per line; the command's own `error:` lines stay text)."""
     from emulator.state import Fault
 
     emulator.state.arm(
         Fault(path="/v1/markets/quotes", status=503, body=f"proxy: Authorization: Bearer {KEY}")
     )
     config = _write_config(tmp_path, ["AAPL"])
-    code, out, err = await _run(emulator, "refresh", "--config", str(config), redis_url=redis_url)
+    args = ("refresh", "--config", str(config), "--log-format", "json")
+    code, out, err = await _run(emulator, *args, redis_url=redis_url)
     assert code == 1
     assert "HTTP 503" in err
     assert "Bearer ***" in err
     assert KEY not in out + err
+    records = [json.loads(line) for line in err.splitlines() if not line.startswith("error: ")]
+    failed = next(r for r in records if r["event"] == "refresh.batch_failed")
+    assert (failed["level"], failed["dataset"], failed["symbols"]) == ("INFO", "quotes", 1)
+    assert "Bearer ***" in failed["error"]
 
 
 async def test_missing_api_key_is_a_config_error(

@@ -23,14 +23,16 @@ from worker.allowance import per_min_text, verdict
 from worker.config import CONFIG_ENV, Config, Secrets, load_config, resolve_config_path
 from worker.daemon import MarketWorker
 from worker.errors import ConfigError
-from worker.logs import Redactor, setup_logging
+from worker.logs import LOG_FORMATS, Redactor, setup_logging
 from worker.plan import dataset_plans, plan_allowance, scheduled_plans, used_upstreams
 from worker.progress import DatasetProgress, ProgressBars, ProgressLines
+from worker.providers import running_health
 from worker.refresh import RefreshReport
 from worker.risks import config_warnings
 from worker.runtime import Runtime
 from worker.schedule import Cadence
 from worker.settings import worker_options
+from worker.usage import flush_usage
 
 EXIT_INCOMPLETE = 1
 EXIT_CONFIG = 2
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(args.log_level, secrets.values())
+    setup_logging(args.log_level, secrets.values(), args.log_format)
     try:
         if args.command == "refresh":
             return asyncio.run(_refresh_once(config, secrets))
@@ -91,6 +93,7 @@ async def _refresh_once(
                     reports = await runtime.refresh_watchlist(bars)
             else:
                 reports = await runtime.refresh_watchlist(ProgressLines(_refreshed_line))
+            await _save_usage(runtime, client)
     finally:
         await client.aclose()
     redact = Redactor(secrets.values())  # errors quote upstream text: cut keys as the logs do
@@ -109,6 +112,14 @@ def _refreshed_line(report: RefreshReport, progress: DatasetProgress) -> str:
         + (f"; failed: {len(report.failed)}" if report.failed else "")
         + f" ({progress.figures()})"
     )
+
+
+async def _save_usage(runtime: Runtime, client: redis.asyncio.Redis) -> None:
+    """Add this run's upstream calls to today's counters (`worker.usage`); a failure only logs."""
+    try:
+        await flush_usage(client, [health.usage for health in running_health(runtime.providers).values()])
+    except redis.RedisError as e:
+        log.warning("refresh.day_counts_not_saved error=%s", type(e).__name__)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -208,9 +219,16 @@ def _parser() -> argparse.ArgumentParser:
         "--config", metavar="PATH", help=f"config file (default: ${CONFIG_ENV}, else ./config.yaml)"
     )
     common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    logs = argparse.ArgumentParser(add_help=False)
+    logs.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines (default), or one JSON object per line for log shippers",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", parents=[common], help="run the worker daemon (Ctrl-C stops it)")
-    commands.add_parser("refresh", parents=[common], help="refresh every symbol once and exit")
+    commands.add_parser("run", parents=[common, logs], help="run the worker daemon (Ctrl-C stops it)")
+    commands.add_parser("refresh", parents=[common, logs], help="refresh every symbol once and exit")
     check = commands.add_parser("check-config", parents=[common], help="validate a config file and exit")
     check.add_argument("path", nargs="?", metavar="PATH", help="the file to check (default: as --config)")
     commands.add_parser(

@@ -1,6 +1,7 @@
 """config.yaml: the watchlist, providers and cadences, validated; plus overrides from the environment.
 
-Environment variables win over the file: `REDIS_URL`, `TRADIER_BASE_URL`, `POLYGON_BASE_URL`.
+Environment variables win over the file: `REDIS_URL`, `TRADIER_BASE_URL`, `POLYGON_BASE_URL`,
+`MARKETCACHE_METRICS_PORT`, `MARKETCACHE_METRICS_HOST`.
 API keys come from the environment only (`TRADIER_API_KEY`, `POLYGON_API_KEY`) and live in
 `Secrets`, never in `Config`, so that dumping a config cannot leak them.
 """
@@ -53,6 +54,7 @@ __all__ = [
     "DatasetsConfig",
     "HistoryConfig",
     "IndicatorsConfig",
+    "MetricsConfig",
     "OnDemandConfig",
     "ProviderConfig",
     "RetryConfig",
@@ -73,6 +75,8 @@ ENV_OVERRIDES: dict[tuple[str, ...], str] = {
     ("redis_url",): "REDIS_URL",
     ("providers", "tradier", "base_url"): "TRADIER_BASE_URL",
     ("providers", "polygon", "base_url"): "POLYGON_BASE_URL",
+    ("metrics", "port"): "MARKETCACHE_METRICS_PORT",
+    ("metrics", "host"): "MARKETCACHE_METRICS_HOST",
 }
 API_KEY_ENV = {"tradier": "TRADIER_API_KEY", "polygon": "POLYGON_API_KEY"}
 DEFAULT_EXCHANGE = "XNYS"
@@ -282,6 +286,24 @@ class OnDemandConfig(Section):
     )
 
 
+class MetricsConfig(Section):
+    """Prometheus metrics served over HTTP by `python -m worker run` (`worker.metrics`)."""
+
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve the Prometheus metrics on this port, at /metrics (null: none; 0: any free "
+        "port); MARKETCACHE_METRICS_PORT wins",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="the address the metrics listen on: this machine only by default; 0.0.0.0 to let "
+        "another machine or container scrape them; MARKETCACHE_METRICS_HOST wins",
+    )
+
+
 class Config(Section):
     """The whole of config.yaml."""
 
@@ -301,6 +323,7 @@ class Config(Section):
     on_demand: OnDemandConfig = OnDemandConfig()
     worker: WorkerConfig = WorkerConfig()
     retry: RetryConfig = RetryConfig()
+    metrics: MetricsConfig = MetricsConfig()
     priority: list[str] = Field(
         default=list(BACKGROUND),
         description="who spends an upstream's allowance after on-demand fetches and quotes (always "

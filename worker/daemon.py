@@ -19,6 +19,8 @@ config), so that a job whose worker was killed is retaken only after two minutes
   better ranks and at most two background refreshes per upstream running in the whole fleet;
 - writes a health key of its own besides arq's shared one (`worker.presence`): who it is and the
   jobs it runs now, for `python -m worker status`;
+- samples the queue's depth for its Prometheus metrics, when it serves them, at most once every
+  `worker.metrics.QUEUE_SAMPLE_EVERY_S` (one script call);
 - starts one on-demand quote fetch per poll, and waits for it to take the other pending ones out
   of the queue (`worker.claims`) before polling again: arq would start each (up to `max_jobs`) as
   a job of its own, each an upstream call.
@@ -45,6 +47,7 @@ from arq.jobs import Deserializer
 from reader import keys
 from reader.clock import utc_now
 from reader.redis_url import redact_url
+from worker import metrics
 from worker.admission import Admission
 from worker.errors import ConfigError
 from worker.logs import fields
@@ -141,6 +144,8 @@ class MarketWorker(Worker):
         self.leads = self.ctx["leads"] = Leads()
         self.admission: Admission | None = None
         self.presence = Presence(self.ctx.get("clock", utc_now), self.health_check_interval)
+        self.queue_sample_every_s = metrics.QUEUE_SAMPLE_EVERY_S
+        self._queue_sampled_at = float("-inf")
         self.job_deserializer = self._noting_jobs(self.job_deserializer or pickle.loads)
 
     async def main(self) -> None:
@@ -177,6 +182,7 @@ class MarketWorker(Worker):
         try:
             await super()._poll_iteration()
             await self._renew_leases()
+            await self._sample_queue()
         except REDIS_ERRORS as e:
             await self._redis_failed(e)
             return
@@ -295,6 +301,14 @@ class MarketWorker(Worker):
     def _running(self) -> list[str]:
         """Ids of the jobs this process runs now (arq keeps finished tasks until its next poll)."""
         return [job_id for job_id, task in self.tasks.items() if not task.done()]
+
+    async def _sample_queue(self) -> None:
+        """The queue's depth for the metrics, if this process serves them, every `queue_sample_every_s`."""
+        now = time.monotonic()
+        if "metrics" not in self.ctx or now - self._queue_sampled_at < self.queue_sample_every_s:
+            return
+        self._queue_sampled_at = now
+        await metrics.sample_queue(self.pool)
 
     async def _renew_leases(self) -> None:
         """Every `LEASE_RENEW_S`, and at once for a job that started since the last renewal."""

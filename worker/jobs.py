@@ -9,7 +9,9 @@ fetch that a reader enqueued on a miss.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +24,10 @@ from redis.exceptions import RedisError
 from reader import keys
 from reader.clock import utc_now
 from reader.errors import ReaderError
-from reader.jobs import refresh_job
+from reader.jobs import DATASETS, loads, refresh_job
 from reader.ondemand import FetchRequest, Outcome
 from reader.symbols import normalize_symbol
+from worker import metrics
 from worker.claims import Claims
 from worker.config import Config, Secrets
 from worker.daemon import Leads
@@ -33,12 +36,13 @@ from worker.logs import fields
 from worker.ondemand import fetch_on_demand, fetch_quotes_on_demand, publish
 from worker.priority import gate_rank, spending
 from worker.providers import running_health
-from worker.published import refresh_record
+from worker.published import refresh_outcome, refresh_record
 from worker.refresh import RefreshReport
 from worker.reload import ConfigWatcher
 from worker.retry import retry_failures
 from worker.runtime import Runtime
 from worker.scheduler import Scheduler
+from worker.usage import flush_usage
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +69,28 @@ async def startup(ctx: Ctx) -> None:
     path: Path | None = ctx.get("config_path")
     ctx["watcher"] = ConfigWatcher(path, config) if path is not None else None
     ctx["exit_stack"] = stack
+    _serve_metrics(ctx, stack, runtime)
     log.info(
         "worker.started %s",
         fields(symbols=len(config.watchlist), datasets=",".join(runtime.scheduled), config=path or "-"),
     )
+
+
+def _serve_metrics(ctx: Ctx, stack: AsyncExitStack, runtime: Runtime) -> None:
+    """Serve the Prometheus metrics (`worker.metrics`) if `metrics.port` is set, until shutdown;
+    the circuit states are read from this runtime's breakers. `ctx["metrics"]` is the server."""
+    settings = runtime.config.metrics
+    if settings.port is None:
+        return
+    server = metrics.MetricsServer(settings.host, settings.port)
+    stack.callback(server.close)
+
+    def source() -> dict[str, str]:
+        return {name: health.breaker.state for name, health in running_health(runtime.providers).items()}
+
+    metrics.watch_circuits(source)
+    stack.callback(metrics.unwatch_circuits, source)
+    ctx["metrics"] = server
 
 
 async def shutdown(ctx: Ctx) -> None:
@@ -92,12 +114,16 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
         await _apply_config_edits(ctx)  # every process, not only the one that ticks
         runtime: Runtime = ctx["runtime"]
         started_at = runtime.clock()
+        started = time.monotonic()
         try:
             with spending(gate_rank(runtime.ranks[dataset])):
                 report = await runtime.refresh(dataset, symbols)
-        except Exception:
-            await _record_refresh(ctx, dataset, symbols, None, started_at)
+        except BaseException as e:
+            metrics.refresh_ended(dataset, "failed", time.monotonic() - started)
+            if isinstance(e, Exception):  # a cancelled job is not over: it goes back on the queue
+                await _record_refresh(ctx, dataset, symbols, None, started_at)
             raise
+        _refresh_metrics(ctx, dataset, report, time.monotonic() - started)
         summary = report.summary()
         summary["attempt"] = attempt
         try:
@@ -120,6 +146,14 @@ def refresh_job_function(dataset: str) -> WorkerCoroutine:
 
     refresh.__name__ = refresh.__qualname__ = refresh_job(dataset)
     return refresh
+
+
+def _refresh_metrics(ctx: Ctx, dataset: str, report: RefreshReport, duration_s: float) -> None:
+    """The refresh's outcome and duration, and the lag of what it stored (`worker.metrics`)."""
+    metrics.refresh_ended(dataset, refresh_outcome(report), duration_s)
+    if report.stored or report.no_data:
+        runtime: Runtime = ctx["runtime"]
+        metrics.items_stored(dataset, ctx.get("job_id"), runtime.clock())
 
 
 def fetch_timeout_s(config: Config) -> float:
@@ -181,6 +215,7 @@ async def fetch(ctx: Ctx, dataset: str, symbol: str, option: str) -> str:
             )
         finally:
             await claims.release()
+        _fetch_metrics(ctx, dataset, claims, outcomes)
         await _save_fault_counts(ctx)
     return outcomes[job_id].status if job_id in outcomes else "failed"
 
@@ -198,6 +233,22 @@ async def _fetch_quotes(ctx: Ctx, claims: Claims, request: FetchRequest) -> dict
     return outcomes
 
 
+def _fetch_metrics(ctx: Ctx, dataset: str, claims: Claims, outcomes: dict[str, Outcome]) -> None:
+    """Each answered fetch's outcome, and its latency from its enqueue (arq's wall-clock time)."""
+    now_s = time.time()
+    enqueued_s = {ctx["job_id"]: ctx["enqueue_time"].timestamp()} if "enqueue_time" in ctx else {}
+    for claimed in claims.taken:
+        # A payload that is not arq's was answered "bad request": no latency to tell.
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            enqueued_s[claimed.job_id] = float(loads(claimed.payload)["et"]) / 1000
+    label = dataset if dataset in DATASETS else "unknown"  # whoever writes the queue names it
+    for job in _answering(ctx["job_id"], claims):
+        outcome = outcomes.get(job)
+        status = outcome.status if outcome is not None else "failed"
+        latency_s = now_s - enqueued_s.get(job, now_s)
+        metrics.on_demand_ended(label if job == ctx["job_id"] else "quotes", status, latency_s)
+
+
 def _answering(job_id: str, claims: Claims) -> list[str]:
     """The jobs whose outcome this job publishes: its own and those it claimed."""
     return [job_id, *(c.job_id for c in claims.taken)]
@@ -210,13 +261,19 @@ def _claimed(ctx: Ctx, job_id: str) -> None:
 
 
 async def _save_fault_counts(ctx: Ctx) -> None:
-    """Save the upstreams' fault counts and incidents of this process to Redis (`worker.incidents`)."""
+    """Save the upstreams' fault counts and incidents (`worker.incidents`), and their day counters
+    (`worker.usage`, one pipeline for every upstream), of this process to Redis."""
     runtime: Runtime = ctx["runtime"]
-    for health in running_health(runtime.providers).values():
+    healths = running_health(runtime.providers).values()
+    for health in healths:
         try:
             await health.incidents.flush(ctx["redis"])
         except RedisError as e:  # kept for the next job's flush
             log.debug("upstream.counts_not_saved provider=%s error=%s", health.name, e)
+    try:
+        await flush_usage(ctx["redis"], [health.usage for health in healths])
+    except RedisError as e:  # kept for the next job's flush
+        log.debug("upstream.day_counts_not_saved error=%s", e)
 
 
 async def _record_refresh(

@@ -1,11 +1,18 @@
-"""Logging for the worker: one line per event, and secrets redacted from everything printed."""
+"""Logging for the worker: one line per event, and secrets redacted from everything printed.
+
+Text by default (`FORMAT`); `--log-format json` writes one JSON object per line for log shippers
+(`JsonFormatter`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
 from urllib.parse import quote, quote_plus
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
@@ -69,6 +76,75 @@ class RedactingFormatter(logging.Formatter):
         return self._redact(super().format(record))
 
 
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+_EVENT = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
+# One `key=value` of `fields`: a value quoted by its caller ('"..."', up to the quote that ends the
+# line or comes before the next key), else up to the next space.
+_FIELD = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)=("(?:.*?)"(?=\s+[A-Za-z_][A-Za-z0-9_]*=|\s*$)|\S*)')
+_INT = re.compile(r"-?\d+")
+_FLOAT = re.compile(r"-?\d+\.\d*(?:[eE][-+]?\d+)?")
+_RESERVED = frozenset({"time", "level", "logger", "event", "message", "exception"})
+
+
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per line: `time` (ISO 8601 UTC), `level`, `logger`, `event` (the line's
+    first word, e.g. "refresh.batch_done"), then its `key=value` fields as members (numbers as
+    numbers; a field named like one of those gets a trailing `_`). A line that is not an event
+    (a library's) is `message`, whole, and so is the rest of an event's line that is not
+    `key=value` fields; a traceback is `exception`. Secrets are cut
+    from every text before it is encoded, and from the encoded line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._redact(record.getMessage())
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        event, _, rest = text.partition(" ")
+        if not _EVENT.fullmatch(event):
+            entry["event"], entry["message"] = None, text
+        else:
+            entry["event"] = event
+            parsed = _parse_fields(rest)
+            if parsed is None:  # not `fields(...)`: kept whole
+                entry["message"] = rest
+            for key, value in (parsed or {}).items():
+                entry[f"{key}_" if key in _RESERVED else key] = value
+        if record.exc_info:
+            entry["exception"] = self._redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = self._redact(self.formatStack(record.stack_info))
+        return self._redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def _parse_fields(text: str) -> dict[str, Any] | None:
+    """The `key=value` pairs of `fields(...)` in `text`, or None if it holds anything else."""
+    found: dict[str, Any] = {}
+    at = 0
+    text = text.rstrip()
+    while at < len(text):
+        match = _FIELD.match(text, at)
+        if match is None or match.end() == at:
+            return None
+        key, raw = match.group(1), match.group(2)
+        found[key] = _value(raw)
+        at = match.end()
+    return found
+
+
+def _value(raw: str) -> Any:
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        return raw[1:-1]
+    if _INT.fullmatch(raw):
+        return int(raw)
+    if _FLOAT.fullmatch(raw):
+        return float(raw)
+    return {"True": True, "False": False, "None": None}.get(raw, raw)
+
+
 class DropJobChatter(logging.Filter):
     """Drops arq's INFO line per job start and finish (a tick every second); our jobs log their own."""
 
@@ -80,10 +156,13 @@ class DropJobChatter(logging.Filter):
         return not any(mark in record.msg for mark in self._MARKS)
 
 
-def setup_logging(level: str | int = "INFO", secrets: Iterable[str] = ()) -> None:
-    """Log to stderr with redaction; quiet the libraries' per-job chatter."""
+def setup_logging(
+    level: str | int = "INFO", secrets: Iterable[str] = (), log_format: LogFormat = "text"
+) -> None:
+    """Log to stderr with redaction, as text lines or JSON objects (`log_format`); quiet the
+    libraries' per-job chatter."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(secrets))
+    handler.setFormatter(JsonFormatter(secrets) if log_format == "json" else RedactingFormatter(secrets))
     handler.addFilter(DropJobChatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -122,6 +122,7 @@ class RateWindowClosed(WorkerError):
 
     def __init__(self, name: str, resume_at: datetime, waited_s: float, max_wait_s: float) -> None:
         self.resume_at = resume_at
+        self.waited_s = waited_s
         super().__init__(
             f"the {name} rate window reopens at {resume_at:%H:%M:%S} UTC, past the {max_wait_s:g} s "
             f"a request may wait (waited {waited_s:.1f} s); lower rate_per_min or raise job_timeout_s"
@@ -133,6 +134,7 @@ class RateBudgetExhausted(RateWindowClosed):
 
     def __init__(self, name: str, rank: int, resume_at: datetime, waited_s: float, max_wait_s: float) -> None:
         self.resume_at = resume_at
+        self.waited_s = waited_s
         WorkerError.__init__(
             self,
             f"the {name} budget had no room for a request of rank {rank} within the {max_wait_s:g} s "
@@ -212,18 +214,20 @@ class RateGate:
         self._fleet_pauses = 0
 
     @asynccontextmanager
-    async def slot(self, waited_s: float = 0.0) -> AsyncIterator[None]:
+    async def slot(self, waited_s: float = 0.0) -> AsyncIterator[float]:
         """Hold one request's place: the budget at this context's rank, a place in flight, then
-        the announced window. Raises `RateWindowClosed` past `max_wait_s`.
+        the announced window; gives the seconds it was made to wait for them (0 when it went at once:
+        the budget's round trip is no wait). Raises `RateWindowClosed` past `max_wait_s` (its
+        `waited_s` counts the earlier attempts too).
 
         `waited_s`: how long this request already waited in earlier attempts.
         """
         rank = current_rank()
-        waited_s = await self._admit(rank, waited_s)
+        admitted_s, held = await self._admit(rank, waited_s)
         try:
             # Checked once admitted too: a pause announced while this request waited still holds.
-            await self._wait_for_window(waited_s)
-            yield
+            paused_s = await self._wait_for_window(admitted_s)
+            yield admitted_s + paused_s - waited_s if held or paused_s else 0.0
         finally:
             self._in_flight -= 1
             self._wake_head()
@@ -272,9 +276,9 @@ class RateGate:
             fleet_pauses=self._fleet_pauses,
         )
 
-    async def _admit(self, rank: int, waited_s: float) -> float:
+    async def _admit(self, rank: int, waited_s: float) -> tuple[float, bool]:
         """Wait for this request's turn (rank, then arrival), a place in flight and the budget;
-        returns `waited_s` plus the time it waited here."""
+        returns `waited_s` plus the time it waited here, and whether it was held at all (slept)."""
         loop = asyncio.get_running_loop()
         waiter = _Waiter(rank, next(self._seq))
         heapq.heappush(self._waiters, waiter)
@@ -282,6 +286,7 @@ class RateGate:
         paused_s = 0.0  # waits for announced windows, on the gate's clock (a test's need not move)
         paused_loop_s = 0.0  # the same waits by the loop's clock, not to count them twice
         refused = False  # the budget said wait at least once
+        held = False  # slept for its turn, a place, the budget or a window
 
         def waited() -> float:
             return waited_s + (loop.time() - started - paused_loop_s) + paused_s
@@ -292,10 +297,13 @@ class RateGate:
                 # While paused, the head lets the requests in flight finish before it waits.
                 busy = self._in_flight >= (1 if self._paused() else self.max_concurrency)
                 if not turn or busy:
+                    held = True
                     await self._nap(waiter, None, rank, waited())
                     continue
                 pause_began = loop.time()
-                paused_s += await self._wait_for_window(waited())
+                slept_s = await self._wait_for_window(waited())
+                held = held or slept_s > 0
+                paused_s += slept_s
                 paused_loop_s += loop.time() - pause_began
                 if self._waiters[0] is not waiter or self._asking:
                     continue  # a better request came while this one waited out a window
@@ -312,7 +320,7 @@ class RateGate:
                     log.info("ratelimit.fleet_pause %s", fields(provider=self.name, wait_s=verdict.wait_s))
                 if waited() + verdict.wait_s > self.max_wait_s:
                     self._refuse(rank, waited(), verdict.wait_s, paused=verdict.paused)
-                refused = True
+                refused = held = True
                 await self._nap(waiter, verdict.wait_s, rank, waited())
         except BaseException:
             self._waiters.remove(waiter)
@@ -326,7 +334,7 @@ class RateGate:
         self._granted[rank] += 1
         self._waited[rank] += refused
         self._waited_s[rank] = self._waited_s.get(rank, 0.0) + loop.time() - started
-        return waited()
+        return waited(), held
 
     async def _nap(self, waiter: _Waiter, timeout_s: float | None, rank: int, waited_s: float) -> None:
         """Sleep until woken (this waiter may have become the head, a place freed) or `timeout_s`;

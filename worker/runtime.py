@@ -37,8 +37,8 @@ from worker.store import Store
 
 log = logging.getLogger(__name__)
 
-RESTART_ONLY = ("redis_url", "worker")
-"""Top-level sections a running worker cannot change: its Redis and its arq settings."""
+RESTART_ONLY = ("redis_url", "worker", "metrics")
+"""Top-level sections a running worker cannot change: its Redis, its arq settings and its metrics server."""
 
 
 class Runtime:

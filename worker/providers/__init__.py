@@ -80,7 +80,7 @@ def build_providers(
             "batch_size": settings.batch_size,
             "timeout_s": settings.timeout_s,
             "clock": clock,
-            "health": _reuse_health(health, name, settings) or _health(name, settings, clock),
+            "health": _reuse_health(health, name, settings) or _health(name, settings, clock, health),
         }
 
     tradier = TradierProvider(session, **options("tradier")) if "tradier" in names else None
@@ -143,9 +143,17 @@ def _reuse_health(
     return kept
 
 
-def _health(name: str, settings: ProviderConfig, clock: Clock) -> UpstreamHealth:
+def _health(
+    name: str, settings: ProviderConfig, clock: Clock, running: Mapping[str, UpstreamHealth] | None
+) -> UpstreamHealth:
+    """A new health for upstream `name`; the day counts the running one has not saved yet go with it."""
+    kept = (running or {}).get(name)
     return UpstreamHealth(
-        name, failures=settings.breaker_failures, open_s=settings.breaker_open_s, clock=clock
+        name,
+        failures=settings.breaker_failures,
+        open_s=settings.breaker_open_s,
+        clock=clock,
+        usage=kept.usage if kept is not None else None,
     )
 
 

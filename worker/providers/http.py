@@ -101,6 +101,8 @@ async def request_json(
     (`X-Ratelimit-Expiry` through `window`, else `Retry-After`) and retries, at most
     `RATE_LIMIT_RETRIES` times, waiting no more than the gate's `max_wait_s` in all. `secrets`
     are cut out of any upstream text quoted in an error (a proxy may echo the auth header).
+    `health` also counts each attempt sent (its status, or the fault when no answer came) and the
+    request's wait at the gate (`worker.usage`, `worker.metrics`).
     """
     probe = False
     ended = False
@@ -119,11 +121,13 @@ async def request_json(
             health.succeeded()
 
     started = gate.clock()
+    gate_wait_s = 0.0  # at the rate gate, over every attempt
     try:
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             waited_s = (gate.clock() - started).total_seconds()
             try:
-                async with gate.slot(waited_s):
+                async with gate.slot(waited_s) as slot_wait_s:
+                    gate_wait_s += slot_wait_s
                     if health is not None and attempt == 0:
                         # Checked once the gate lets the request go: one that queued there while
                         # the breaker opened is not sent.
@@ -136,9 +140,16 @@ async def request_json(
                         session, gate, method, url, headers, params, form, timeout_s, window
                     )
             except _NoAnswer as e:
+                if health is not None:
+                    health.sent(endpoint, e.kind)
                 raise fail(e.kind, UpstreamUnavailable(provider, endpoint, e.detail)) from e.__cause__
             except RateWindowClosed as e:
+                gate_wait_s += max(e.waited_s - waited_s, 0.0)
+                if health is not None:
+                    health.not_sent(endpoint, "rate_limited")
                 raise fail("rate_limited", UpstreamRateLimited(provider, endpoint, str(e))) from e
+            if health is not None:
+                health.sent(endpoint, status)
             if status == 429:
                 await gate.throttled(reset_at)
                 continue
@@ -159,8 +170,10 @@ async def request_json(
         detail = f"429 after {RATE_LIMIT_RETRIES} waits for the rate window"
         raise fail("rate_limited", UpstreamRateLimited(provider, endpoint, detail))
     finally:
-        if health is not None and not ended:
-            health.released(probe)  # cancelled (a job timeout), or a bug: the probe's place is free
+        if health is not None:
+            health.waited(gate_wait_s)
+            if not ended:
+                health.released(probe)  # cancelled (a job timeout), or a bug: the probe's place is free
 
 
 class _NoAnswer(Exception):
