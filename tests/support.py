@@ -349,6 +349,16 @@ async def start_process(emulator: ServesAnEmulator, *args: str, **env: str) -> a
     )  # fmt: skip
 
 
+async def start_shell(command: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """`command` through `sh`, as a user types it, in a session of its own (stopped with
+    `os.killpg`), output merged and piped. `env` must come from `process_env` (whose clock check
+    is the guard): the README's commands, run as written."""
+    return await asyncio.create_subprocess_shell(
+        command, cwd=REPO, env=env, start_new_session=True,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
 async def start_worker_process(
     config: Path, redis_url: str, emulator: ServesAnEmulator, api_key: str
 ) -> asyncio.subprocess.Process:

@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestServer
 
 from devtools.redis_server import free_port
 from reader import Quote, keys
-from tests.support import RunningEmulator, child_env, process_env
+from tests.support import RunningEmulator, child_env, process_env, start_shell
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -210,10 +210,7 @@ async def test_readme_commands_run_as_written(
             expected = f"exit {code} (expected {handling.exit}), shows {handling.shows!r}?"
             failures.append(f"$ {command}\n{expected}\n{out[-2000:]}")
 
-    worker = await asyncio.create_subprocess_shell(
-        "python -m worker run", cwd=REPO, env=env, start_new_session=True,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    worker = await start_shell("python -m worker run", env)
     client = redis.Redis.from_url(redis_url)
     try:
         for _ in range(200):  # the worker's first quote batch: the reader commands find data
@@ -239,11 +236,10 @@ async def test_readme_commands_run_as_written(
 
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed: the emulator's control examples were not run")
-    emulator_env = child_env()
-    served = await asyncio.create_subprocess_shell(
-        f"python -m emulator --port {emulator_port}", cwd=REPO, env={**emulator_env, "PATH": env["PATH"]},
-        start_new_session=True, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    # The README's own emulator on the real clock: no worker talks to it, only the curl lines.
+    served = await start_shell(
+        f"python -m emulator --port {emulator_port}", {**child_env(), "PATH": env["PATH"]}
+    )
     try:
         for _ in range(100):
             code, _out = await _shell(f"curl -s localhost:{emulator_port}/_emulator/clock", env)
