@@ -6,15 +6,17 @@ headline figures to a file (`--figures-json`). The table puts each figure beside
 measured in the same run, their ratio, and the target where there is one, with a verdict.
 
 By default the long benchmarks run shorter than they do alone (about 3 to 4 minutes in all on a
-2-core machine): bench/load.py reads for 12 s instead of 36 s, bench/scale.py runs 1 and 2 workers
-for 20 s each instead of 1, 2 and 3 for 60 s, bench/miss_path.py times 50 misses instead of 100,
-bench/reader_hit.py 10,000 hits instead of 20,000. `--full` runs every script at its own length
-(about 8 minutes). bench/worker_rss.py runs its 500 and 5,000 refresh cycles either way.
+quiet 2-core machine): bench/load.py reads for 12 s instead of 36 s with 200 symbols instead of
+500, bench/scale.py runs 1 and 2 workers for 15 s each instead of 1, 2 and 3 for 60 s,
+bench/miss_path.py times 40 misses instead of 100, bench/reader_hit.py 10,000 hits and 500 batches
+instead of 20,000 and 1,000. `--full` runs every script at its own length (about 9 minutes).
+bench/worker_rss.py runs its 500 and 5,000 refresh cycles either way.
 
-    python -m bench [--full] [--only reader_hit,worker_rss] [--url redis://...]
+    python -m bench [--full] [--check] [--only reader_hit,worker_rss] [--url redis://...]
 
-Exits 1 if a script fails (an error, a torn read, the worker's memory growing by more than 10 %)
-or a figure misses its target.
+Exits 1 if a script fails (an error, a torn read, the worker's memory growing by more than 10 %
+from 500 to 5,000 cycles); with --check, also if a figure misses its target (timings on a busy
+machine can: the table says MISSED either way).
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ class Script:
 SCRIPTS = (
     Script(
         "reader_hit",
-        short=("--iterations", "10000", "--requests-cache-iterations", "1000", "--batch-iterations", "1000"),
+        short=("--iterations", "10000", "--requests-cache-iterations", "1000", "--batch-iterations", "500"),
     ),
     Script("chain_storage"),
     Script("calls_per_week", takes_url=False),
-    Script("miss_path", short=("--misses", "50")),
+    Script("miss_path", short=("--misses", "40")),
     Script("worker_rss"),
-    Script("load", short=("--seconds", "9", "--paused-seconds", "3", "--rounds", "3")),
-    Script("scale", short=("--workers", "1,2", "--seconds", "20")),
+    Script("load", short=("--symbols", "200", "--seconds", "9", "--paused-seconds", "3", "--rounds", "3")),
+    Script("scale", short=("--workers", "1,2", "--seconds", "15")),
 )
 """Every benchmark, in the order they run (the longest last)."""
 
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None, scripts: Sequence[Script] = SCRIPTS) -> 
     """Run the `scripts` that `argv` chooses, print their table; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="run every script at its own (longer) length")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a figure misses its target")
     parser.add_argument(
         "--only",
         help=f"comma-separated scripts to run (default: all of {', '.join(s.name for s in scripts)})",
@@ -126,11 +129,10 @@ def main(argv: list[str] | None = None, scripts: Sequence[Script] = SCRIPTS) -> 
     print(f"\nmarketcache benchmarks: {len(ran)} scripts in {elapsed_s:.0f} s, {length}")
     print(_figures.table(every, failed))
     missed = _figures.missed(every)
-    if missed or failed:
-        what = [*(f"{f.name} missed its target" for f in missed), *(f"{s} failed" for s in failed)]
-        print(f"FAILED: {'; '.join(what)}")
-        return 1
-    return 0
+    what = [*(f"{s} failed" for s in failed), *(f"{f.name} missed its target" for f in missed)]
+    if what:
+        print(f"{'FAILED' if failed or args.check else 'NOTE'}: {'; '.join(what)}")
+    return 1 if failed or (args.check and missed) else 0
 
 
 if __name__ == "__main__":
