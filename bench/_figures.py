@@ -88,8 +88,11 @@ def read(path: Path, script: str) -> list[Figure]:
 
 
 def number(value: float, unit: str) -> str:
-    """`value` with `unit`, to about three significant digits (whole numbers as they are)."""
-    if value == int(value) and abs(value) >= 1 and unit != "ms":
+    """`value` with `unit`, to about three significant digits (whole numbers as they are, MiB to
+    the tenth)."""
+    if unit == "MiB":  # memory: the tenths tell growth from noise
+        text = f"{value:,.1f}"
+    elif value == int(value) and abs(value) >= 1 and unit != "ms":
         text = f"{int(value):,}"
     elif abs(value) >= 100:
         text = f"{value:,.0f}"

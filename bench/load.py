@@ -127,7 +127,7 @@ def worker_config(symbols: list[str], optionable: list[str]) -> dict[str, Any]:
         "cache": {"fresh_slack_s": 3600},
         # Bars first: two background jobs of an upstream run at once (`worker.admission`), and the
         # chains, due every second, would otherwise hold both slots for good, the bars never fetched.
-        "priority": ["history", "indicators", "expirations", "chains", "intraday"],
+        "priority": ["history", "indicators", "chains", "expirations", "intraday"],
         "worker": {"tick_s": 1, "max_jobs": 10, "shutdown_grace_s": 2},
     }
 
