@@ -48,7 +48,7 @@ test-fleet: $(VENV)/.stamp-dev
 	MARKETCACHE_BUDGET_RUN_S=180 $(BIN)/python -m pytest -n 0 --no-cov -rP tests/test_fleet_budget.py
 
 # Every bench/ script, then one table of their figures beside the baselines measured in the same
-# run (about 4 minutes; BENCH=--full runs the long ones at their own length, about 9).
+# run (about 3 minutes; BENCH=--full runs the long ones at their own length, about 7).
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python -m bench $(BENCH)
 

@@ -5,11 +5,11 @@ processes it starts are its own), prints its own lines as it does when run alone
 headline figures to a file (`--figures-json`). The table puts each figure beside the baseline
 measured in the same run, their ratio, and the target where there is one, with a verdict.
 
-By default the long benchmarks run shorter than they do alone (about 3 to 4 minutes in all on a
+By default the long benchmarks run shorter than they do alone (about 3 minutes in all on a
 quiet 2-core machine): bench/load.py reads for 12 s instead of 36 s with 200 symbols instead of
 500, bench/scale.py runs 1 and 2 workers for 15 s each instead of 1, 2 and 3 for 60 s,
 bench/miss_path.py times 40 misses instead of 100, bench/reader_hit.py 10,000 hits and 500 batches
-instead of 20,000 and 1,000. `--full` runs every script at its own length (about 9 minutes).
+instead of 20,000 and 1,000. `--full` runs every script at its own length (about 7 minutes).
 bench/worker_rss.py runs its 500 and 5,000 refresh cycles either way.
 
     python -m bench [--full] [--check] [--only reader_hit,worker_rss] [--url redis://...]
@@ -66,7 +66,7 @@ SCRIPTS = (
     Script("load", short=("--symbols", "200", "--seconds", "9", "--paused-seconds", "3", "--rounds", "3")),
     Script("scale", short=("--workers", "1,2", "--seconds", "15")),
 )
-"""Every benchmark, in the order they run (the longest last)."""
+"""Every benchmark, in the order they run: those that start no worker process first."""
 
 
 @dataclass

@@ -274,3 +274,9 @@ def test_figures_read_back_as_written_with_the_script_that_measured_them(tmp_pat
         ("a", 1.5, 2.0, Target(400, of="value", op="<"), True),
         ("c", 3, None, None, None),
     ]
+
+
+def test_runner_knows_every_bench_script() -> None:
+    """`make bench` runs every script of bench/: a new one must be added to the runner's list."""
+    scripts = {p.stem for p in (REPO / "bench").glob("*.py") if not p.name.startswith("_")}
+    assert {s.name for s in runner.SCRIPTS} == scripts
