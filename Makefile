@@ -47,13 +47,10 @@ test-dates: $(VENV)/.stamp-dev
 test-fleet: $(VENV)/.stamp-dev
 	MARKETCACHE_BUDGET_RUN_S=180 $(BIN)/python -m pytest -n 0 --no-cov -rP tests/test_fleet_budget.py
 
+# Every bench/ script, then one table of their figures beside the baselines measured in the same
+# run (about 3 minutes; BENCH=--full runs the long ones at their own length, about 7).
 bench: $(VENV)/.stamp-dev
-	$(BIN)/python bench/reader_hit.py
-	$(BIN)/python bench/chain_storage.py
-	$(BIN)/python bench/calls_per_week.py
-	$(BIN)/python bench/miss_path.py
-	$(BIN)/python bench/load.py
-	$(BIN)/python bench/scale.py
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -8,6 +8,7 @@ refresh code and the emulator. Round-the-clock polling refreshes every dataset a
 its regular-session cadence (datasets without one: once a day).
 
     python bench/calls_per_week.py [--symbols 100] [--week-of 2026-12-07] [--config config.yaml]
+                                   [--figures-json PATH]
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _figures
+from bench._figures import Figure
 from reader.calendar import EXCHANGE_TZ, MarketCalendar
 from worker import schedule
 from worker.config import load_config
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--week-of", type=date.fromisoformat, default=date(2026, 12, 7), help="a Monday")
     parser.add_argument("--config", type=Path, default=Path(__file__).resolve().parent.parent / "config.yaml")
+    parser.add_argument("--figures-json", type=Path, help="also write the headline figures here (JSON)")
     args = parser.parse_args(argv)
 
     base = load_config(args.config, env={})
@@ -55,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:12} {refreshes:10d} {calls:10.0f} {polling:10.0f} {calls / polling:7.1%}")
     ratio = total_scheduled / total_polling
     print(f"{'total':12} {'':10} {total_scheduled:10.0f} {total_polling:10.0f} {ratio:7.1%}")
+    if args.figures_json:
+        week = Figure(
+            f"upstream calls per week, {args.symbols} symbols",
+            round(total_scheduled),
+            "calls",
+            round(total_polling),
+            "round-the-clock polling",
+        )
+        _figures.write(args.figures_json, [week])
     return 0
 
 

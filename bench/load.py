@@ -33,6 +33,7 @@ The emulator, the worker and the readers run on one clock, shifted to a regular 
 
     python bench/load.py [--seconds 30] [--paused-seconds 6] [--rounds 5] [--readers 4]
                          [--symbols 500] [--optionable 30] [--url redis://...] [--logs DIR]
+                         [--figures-json PATH]
 
 Without --url it starts a private redis-server on a free port (and stops it). Exits 1 on any
 error or torn read.
@@ -65,6 +66,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _figures
+from bench._figures import Figure, Target
 from devtools.redis_server import RedisServer, free_port, port_open
 from emulator.market import WELL_KNOWN
 from reader import Reader, keys
@@ -122,6 +125,9 @@ def worker_config(symbols: list[str], optionable: list[str]) -> dict[str, Any]:
         },
         # No read finds a stale item, so no on-demand fetch joins the load (or writes out of turn).
         "cache": {"fresh_slack_s": 3600},
+        # Bars first: two background jobs of an upstream run at once (`worker.admission`), and the
+        # chains, due every second, would otherwise hold both slots for good, the bars never fetched.
+        "priority": ["history", "indicators", "chains", "expirations", "intraday"],
         "worker": {"tick_s": 1, "max_jobs": 10, "shutdown_grace_s": 2},
     }
 
@@ -584,6 +590,35 @@ def report(f: Figures) -> int:
     return 0 if verdict == "ok" else 1
 
 
+def figures(f: Figures) -> list[Figure]:
+    """Reads/s and p50 of all reads while the worker refreshes, beside the same reads with it
+    paused; errors and torn reads (target: none)."""
+    paused, load = f.paused.total(), f.load.total()
+    torn = f.chains.torn_reads + f.paused.torn_quotes.errors + f.load.torn_quotes.errors
+    return [
+        Figure(
+            "reads/s under refreshes (all reads)",
+            round(len(load.latencies_s) / f.load.elapsed_s),
+            "reads/s",
+            round(len(paused.latencies_s) / f.paused.elapsed_s),
+            "the worker paused",
+        ),
+        Figure(
+            "read p50 under refreshes (all reads)",
+            _percentile(load.latencies_s, 50) * 1e6,
+            "us",
+            _percentile(paused.latencies_s, 50) * 1e6,
+            "the worker paused",
+        ),
+        Figure(
+            "errors and torn reads under refreshes",
+            paused.errors + load.errors + torn,
+            "",
+            target=Target(0, of="value"),
+        ),
+    ]
+
+
 def _worker_lines(f: Figures) -> str:
     """How long the first pass took; how often the worker stored each batch while the readers
     read, and what that cost."""
@@ -626,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--logs", type=Path, help="keep the worker's config and log, and the emulator's, here"
     )
+    parser.add_argument("--figures-json", type=Path, help="also write the headline figures here (JSON)")
     args = parser.parse_args(argv)
     symbols = watchlist(args.symbols)
     optionable = sorted(symbols)[: args.optionable]  # the first batches of each dataset: filled first
@@ -635,8 +671,11 @@ def main(argv: list[str] | None = None) -> int:
         logs.mkdir(parents=True, exist_ok=True)
         rounds = max(args.rounds, 1)
         segments = (("refreshing", args.seconds / rounds), ("paused", args.paused_seconds / rounds)) * rounds
-        figures = measure(url, symbols, optionable, args.readers, segments, logs)
-    return report(figures)
+        measured = measure(url, symbols, optionable, args.readers, segments, logs)
+    status = report(measured)
+    if args.figures_json:
+        _figures.write(args.figures_json, figures(measured))
+    return status
 
 
 if __name__ == "__main__":

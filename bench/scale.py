@@ -15,7 +15,7 @@ The 1-worker run, measured in the same invocation, is the baseline the others ar
 more workers add redundancy, not allowance, so their throughput should match it.
 
     python bench/scale.py [--workers 1,2,3] [--seconds 60] [--symbols 100] [--rate-per-min 120]
-                          [--latency-ms 40] [--url redis://...]
+                          [--latency-ms 40] [--url redis://...] [--figures-json PATH]
 
 Without --url it starts a private redis-server on a free port (and stops it).
 """
@@ -40,6 +40,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _figures
+from bench._figures import Figure, Target
 from bench._process import start_python
 from devtools.budget_case import budget_case_config
 from devtools.redis_server import RedisServer, free_port
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency-ms", type=float, default=40.0, help="the emulator's added latency")
     parser.add_argument("--url", help="an existing Redis, which is flushed (default: start a private one)")
+    parser.add_argument("--figures-json", type=Path, help="also write the headline figures here (JSON)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
     server = None if args.url else RedisServer().start()
@@ -156,7 +159,44 @@ def main(argv: list[str] | None = None) -> int:
             f"{versus:>8} "
             f"{statistics.median(r.ages_s):>16.1f} {max(r.ages_s):>9.1f} {r.throttled:>5}"
         )
+    if args.figures_json:
+        _figures.write(args.figures_json, figures(results, args.rate_per_min))
     return 0
+
+
+def figures(results: list[Result], rate_per_min: int) -> list[Figure]:
+    """Chain calls a minute of each fleet beside the first run's (the baseline); the calls a minute
+    of the largest fleet beside the allowance; the answers 429 of every run (target: none)."""
+    base, largest = results[0], results[-1]
+    found = [
+        Figure(
+            f"chain calls/min, {r.workers} workers",
+            round(r.chain_calls * 60 / r.seconds, 1),
+            "calls/min",
+            round(base.chain_calls * 60 / base.seconds, 1),
+            f"{base.workers} worker{'s' if base.workers > 1 else ''}",
+        )
+        for r in results[1:]
+    ]
+    found.append(
+        Figure(
+            f"upstream calls/min, {largest.workers} workers",
+            round(largest.calls * 60 / largest.seconds, 1),
+            "calls/min",
+            rate_per_min,
+            "the allowance",
+        )
+    )
+    counts = ",".join(str(r.workers) for r in results)
+    found.append(
+        Figure(
+            f"answers 429, runs of {counts} workers",
+            sum(r.throttled for r in results),
+            "",
+            target=Target(0, of="value"),
+        )
+    )
+    return found
 
 
 if __name__ == "__main__":

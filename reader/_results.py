@@ -27,6 +27,7 @@ from reader.models import (
     OptionChain,
     Quote,
     Side,
+    mark_read,
 )
 from reader.symbols import normalize_symbol, shown
 
@@ -84,6 +85,12 @@ class Bundle:
 
 def decode(model: type[_Item], dataset: str, symbol: str, raw: bytes | None, clock: Clock) -> _Item:
     """The cached item in `raw` (a GET's answer), judged by `clock`; `NotCached` if absent or unreadable."""
+    return decode_at(model, dataset, symbol, raw, clock())
+
+
+def decode_at(model: type[_Item], dataset: str, symbol: str, raw: bytes | None, read_at: datetime) -> _Item:
+    """The cached item in `raw`, read at `read_at` (the reader's clock, read once for all the items
+    of one answer); `NotCached` if absent or unreadable."""
     if raw is None:
         raise NotCached(dataset, symbol)
     try:
@@ -95,15 +102,16 @@ def decode(model: type[_Item], dataset: str, symbol: str, raw: bytes | None, clo
             f"the cached value does not match the {model.__name__} model ({e.error_count()} errors, "
             f"first at {'.'.join(map(str, e.errors()[0]['loc']))}); the next refresh replaces it",
         ) from e
-    item._read_at = clock()
+    mark_read(item, read_at)
     return item
 
 
 def decode_or_error(
-    model: type[_Item], dataset: str, symbol: str, raw: bytes | None, clock: Clock
+    model: type[_Item], dataset: str, symbol: str, raw: bytes | None, read_at: datetime
 ) -> _Item | ReaderError:
+    """`decode_at`, with `NotCached` returned instead of raised."""
     try:
-        return decode(model, dataset, symbol, raw, clock)
+        return decode_at(model, dataset, symbol, raw, read_at)
     except NotCached as e:
         return e
 
@@ -111,7 +119,7 @@ def decode_or_error(
 def cached_quote(symbol: str, raw: bytes | None, clock: Clock) -> Quote | None:
     """The quote in `raw` (a GET's answer) to price a chain stored without its underlying's price;
     None if absent or unreadable (the chain is then served without one)."""
-    found = decode_or_error(Quote, "quote", symbol, raw, clock)
+    found = decode_or_error(Quote, "quote", symbol, raw, clock())
     return found if isinstance(found, Quote) else None
 
 
@@ -136,8 +144,11 @@ def symbol_list(symbols: Iterable[str]) -> tuple[list[str], dict[str, QuoteResul
 def quote_results(
     symbols: list[str], raws: Sequence[bytes | None], errors: dict[str, QuoteResult], clock: Clock
 ) -> dict[str, QuoteResult]:
+    """Symbol -> the quote in its raw (one MGET's answers, read at one time), or why there is none;
+    then `errors` (malformed symbols)."""
+    read_at = clock()
     results: dict[str, QuoteResult] = {
-        symbol: decode_or_error(Quote, "quote", symbol, raw, clock)
+        symbol: decode_or_error(Quote, "quote", symbol, raw, read_at)
         for symbol, raw in zip(symbols, raws, strict=True)
     }
     results.update(errors)
@@ -231,7 +242,8 @@ def chains_from_script(
 ) -> tuple[OptionChain, ...]:
     """The chains the script returned; `NotCached` if none is cached for `symbol` from today on,
     saying why: the schedule does not keep its chains, or keeps them (`kept`) and has stored none yet."""
-    chains = tuple(decode(OptionChain, "option chain", symbol, raw, clock) for raw in raws)
+    read_at = clock()
+    chains = tuple(decode_at(OptionChain, "option chain", symbol, raw, read_at) for raw in raws)
     if chains:
         return chains
     if index_raw is None and kept:
@@ -247,14 +259,14 @@ def chains_from_script(
             symbol,
             "the worker keeps no chains for it; add it to the watchlist with chains enabled in config.yaml",
         )
-    index = decode(ChainIndex, "option chain", symbol, index_raw, clock)
+    index = decode_at(ChainIndex, "option chain", symbol, index_raw, read_at)
     if not index.expirations:
         raise no_options(symbol, index)
     listed = ", ".join(d.isoformat() for d in index.expirations)
     raise NotCached(
         "option chain",
         symbol,
-        f"no cached chain expires on or after {exchange_date(clock())} (kept: {listed}); "
+        f"no cached chain expires on or after {exchange_date(read_at)} (kept: {listed}); "
         "the next chains refresh adds the coming expirations",
     )
 
@@ -288,7 +300,7 @@ def chain_for(
         except ValidationError:
             kept = ""
         else:
-            index._read_at = clock()
+            mark_read(index, clock())
             if not index.expirations:
                 raise no_options(symbol, index)
     raise NotCached(
@@ -312,8 +324,9 @@ def bundle_from(
         index_raw, chain_raws, kept, quote_raw, *rest = answer
     else:
         quote_raw, *rest = answer
-    quote = decode_or_error(Quote, "quote", symbol, quote_raw, clock)
-    indicators = decode_or_error(Indicators, "indicators", symbol, rest[0], clock) if technical else None
+    read_at = clock()
+    quote = decode_or_error(Quote, "quote", symbol, quote_raw, read_at)
+    indicators = decode_or_error(Indicators, "indicators", symbol, rest[0], read_at) if technical else None
     chains: tuple[OptionChain, ...] | ReaderError | None = None
     if options:
         try:

@@ -167,8 +167,9 @@ def _quotes_read(
     requests: Sequence[FetchRequest], raws: Sequence[bytes | None], clock: Clock
 ) -> dict[str, Quote | ReaderError]:
     """Job id -> the quote read for each request (one MGET's answers), or why there is none."""
+    read_at = clock()
     return {
-        r.job_id: decode_or_error(Quote, "quote", r.symbol, raw, clock)
+        r.job_id: decode_or_error(Quote, "quote", r.symbol, raw, read_at)
         for r, raw in zip(requests, raws, strict=True)
     }
 

@@ -105,6 +105,39 @@ async def test_quotes_answers_hits_misses_and_bad_symbols_in_one_mget(
     assert commands.get("zadd") == 1  # TSLA's miss enqueued one fetch (the hits are fresh at FETCHED)
 
 
+class CountingClock(FakeClock):
+    """A fake clock that counts its readings and moves on a second at each."""
+
+    def __init__(self, now: datetime) -> None:
+        super().__init__(now)
+        self.readings = 0
+
+    def __call__(self) -> datetime:
+        self.readings += 1
+        now = super().__call__()
+        self.advance(1)
+        return now
+
+
+async def test_quotes_reads_the_clock_once_and_every_quote_carries_that_read_time(
+    redis_url: str, stored: dict[str, Quote]
+) -> None:
+    """One quotes() answer is read at one time: the clock is read once for all its quotes (of the
+    async and the sync reader), and each has that read time, age and freshness."""
+    clock = CountingClock(FETCHED + timedelta(seconds=19))
+    async with Reader(redis_url, clock=clock, wait_s=0) as reader:
+        results = await reader.quotes(["AAPL", "MSFT", "BRK.B"])
+    with SyncReader(redis_url, clock=clock, wait_s=0) as sync_reader:
+        sync_results = sync_reader.quotes(["AAPL", "MSFT", "BRK.B"])
+    assert clock.readings == 2
+    for read, at in ((results, 19.0), (sync_results, 20.0)):
+        quotes = [q for q in read.values() if isinstance(q, Quote)]
+        assert len(quotes) == 3
+        assert {(q.read_at, q.age_s, q.stale) for q in quotes} == {
+            (FETCHED + timedelta(seconds=at), at, False)
+        }
+
+
 async def test_quotes_reports_non_strings_without_failing_the_call(
     redis_url: str, stored: dict[str, Quote]
 ) -> None:
