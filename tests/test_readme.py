@@ -136,13 +136,17 @@ HANDLING: dict[str, Handling] = {
     "make test-fleet": Elsewhere(
         "tests/test_fleet_budget.py::test_three_workers_share_one_allowance_without_a_429"
     ),
-    "make bench": Elsewhere("tests/test_bench.py"),
-    "python bench/reader_hit.py": Elsewhere("tests/test_bench.py"),
-    "python bench/calls_per_week.py": Elsewhere("tests/test_bench.py"),
-    "python bench/chain_storage.py": Elsewhere("tests/test_bench.py"),
-    "python bench/miss_path.py": Elsewhere("tests/test_bench.py"),
-    "python bench/scale.py": Elsewhere("tests/test_bench.py"),
-    "python bench/load.py": Elsewhere("tests/test_bench.py"),
+    "make bench": Elsewhere(
+        "tests/test_bench.py::test_runner_runs_each_script_and_ends_with_one_table_of_their_figures"
+    ),
+    "make bench BENCH=--full": NotHere("about 7 minutes; each script's short run is in tests/test_bench.py"),
+    "python -m bench": Elsewhere(
+        "tests/test_bench.py::test_runner_runs_each_script_and_ends_with_one_table_of_their_figures"
+    ),
+    "python -m bench --check": Elsewhere(
+        "tests/test_bench.py::test_runner_exits_1_on_a_failed_script_or_with_check_on_a_missed_target"
+    ),
+    "python bench/scale.py --help": Run(shows="usage: scale.py"),
 }
 
 SMALL_CONFIG = {
