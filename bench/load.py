@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _figures
 from bench._figures import Figure, Target
+from bench._process import start_logged
 from devtools.redis_server import RedisServer, free_port, port_open
 from emulator.market import WELL_KNOWN
 from reader import Reader, keys
@@ -351,31 +352,6 @@ def _get_json(url: str) -> Any:
         return json.load(response)
 
 
-def _start(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python *args` from the repository, output to `log`, stopped (SIGINT) when `stack` closes."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    stack.callback(_stop, process)
-    return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGCONT)  # if it was paused
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -466,14 +442,14 @@ def measure(
     plan = ReadPlan(url, clock.offset_s, symbols, optionable, segments)
     with ExitStack() as stack:
         emulator_args = ["-m", "emulator", "--port", str(port), "--rate-per-min", str(RATE_PER_MIN)]
-        emulator = _start(stack, emulator_args, clock.env(), logs / "emulator.log")
+        emulator = start_logged(stack, emulator_args, clock.env(), logs / "emulator.log")
         _wait_for(lambda: port_open(port), 10, "the emulator's start", logs / "emulator.log")
         _check_emulator_clock(emulator_url, clock)
         client = stack.enter_context(redis.Redis.from_url(url))
         client.flushall()
         env = {"REDIS_URL": url, "TRADIER_BASE_URL": emulator_url, "TRADIER_API_KEY": API_KEY, **clock.env()}
         run = ["-m", "worker", "run", "--config", str(logs / "config.yaml"), "--log-level", "INFO"]
-        worker = _start(stack, run, env, logs / "worker.log")
+        worker = start_logged(stack, run, env, logs / "worker.log")
         children = [
             context.Process(target=_reader_process, args=(n, plan, barrier, out)) for n in range(readers)
         ]

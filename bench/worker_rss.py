@@ -31,9 +31,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _figures
 from bench._figures import Figure, Target
+from bench._process import start_logged
 from devtools.redis_server import RedisServer, free_port, port_open
 from reader import jobs as job_contract
 from reader import keys
@@ -202,30 +201,6 @@ async def _drive(
         await pool.aclose()
 
 
-def _start(stack: ExitStack, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python *args` from the repository, output to `log`, stopped (SIGINT) when `stack` closes."""
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    stack.callback(_stop, process)
-    return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _wait_for(condition: Any, timeout_s: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -243,13 +218,13 @@ def measure(url: str, symbols: list[str], counts: list[int], in_flight: int, log
     (logs / "config.yaml").write_text(json.dumps(worker_config(symbols)))  # JSON is YAML
     with ExitStack() as stack:
         emulator_args = ["-m", "emulator", "--port", str(port), "--rate-per-min", str(RATE_PER_MIN)]
-        emulator = _start(stack, emulator_args, clock.env(), logs / "emulator.log")
+        emulator = start_logged(stack, emulator_args, clock.env(), logs / "emulator.log")
         _wait_for(lambda: port_open(port), 10, "the emulator's start", logs / "emulator.log")
         client = stack.enter_context(redis.Redis.from_url(url))
         client.flushall()
         env = {"REDIS_URL": url, "TRADIER_BASE_URL": emulator_url, "TRADIER_API_KEY": API_KEY, **clock.env()}
         run = ["-m", "worker", "run", "--config", str(logs / "config.yaml"), "--log-level", "WARNING"]
-        worker = _start(stack, run, env, logs / "worker.log")
+        worker = start_logged(stack, run, env, logs / "worker.log")
         every = [keys.quote(s) for s in symbols]
         _wait_for(
             lambda: (
