@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None, scripts: Sequence[Script] = SCRIPTS) -> 
         f"{r.script.directory.name}/{r.script.path.name}" for r in ran if r.returncode != 0 or not r.figures
     ]
     length = "full length" if args.full else "short runs (--full for their own length)"
-    print(f"\nmarketcache benchmarks: {len(ran)} scripts in {elapsed_s:.0f} s, {length}")
+    scripts_ran = f"{len(ran)} script{'' if len(ran) == 1 else 's'}"
+    print(f"\nmarketcache benchmarks: {scripts_ran} in {elapsed_s:.0f} s, {length}")
     print(_figures.table(every, failed))
     missed = _figures.missed(every)
     what = [*(f"{s} failed" for s in failed), *(f"{f.name} missed its target" for f in missed)]

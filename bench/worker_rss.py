@@ -68,7 +68,8 @@ MAX_GROWTH = 0.10
 
 
 def worker_config(symbols: list[str]) -> dict[str, Any]:
-    """Quotes only, every symbol in one batch; the schedule enqueues nothing during the run."""
+    """Quotes only, every symbol in one batch; the schedule enqueues nothing during the run. Metrics
+    on (a free port), as compose runs the worker: their series and queue sampling are measured too."""
     week = 7 * 86_400
     return {
         "watchlist": symbols,
@@ -81,6 +82,7 @@ def worker_config(symbols: list[str]) -> dict[str, Any]:
             "indicators": {"enabled": False},
         },
         "worker": {"tick_s": 1, "shutdown_grace_s": 2},
+        "metrics": {"port": 0},
     }
 
 

@@ -23,6 +23,7 @@ Calls that got no answer (`reset` before any byte, `hang`) are counted under sta
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import socket
 import struct
@@ -40,6 +41,25 @@ NO_ANSWER = 0
 """The status under which calls that got no answer are counted."""
 
 _POLL_S = 0.02  # how often a held request checks whether its client is gone
+
+
+_NUMBER = (int, float)
+_JSON_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
+    "path": ("a string", (str,)),
+    "kind": ("a string", (str,)),
+    "status": ("an integer", (int,)),
+    "body": ("a string", (str,)),
+    "content_type": ("a string", (str,)),
+    "delay_ms": ("a number", _NUMBER),
+    "times": ("an integer or null", (int, type(None))),
+    "headers": ("an object of strings", (dict,)),
+    "retry_after_s": ("a number or null", (*_NUMBER, type(None))),
+    "rate_window_s": ("a number or null", (*_NUMBER, type(None))),
+    "after_bytes": ("an integer", (int,)),
+    "chunk_bytes": ("an integer", (int,)),
+    "interval_ms": ("a number", _NUMBER),
+}
+"""Each field of a fault's JSON body: what it must be (bool is not a number here)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,10 @@ class Fault:
         unknown = set(data) - known
         if unknown or "path" not in data:
             raise ValueError(f"fault needs 'path' and takes only {sorted(known)}; got {sorted(data)}")
+        for name, value in data.items():
+            expected, types = _JSON_TYPES[name]
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                raise ValueError(f"{name}={json.dumps(value)}: expected {expected}")
         return cls(**data)
 
     def matches(self, path: str) -> bool:

@@ -93,7 +93,7 @@ def test_json_format_writes_one_object_per_line_with_the_fields_as_members(
         "dataset": "quotes",
         "symbols": 3,
         "elapsed_s": 0.21,
-        "unmatched": "-",
+        "unmatched": None,  # a text line's "-" (none): null, so the field keeps one type
         "error": "HTTP 401 key ***",
     }
     assert {k: v for k, v in entries[1].items() if k != "time"} == {

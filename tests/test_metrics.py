@@ -3,6 +3,7 @@ its refreshes (issue 14, acceptance 2)."""
 
 from __future__ import annotations
 
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ from reader.jobs import refresh_job
 from tests.conftest import StartWorker
 from tests.support import FakeClock, RunningEmulator, create_job_pool
 from tests.test_upstream_day import TUESDAY, _day, _emulator
-from worker.metrics import endpoint_template, refresh_slot
+from worker.errors import ConfigError
+from worker.metrics import MetricsServer, endpoint_template, refresh_slot
 
 QUOTES = "/v1/markets/quotes"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -192,3 +194,18 @@ def test_endpoint_labels_hold_no_symbol_and_outcomes_follow_the_failed_symbols()
     assert catch_up is not None
     assert catch_up.timestamp() == 1764000000.5
     assert refresh_slot(keys.fetch_job_id("quotes", "SPY", ""), "quotes") is None
+
+
+def test_a_metrics_address_that_cannot_listen_names_what_to_change() -> None:
+    """A host that is not this machine's names metrics.host; a port in use names metrics.port."""
+    with pytest.raises(ConfigError, match=r"metrics on 10\.9\.9\.9:0: .*metrics\.host .*must be an address"):
+        MetricsServer("10.9.9.9", 0)
+    taken = MetricsServer("127.0.0.1", 0)
+    try:
+        with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{taken.port}: .*choose a free metrics\.port"):
+            MetricsServer("127.0.0.1", taken.port)
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{taken.port}/metrics", timeout=5).read().decode()
+    finally:
+        taken.close()
+    assert "marketcache_refreshes_total" in scraped
+    assert "_created" not in scraped  # no creation-time series beside each counter

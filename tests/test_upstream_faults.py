@@ -731,6 +731,13 @@ async def test_the_emulator_faults_check_their_fields_match_prefixes_and_hold_un
         for bad in ({"path": QUOTES, "kind": "explode"}, {"path": QUOTES, "times": 0}, {"kind": "hang"}):
             async with session.post(f"{emulator.url}/_emulator/faults", json=bad) as response:
                 assert response.status == 400, bad
+        for bad, named in (
+            ({"path": QUOTES, "status": "abc"}, 'status="abc": expected an integer'),
+            ({"path": QUOTES, "times": True}, "times=true: expected an integer or null"),
+            ({"path": QUOTES, "delay_ms": "5"}, 'delay_ms="5": expected a number'),
+        ):
+            async with session.post(f"{emulator.url}/_emulator/faults", json=bad) as response:
+                assert (response.status, await response.text()) == (400, f"bad fault: {named}")
         storm = {
             "path": "/v1/markets/*",
             "status": 429,

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, secrets.values(), args.log_format)
     try:
         if args.command == "refresh":
-            return asyncio.run(_refresh_once(config, secrets))
+            # JSON logs are for a machine: no bars redrawn around (and wrapping) its lines.
+            bars = sys.stdout.isatty() and args.log_format != "json"
+            return asyncio.run(_refresh_once(config, secrets, bars=bars))
         MarketWorker(**worker_options(config, secrets, config_path=path)).run()
     except ConfigError as e:  # Redis refused the daemon's credentials: waiting would not help
         print(f"error: {e}", file=sys.stderr)
@@ -77,20 +79,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _refresh_once(
-    config: Config, secrets: Secrets, *, console: Console | None = None, clock: Clock = utc_now
+    config: Config,
+    secrets: Secrets,
+    *,
+    bars: bool = False,
+    console: Console | None = None,
+    clock: Clock = utc_now,
 ) -> int:
     """One pass over the watchlist: a line per dataset as it ends (with a progress bar per dataset
-    on a terminal, or on `console` when given), then the errors on stderr; `EXIT_INCOMPLETE` unless
-    every symbol was stored."""
-    terminal = console is not None or sys.stdout.isatty()
+    when `bars`, on a terminal, or on `console` when given), then the errors on stderr;
+    `EXIT_INCOMPLETE` unless every symbol was stored."""
+    terminal = console is not None or bars
     client = redis.asyncio.Redis.from_url(config.redis_url)
     try:
         await client.ping()  # an unreachable Redis is one line, not a failure per symbol and dataset
         async with Runtime.open(config, secrets, client, clock=clock) as runtime:
             if terminal:
-                bars = ProgressBars(_refreshed_line, console or Console())
-                with bars.showing():
-                    reports = await runtime.refresh_watchlist(bars)
+                progress = ProgressBars(_refreshed_line, console or Console())
+                with progress.showing():
+                    reports = await runtime.refresh_watchlist(progress)
             else:
                 reports = await runtime.refresh_watchlist(ProgressLines(_refreshed_line))
             await _save_usage(runtime, client)

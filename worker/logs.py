@@ -142,7 +142,8 @@ def _value(raw: str) -> Any:
         return int(raw)
     if _FLOAT.fullmatch(raw):
         return float(raw)
-    return {"True": True, "False": False, "None": None}.get(raw, raw)
+    # "-" is how a text line writes "none" (`unmatched=-`): null, so a field keeps one type.
+    return {"True": True, "False": False, "None": None, "-": None}.get(raw, raw)
 
 
 class DropJobChatter(logging.Filter):

@@ -38,8 +38,10 @@ Python's GC counts, which tell a leak from a load. Counters are per process and 
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -48,7 +50,7 @@ from wsgiref.simple_server import WSGIServer
 
 import redis.asyncio
 from arq.constants import in_progress_key_prefix
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -59,6 +61,10 @@ from worker.errors import ConfigError
 from worker.logs import fields
 
 log = logging.getLogger(__name__)
+
+# No `*_created` series beside every counter and histogram: a timestamp per label set that doubles
+# the series and that Prometheus does not need to compute rates.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
 
 CIRCUIT_STATES: tuple[CircuitState, ...] = ("closed", "open", "half_open")
 PRIORITIES = ("on_demand", *DATASETS)
@@ -259,6 +265,16 @@ def unwatch_circuits(source: CircuitSource) -> None:
         _CIRCUITS.source = None
 
 
+def _fix(error: OSError) -> str:
+    """What to change when the metrics cannot listen: a host not of this machine, else the port."""
+    if error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(error, socket.gaierror):
+        return (
+            "metrics.host (or MARKETCACHE_METRICS_HOST) must be an address of this machine: "
+            "127.0.0.1 for this machine only, 0.0.0.0 for every interface"
+        )
+    return "choose a free metrics.port (or MARKETCACHE_METRICS_PORT), or null to serve none"
+
+
 class MetricsServer:
     """prometheus-client's HTTP server in a daemon thread, on `host`:`port` (0: a free port, then
     `port` tells which); `close()` stops it."""
@@ -268,8 +284,7 @@ class MetricsServer:
             server, thread = start_http_server(port, addr=host)
         except OSError as e:
             raise ConfigError(
-                f"metrics.port {port} on {host}: cannot serve the metrics ({e.strerror or e}); choose a "
-                "free port (or MARKETCACHE_METRICS_PORT), or null to serve none"
+                f"metrics on {host}:{port}: cannot serve them ({e.strerror or e}); {_fix(e)}"
             ) from e
         self._server: WSGIServer = server
         self._thread: threading.Thread = thread
