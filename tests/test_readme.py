@@ -91,7 +91,7 @@ HANDLING: dict[str, Handling] = {
         "tests/test_make_run.py::test_make_run_serves_fresh_quotes_and_ctrl_c_stops_everything"
     ),
     "make test": NotHere("the gate itself: CI runs it (.ci/run), and this test runs under it"),
-    ". .venv/bin/activate": Run(shows=str(REPO / ".venv")),
+    ". .venv/bin/activate": Run(shows=str((REPO / ".venv").resolve())),  # sys.prefix: the real path
     "python -m reader quote AAPL MSFT": Run(shows='"MSFT": {'),
     "python -m reader quote KO --wait 0": Run(exit=1, shows="a fetch is queued"),
     "python -m reader chain SPY --side puts": Run(shows='"option_type": "put"'),
