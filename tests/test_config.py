@@ -18,6 +18,7 @@ from worker.config import (
     parse_config,
     resolve_config_path,
 )
+from worker.reload import ConfigWatcher
 from worker.risks import config_warnings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,6 +133,75 @@ def test_environment_wins_over_the_file_and_is_named_when_wrong() -> None:
         ConfigError, match=r"providers.tradier.base_url = 'ftp://x' \(from TRADIER_BASE_URL\)"
     ):
         parse_config(VALID, env={"TRADIER_BASE_URL": "ftp://x"})
+
+
+def test_a_number_from_the_environment_is_taken_though_the_file_must_not_quote_one() -> None:
+    """MARKETCACHE_METRICS_PORT=9464 (the environment holds text) sets the port; the same text in
+    the file is refused, as the schema refuses it; a variable that is no number is named."""
+    config = parse_config(VALID + "metrics: {port: 9100}", env={"MARKETCACHE_METRICS_PORT": "9464"})
+    assert config.metrics.port == 9464
+    assert parse_config(VALID, env={"MARKETCACHE_METRICS_PORT": " 0 "}).metrics.port == 0
+    with pytest.raises(ConfigError, match=r"metrics.port = '9464': Input should be a valid integer \(quoted"):
+        parse_config(VALID + "metrics: {port: '9464'}", env={})
+    with pytest.raises(
+        ConfigError,
+        match=r"metrics.port = 'ninety' \(from MARKETCACHE_METRICS_PORT\): Input should be a valid",
+    ):
+        parse_config(VALID, env={"MARKETCACHE_METRICS_PORT": "ninety"})
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param(
+            "providers: {tradier: {rate_per_min: true}}",
+            "providers.tradier.rate_per_min = True: Input should be a valid integer (true, false, yes, no",
+            id="true-for-a-count",
+        ),
+        pytest.param(
+            "providers: {tradier: {batch_size: yes}}",
+            "providers.tradier.batch_size = True: Input should be a valid integer",
+            id="yes-for-a-count",
+        ),
+        pytest.param(
+            "datasets: {quotes: {cadence_s: {regular: '15'}}}",
+            "datasets.quotes.cadence_s.regular = '15': Input should be a valid number (quoted, it is text: "
+            "write it without quotes)",
+            id="quoted-seconds",
+        ),
+        pytest.param(
+            'metrics: {port: "9464"}',
+            "metrics.port = '9464': Input should be a valid integer",
+            id="quoted-port",
+        ),
+        pytest.param(
+            "retry: {enabled: 'false'}",
+            "retry.enabled = 'false': Input should be a valid boolean",
+            id="quoted-bool",
+        ),
+    ],
+)
+def test_check_config_refuses_a_value_of_the_wrong_type_instead_of_converting_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: str
+) -> None:
+    """A boolean or a quoted number where the schema wants a number (or a boolean) is exit 2, naming
+    the field, the value and what is expected, as config.schema.json refuses it: not turned into 1."""
+    config = tmp_path / "config.yaml"
+    config.write_text(VALID + text + "\n")
+    assert main(["check-config", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"(1 problem):\n  {line}" in captured.err
+
+
+def test_a_reload_to_a_value_of_the_wrong_type_keeps_the_last_good_config(tmp_path: Path) -> None:
+    """Hot reload refuses `rate_per_min: true` as check-config does; the running config stays."""
+    path = tmp_path / "config.yaml"
+    path.write_text(VALID + "providers: {tradier: {rate_per_min: 60}}\n")
+    watcher = ConfigWatcher(path, load_config(path, env={}), env={})
+    path.write_text(VALID + "providers: {tradier: {rate_per_min: true}}\n")
+    assert watcher.poll() is None
+    assert watcher.current.providers.tradier.rate_per_min == 60
 
 
 def test_watchlist_is_normalised_and_deduplicated() -> None:

@@ -122,6 +122,18 @@ def test_shipped_config_points_to_the_schema_and_is_valid_under_it() -> None:
         ),
         pytest.param("datasets: {indicators: {sma: [20, 0]}}", "datasets.indicators.sma[1]", id="list-item"),
         pytest.param("schedule: {extra_closed: [soon]}", "schedule.extra_closed[0]", id="not-a-date"),
+        pytest.param(
+            "providers: {tradier: {rate_per_min: true}}", "providers.tradier.rate_per_min", id="bool-for-int"
+        ),
+        pytest.param(
+            "datasets: {quotes: {cadence_s: {regular: '15'}}}",
+            "datasets.quotes.cadence_s.regular",
+            id="quoted-number-for-float",
+        ),
+        pytest.param('metrics: {port: "9464"}', "metrics.port", id="quoted-number-for-nullable-int"),
+        pytest.param(
+            "providers: {polygon: {batch_size: yes}}", "providers.polygon.batch_size", id="yaml-yes"
+        ),
     ],
 )
 def test_schema_and_check_config_refuse_a_bad_file_at_the_same_field_path(text: str, path: str) -> None:
@@ -152,6 +164,8 @@ def test_schema_and_check_config_name_a_missing_watchlist_alike() -> None:
             id="chain-groups",
         ),
         pytest.param("datasets: {quotes: {cadence_s: {closed: 3600}}}, retry: {cap_s: 2.5}", id="numbers"),
+        pytest.param("worker: {tick_s: 2.0, max_jobs: 4}", id="whole-float-for-int"),
+        pytest.param("schedule: {extra_closed: ['2027-01-09']}", id="quoted-date"),
     ],
 )
 def test_schema_accepts_what_check_config_accepts(text: str) -> None:

@@ -9,7 +9,9 @@ API keys come from the environment only (`TRADIER_API_KEY`, `POLYGON_API_KEY`) a
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -428,7 +430,10 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
 
 
 def parse_config(text: str, *, source: str = "config", env: Mapping[str, str] | None = None) -> Config:
-    """Validate the YAML `text`; `source` names it in error messages."""
+    """Validate the YAML `text`; `source` names it in error messages. Types are strict, as in
+    config.schema.json: `true`, `yes` or `"15"` where a number is expected is a `ConfigError`, not a
+    1 or a 15; a YYYY-MM-DD date may be quoted or not; an environment override of a number field
+    (`MARKETCACHE_METRICS_PORT=9464`) is read as the number it spells."""
     env = os.environ if env is None else env
     try:
         data = yaml.safe_load(text)
@@ -443,7 +448,10 @@ def parse_config(text: str, *, source: str = "config", env: Mapping[str, str] | 
     _refuse_secrets(data, source)
     overridden = _apply_env(data, env)
     try:
-        return Config.model_validate(data)
+        # Strict, so that a value of the wrong type is refused as config.schema.json refuses it
+        # (`rate_per_min: true`, `port: "9464"`, `batch_size: yes` are not numbers); through JSON, whose
+        # strict mode still takes a list for a tuple and a YYYY-MM-DD string for a date.
+        return Config.model_validate_json(json.dumps(_as_json(data)), strict=True)
     except ValidationError as e:
         lines = [_describe(err, overridden) for err in e.errors()]
         problems = "1 problem" if len(lines) == 1 else f"{len(lines)} problems"
@@ -464,6 +472,21 @@ def _refuse_secrets(data: Any, source: str, path: tuple[str, ...] = ()) -> None:
         _refuse_secrets(value, source, (*path, str(key)))
 
 
+def _as_json(value: Any) -> Any:
+    """The YAML `value` as the JSON document that config.schema.json checks in editors: a YAML date
+    (or other scalar JSON lacks) is the text written, `2027-01-09`; a whole float such as `1.0` is
+    the integer it is, as JSON Schema counts it (an int field takes it; a float field takes an int)."""
+    if isinstance(value, dict):
+        return {str(key): _as_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_json(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return str(value)
+
+
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     overridden: dict[tuple[str, ...], str] = {}
     for path, name in ENV_OVERRIDES.items():
@@ -476,9 +499,23 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, 
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
-        node[path[-1]] = value
+        node[path[-1]] = _from_env(path, value)
         overridden[path] = name
     return overridden
+
+
+def _from_env(path: tuple[str, ...], text: str) -> str | int:
+    """The environment's `text` as the field at `path` takes it: an integer for a field of integers
+    (the environment holds only text, `MARKETCACHE_METRICS_PORT=9464`); otherwise the text, which a
+    field of another type refuses naming the variable."""
+    model: type[BaseModel] | None = Config
+    for part in path[:-1]:
+        field = model.model_fields.get(part) if model is not None else None
+        model = _section_type(field.annotation if field is not None else None)
+    field = model.model_fields.get(path[-1]) if model is not None else None
+    annotation = field.annotation if field is not None else None
+    takes_int = annotation is int or int in get_args(annotation)
+    return int(text) if takes_int and re.fullmatch(r"[+-]?\d+", text) else text
 
 
 def _describe(error: Any, overridden: dict[tuple[str, ...], str]) -> str:
@@ -503,9 +540,26 @@ def _describe(error: Any, overridden: dict[tuple[str, ...], str]) -> str:
         return f"{dotted}: unknown key ({message})"
     origin = f" (from {overridden[loc]})" if loc in overridden else ""
     value = error["input"]
+    if not origin:
+        message += _wrong_type_hint(error["type"], value)
     if isinstance(value, str) and "://" in value:
         value = redact_url(value)
     return f"{dotted} = {value!r}{origin}: {message}"
+
+
+def _wrong_type_hint(kind: str, value: object) -> str:
+    """How to write a number or a boolean that YAML read as another type (`"15"`, `yes`), or ""."""
+    if kind not in ("int_type", "float_type", "bool_type"):
+        return ""
+    if isinstance(value, bool):
+        return " (true, false, yes, no, on and off are booleans in YAML: write a number)"
+    if not isinstance(value, str):
+        return ""
+    if kind == "bool_type":
+        quoted_as_wanted = value.strip().lower() in ("true", "false", "yes", "no", "on", "off")
+    else:
+        quoted_as_wanted = re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value) is not None
+    return " (quoted, it is text: write it without quotes)" if quoted_as_wanted else ""
 
 
 def _suggest(loc: tuple[str, ...]) -> str:
