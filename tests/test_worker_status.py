@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ import redis.asyncio
 
 from emulator.state import Fault
 from reader import Quote, keys
-from reader.telemetry import WorkerHealth
+from reader.telemetry import RefreshRecord, WorkerHealth
 from tests.support import QUOTES_ONLY, FakeClock, RunningEmulator, create_job_pool, make_config, until
 from worker import jobs
 from worker.__main__ import main
@@ -29,8 +30,17 @@ from worker.presence import Presence, running_job
 from worker.published import refresh_record
 from worker.refresh import RefreshReport
 from worker.settings import worker_options
-from worker.snapshot import MarketNow, QueuePriority, QueueStatus, Snapshot
+from worker.snapshot import (
+    DatasetStatus,
+    MarketNow,
+    ProviderStatus,
+    QueuePriority,
+    QueueStatus,
+    Snapshot,
+    WorkerView,
+)
 from worker.status import as_text, duration, live_workers, report
+from worker.survey import job_priority
 
 QUOTES = "/v1/markets/quotes"
 HEALTH_EVERY_S = 0.3
@@ -336,6 +346,7 @@ async def test_status_tells_the_cache_the_upstreams_the_queue_and_the_workers_fr
                 "errors": {"timeout": 1},
                 "throttled": 1,
                 "calls_last_minute": 6,
+                "last_minute": "10:00",
                 "allowance_used": 0.01,
                 "circuit": "closed",
                 "waits": 2,
@@ -375,7 +386,8 @@ async def test_status_tells_the_cache_the_upstreams_the_queue_and_the_workers_fr
         "quotes", "tradier", "1", "1", "1", "10m45s", "300s", "ok", "45s", "ago", "0.0s"
     ]  # fmt: skip
     assert _row(lines, "tradier") == [
-        "tradier", "14", "timeout", "1", "1", "1%", "(6/600", "last", "min)", "closed", "2", "(1.2s)"
+        "tradier", "14", "timeout", "1", "1", "6/600", "at", "10:00", "(1%)", "closed", "2", "waits,",
+        "1.2s", "in", "all"
     ]  # fmt: skip
     assert "incident at tradier for 35s: timeout: read timed out" in lines
     assert "Queue: 1 waiting (1 on-demand), oldest waiting 1m05s, 2 running, 1 deferred" in lines
@@ -506,3 +518,150 @@ def test_the_tables_are_coloured_and_framed_on_a_terminal_only(clock: FakeClock)
     coloured = as_text(document, terminal=True, width=100)
     assert "\x1b[1;32mregular\x1b[0m" in coloured  # the phase, bold green
     assert "─────" in coloured  # the rule under the queue table's head
+
+
+def test_status_cut_short_by_its_reader_ends_quietly_with_0(
+    redis_url: str, monkeypatch_env: pytest.MonkeyPatch
+) -> None:
+    """`status | head -1`: the reader goes away, status ends with 0 and no BrokenPipeError at exit."""
+    monkeypatch_env.setenv("REDIS_URL", redis_url)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader that went away: a write now fails with EPIPE
+    with os.fdopen(write_end, "w") as stdout:
+        monkeypatch_env.setattr("sys.stdout", stdout)
+        assert main(["status", "--json"]) == 0
+        stdout.write("x" * 100_000)
+        stdout.flush()  # what Python does at exit: stdout now goes to devnull
+
+
+def _wide_snapshot(at: datetime) -> Snapshot:
+    """Every dataset with its provider, each upstream, the tick in the queue and two workers of a
+    long host name: the names an operator needs to read whole on any terminal."""
+    providers = {"quotes": "tradier", "expirations": "tradier", "chains": "tradier", "intraday": "polygon"}
+    datasets = {
+        name: DatasetStatus(
+            provider=providers.get(name),
+            rank=rank,
+            items=500,
+            fresh=480,
+            stale=15,
+            missing=5,
+            oldest_age_s=1234.0,
+            configured_cadence_s=300.0,
+            held_cadence_s=600.0,
+            last_refresh=RefreshRecord(
+                dataset=name,
+                job_id="j",
+                started_at=at - timedelta(seconds=110),
+                finished_at=at - timedelta(seconds=103),
+                duration_s=7.2,
+                symbols=100,
+                stored=99,
+                failed=1,
+                outcome="partial",
+            ),
+            last_refresh_age_s=103.0,
+        )
+        for rank, name in enumerate(
+            ("quotes", "expirations", "chains", "intraday", "history", "indicators"), start=1
+        )
+    }
+    upstream = {
+        "rate_per_min": 600,
+        "calls": 123456,
+        "statuses": {200: 123000, 429: 12},
+        "errors": {"timeout": 3, "connection": 1},
+        "throttled": 12,
+        "calls_last_minute": 0,
+        "last_minute": "10:41",
+        "allowance_used": 0.0,
+        "circuit": "half_open",
+        "waits": 90,
+        "wait_s": 1043.5,
+    }
+    health = {
+        "host": "vm-6731-builder-east",
+        "started_at": at - timedelta(hours=3),
+        "beat_at": at,
+        "health_every_s": 10.0,
+        "ttl_s": 30.0,
+        "jobs_complete": 12345,
+        "jobs_failed": 12,
+        "jobs_retried": 3,
+    }
+    return Snapshot(
+        at=at,
+        market=MarketNow(
+            exchange="XNYS",
+            calendar="worker",
+            phase="regular",
+            next_phase="post",
+            next_change_at=at + timedelta(hours=6),
+        ),
+        plan_published_at=at,
+        datasets=datasets,
+        providers={name: ProviderStatus(**upstream) for name in ("tradier", "polygon")},
+        queue=QueueStatus(
+            waiting=1,
+            running=0,
+            deferred=0,
+            on_demand_waiting=0,
+            oldest_age_s=3.0,
+            by_priority=(QueuePriority(rank=7, name="indicators", waiting=1, running=0, deferred=0),),
+        ),
+        workers=tuple(
+            WorkerView(
+                **health,
+                worker_id=f"vm-6731-builder-east-{pid}-{tag}",
+                pid=pid,
+                up_s=10800.0,
+                beat_age_s=0.0,
+            )
+            for pid, tag in ((412345, "9f3a"), (412346, "c0de"))
+        ),
+    )
+
+
+@pytest.mark.parametrize("width", [80, 40])
+def test_names_and_ids_are_never_cut_on_a_narrow_terminal(clock: FakeClock, width: int) -> None:
+    """At 80 and 40 columns each dataset, provider, priority and worker id is printed whole, on one
+    line; the columns that did not fit are left out and named, not cut to `q…`."""
+    document = _wide_snapshot(clock())
+    lines = as_text(document, terminal=True, width=width).splitlines()
+    plain = [_strip_ansi(line) for line in lines]
+    for dataset, status in document.datasets.items():
+        assert _row(plain, dataset)[:2] == [dataset, status.provider or "computed"]
+    assert _row(plain, "tradier", after="Providers")[0] == "tradier"
+    assert _row(plain, "polygon", after="Providers")[0] == "polygon"
+    assert _row(plain, "indicators", after="PRIORITY")[0] == "indicators"
+    for worker in document.workers:
+        assert _row(plain, worker.worker_id)[0] == worker.worker_id
+    assert not [line for line in plain if "…" in line]
+    assert all(len(line) <= width for line in plain if not line.startswith("market "))
+    if width == 80:
+        assert _row(plain, "quotes")[-3:] == ["partial", "1m43s", "ago"]  # the last refresh on one line
+    else:
+        assert any(line.startswith("left out at 40 columns: ") for line in plain)
+
+
+def _strip_ansi(line: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+
+
+def test_the_providers_table_says_which_minute_and_that_waits_add_up(clock: FakeClock) -> None:
+    """The allowance is of the last whole minute, named; the waits' seconds are said to be a sum."""
+    text = as_text(_wide_snapshot(clock()))
+    lines = text.splitlines()
+    assert "LAST WHOLE MINUTE" in text
+    assert "RATE WAITS" in text
+    assert _row(lines, "tradier", after="Providers")[-8:] == [
+        "0/600", "at", "10:41", "(0%)", "half_open", "90", "waits,", "1043.5s", "in", "all"
+    ][-8:]  # fmt: skip
+
+
+def test_the_workers_own_tick_job_is_counted_as_tick_not_other() -> None:
+    """arq queues the tick as "tick:<ms>": the queue shows it as `tick`, after every dataset."""
+    ranks = {"quotes": 1, "chains": 2}
+    assert job_priority("tick:1764500000000", ranks) == (3, "tick")
+    assert job_priority("something-else", ranks) == (4, "other")
+    assert job_priority(keys.refresh_job_id("chains", "1", "a"), ranks) == (2, "chains")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -142,7 +143,16 @@ def _status(args: argparse.Namespace) -> int:
     except (redis.RedisError, OSError) as e:
         print(f"error: cannot read Redis at {redact_url(url)}: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_INCOMPLETE
-    print(text)
+    try:
+        print(text)
+        sys.stdout.flush()  # here, so that a reader gone away raises now, not at exit
+    except BrokenPipeError:
+        # The reader of our output went away (`status | head`): not an error of ours. Python's own
+        # recipe: point stdout at devnull so that the flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     return code
 
 

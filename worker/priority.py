@@ -21,6 +21,10 @@ ON_DEMAND = 0
 QUOTES = 1
 """The rank of a scheduled quotes refresh."""
 
+TICK_JOB = "tick"
+"""The name of the worker's own cron job (`worker.settings`; arq queues it as "tick:<ms>"): it
+plans the refreshes, and `python -m worker status` counts it apart, after every dataset."""
+
 BACKGROUND = ("expirations", "chains", "intraday", "history", "indicators")
 """The datasets ranked by config.yaml's `priority`, in their default order: expirations first
 (chains read them), chains, then bars and indicators."""

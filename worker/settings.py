@@ -18,6 +18,7 @@ from reader.clock import Clock, utc_now
 from reader.ondemand import FETCH_JOB
 from worker import jobs
 from worker.config import Config, Secrets, load_config, resolve_config_path
+from worker.priority import TICK_JOB
 
 REFRESH_RESULT_KEEP_S = 300
 QUEUE_READ_LIMIT = 1000
@@ -39,7 +40,7 @@ def worker_options(
     cron_jobs = [
         cron(
             jobs.tick,
-            name="tick",
+            name=TICK_JOB,
             second=set(range(0, 60, tick_s)),
             run_at_startup=True,
             unique=True,

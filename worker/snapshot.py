@@ -63,8 +63,11 @@ class Incident(_Model):
 
 class ProviderStatus(_Model):
     """One upstream today (its exchange-local day): `calls` sent, answers by HTTP `statuses`,
-    `errors` (faults by kind), `throttled` (429 answers), `waits` for the rate budget and their
-    `wait_s`; `allowance_used` the calls of the last complete minute over `rate_per_min`;
+    `errors` (faults by kind), `throttled` (429 answers), `waits` for the rate budget and
+    `wait_s` the seconds of those waits added up (requests wait side by side: the sum may exceed
+    the wall time); `calls_last_minute` the calls in `last_minute` (the last whole exchange-local
+    minute, "HH:MM": the one in progress is not counted yet) and `allowance_used` those over
+    `rate_per_min`;
     `circuit` the worst breaker state a live worker reports (None: none reports it)."""
 
     rate_per_min: int
@@ -73,6 +76,7 @@ class ProviderStatus(_Model):
     errors: dict[str, int]
     throttled: int
     calls_last_minute: int
+    last_minute: str
     allowance_used: float
     circuit: CircuitState | None
     waits: int
@@ -82,7 +86,8 @@ class ProviderStatus(_Model):
 
 class QueuePriority(_Model):
     """The jobs of one priority (`worker.priority`): on-demand fetches (rank 0), then each
-    dataset's refreshes by rank; `other` for the tick."""
+    dataset's refreshes by rank; then `tick`, the worker's own cron job (it plans the refreshes:
+    one is always queued); `other` for any other job."""
 
     rank: int
     name: str

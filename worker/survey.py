@@ -23,7 +23,7 @@ from reader.calendar import MarketCalendar, exchange_date
 from reader.market_status import DEFAULT_EXCHANGE
 from reader.models import ChainIndex, Phase, PublishedCalendar
 from reader.telemetry import CircuitState, PublishedPlan, RefreshRecord, UpstreamDay, WorkerHealth
-from worker.priority import ON_DEMAND, dataset_ranks
+from worker.priority import ON_DEMAND, TICK_JOB, dataset_ranks
 from worker.schedule import day_segments
 from worker.snapshot import (
     DatasetStatus,
@@ -263,6 +263,7 @@ def _providers(
             errors=day.faults,
             throttled=day.statuses.get(429, 0),
             calls_last_minute=per_minute,
+            last_minute=f"{last_minute:%H:%M}",
             allowance_used=round(per_minute / rate_per_min, 3),
             circuit=_circuit(name, workers),
             waits=day.waits,
@@ -294,7 +295,8 @@ def _text(value: bytes | str) -> str:
 
 def job_priority(job_id: str, ranks: dict[str, int]) -> tuple[int, str]:
     """The rank and name of the priority of arq job `job_id`: "on-demand" for a fetch, the
-    dataset of a refresh (or its retry), "other" for anything else (the tick)."""
+    dataset of a refresh (or its retry), "tick" for the worker's own cron job (`TICK_JOB`), after
+    every dataset; "other" for anything else."""
     if job_id.startswith(keys.FETCH_JOBS):
         return ON_DEMAND, "on-demand"
     refresh = keys.PREFIX + "refresh:"
@@ -302,7 +304,10 @@ def job_priority(job_id: str, ranks: dict[str, int]) -> tuple[int, str]:
         dataset = job_id.removeprefix(refresh).split(":", 1)[0]
         if dataset in ranks:
             return ranks[dataset], dataset
-    return max(ranks.values(), default=0) + 1, "other"
+    last = max(ranks.values(), default=0)
+    if job_id.startswith(TICK_JOB + ":"):
+        return last + 1, TICK_JOB
+    return last + 2, "other"
 
 
 def _queue(
