@@ -43,6 +43,16 @@ log = logging.getLogger("worker")
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        code = _command(args)
+        sys.stdout.flush()  # here, so that a reader gone away (`schema | head`) raises now
+    except BrokenPipeError:
+        _reader_went_away()
+        return 0
+    return code
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "status":  # reads Redis alone: needs no valid config nor API keys
         return _status(args)
     if args.command == "schema":  # from the models alone: needs no config file
@@ -147,13 +157,17 @@ def _status(args: argparse.Namespace) -> int:
         print(text)
         sys.stdout.flush()  # here, so that a reader gone away raises now, not at exit
     except BrokenPipeError:
-        # The reader of our output went away (`status | head`): not an error of ours. Python's own
-        # recipe: point stdout at devnull so that the flush at exit does not raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        _reader_went_away()
         return 0
     return code
+
+
+def _reader_went_away() -> None:
+    """The reader of our output went away (`status | head`): not an error of ours. Python's own
+    recipe: point stdout at devnull so that the flush at exit does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _cadence_text(cadence: Cadence) -> str:
