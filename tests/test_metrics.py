@@ -15,7 +15,7 @@ from reader import Reader, keys
 from reader.jobs import refresh_job
 from tests.conftest import StartWorker
 from tests.support import FakeClock, RunningEmulator, create_job_pool
-from tests.test_upstream_day import TUESDAY, _day, _emulator
+from tests.test_upstream_day import TUESDAY, _day, _emulator, _refresh
 from worker.errors import ConfigError
 from worker.metrics import MetricsServer, endpoint_template, refresh_slot
 
@@ -46,15 +46,6 @@ async def _enqueue(redis_url: str, dataset: str, job_id: str, symbols: list[str]
     job = await pool.enqueue_job(refresh_job(dataset), symbols, _job_id=job_id, _queue_name=keys.QUEUE)
     assert job is not None
     return pool, job
-
-
-async def _refresh(redis_url: str, job_id: str, symbols: list[str]) -> dict[str, Any]:
-    pool, job = await _enqueue(redis_url, "quotes", job_id, symbols)
-    try:
-        result: dict[str, Any] = await job.result(timeout=10, poll_delay=0.02)
-        return result
-    finally:
-        await pool.aclose()
 
 
 async def test_a_scrape_during_a_refresh_finds_every_family_with_its_labels_and_values(
