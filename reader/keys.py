@@ -88,10 +88,23 @@ def indicators(symbol: str) -> str:
     return f"{PREFIX}indicators:{symbol}"
 
 
+REFRESH_JOBS = PREFIX + "refresh:"
+"""Every refresh job id (`refresh_job_id`, and its retries') starts with this."""
+
+
 def refresh_job_id(dataset: str, slot: str, batch: str) -> str:
     """arq job id of one batch of a dataset for one slot (a refresh time, or a catch-up): the same
     on every worker, so a batch runs once per slot however many workers tick."""
-    return f"{PREFIX}refresh:{dataset}:{slot}:{batch}"
+    return f"{REFRESH_JOBS}{dataset}:{slot}:{batch}"
+
+
+def refresh_job_parts(job_id: str) -> tuple[str, str] | None:
+    """(dataset, slot) of a `refresh_job_id` or of a retry of one (`refresh_retry_job_id`); None
+    for any other job id. The slot is as written: epoch seconds, or `catchup-<epoch ms>`."""
+    if not job_id.startswith(REFRESH_JOBS):
+        return None
+    dataset, _, rest = job_id[len(REFRESH_JOBS) :].partition(":")
+    return dataset, rest.split(":", 1)[0]
 
 
 def last_slot(dataset: str) -> str:

@@ -53,7 +53,6 @@ KEPT_FOR_QUOTES = 1
 CHECKED_AT_ONCE = 32
 """Queued job ids checked for a run elsewhere in one round trip."""
 
-_REFRESH = keys.PREFIX + "refresh:"
 
 # Take a background slot of one upstream for ARGV[1] (a job id) until the lease of ARGV[3] ms
 # ends, if fewer than ARGV[2] unexpired leases are held (a lease already held is renewed). A lease
@@ -215,10 +214,9 @@ class Admission:
 def classify(job_id: str, ranks: dict[str, int]) -> QueuedJob:
     """The rank of a queued job from its id: the tick, an on-demand fetch, or a refresh (of a
     dataset in `ranks`); anything else ranks with the tick, first (it is not ours to hold back)."""
-    if job_id.startswith(_REFRESH):
-        dataset = job_id[len(_REFRESH) :].split(":", 1)[0]
-        if dataset in ranks:
-            return QueuedJob(job_id, ranks[dataset], dataset)
+    refresh = keys.refresh_job_parts(job_id)
+    if refresh is not None and refresh[0] in ranks:
+        return QueuedJob(job_id, ranks[refresh[0]], refresh[0])
     if job_id.startswith(keys.FETCH_JOBS):
         return QueuedJob(job_id, ON_DEMAND, None)
     return QueuedJob(job_id, TICK, None)

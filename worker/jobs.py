@@ -27,6 +27,7 @@ from reader.errors import ReaderError
 from reader.jobs import DATASETS, loads, refresh_job
 from reader.ondemand import FetchRequest, Outcome
 from reader.symbols import normalize_symbol
+from reader.telemetry import CircuitState
 from worker import metrics
 from worker.claims import Claims
 from worker.config import Config, Secrets
@@ -34,6 +35,7 @@ from worker.daemon import Leads
 from worker.errors import ConfigError
 from worker.logs import fields
 from worker.ondemand import fetch_on_demand, fetch_quotes_on_demand, publish
+from worker.presence import circuit_states
 from worker.priority import gate_rank, spending
 from worker.providers import running_health
 from worker.published import refresh_outcome, refresh_record
@@ -85,8 +87,8 @@ def _serve_metrics(ctx: Ctx, stack: AsyncExitStack, runtime: Runtime) -> None:
     server = metrics.MetricsServer(settings.host, settings.port)
     stack.callback(server.close)
 
-    def source() -> dict[str, str]:
-        return {name: health.breaker.state for name, health in running_health(runtime.providers).items()}
+    def source() -> dict[str, CircuitState]:
+        return circuit_states(running_health(runtime.providers))
 
     metrics.watch_circuits(source)
     stack.callback(metrics.unwatch_circuits, source)

@@ -132,10 +132,10 @@ def refresh_ended(dataset: str, outcome: RefreshOutcome, duration_s: float) -> N
 def refresh_slot(job_id: str | None, dataset: str) -> datetime | None:
     """The refresh time a refresh job was due for, from its id (`reader.keys.refresh_job_id`: epoch
     seconds, or `catchup-<epoch ms>`; a retry's id starts with its first job's); None otherwise."""
-    prefix = keys.refresh_job_id(dataset, "", "")[:-2]
-    if not job_id or not job_id.startswith(prefix + ":"):
+    refresh = keys.refresh_job_parts(job_id or "")
+    if refresh is None or refresh[0] != dataset:
         return None
-    slot = job_id[len(prefix) + 1 :].split(":", 1)[0]
+    slot = refresh[1]
     try:
         if slot.startswith("catchup-"):
             return datetime.fromtimestamp(int(slot.removeprefix("catchup-")) / 1000, tz=UTC)
@@ -210,7 +210,7 @@ async def sample_queue(client: redis.asyncio.Redis) -> dict[str, int]:
     """Count the queue's due jobs that no worker has started, by priority, into
     `marketcache_queue_depth` (one script call); returns the counts. Raises `redis.RedisError`."""
     args = [keys.QUEUE, str(int(time.time() * 1000)), in_progress_key_prefix, keys.FETCH_JOBS]
-    flat = await client.eval(_QUEUE_DEPTH, 0, *args, keys.PREFIX + "refresh:")  # type: ignore[misc]  # redis-py types it as a union
+    flat = await client.eval(_QUEUE_DEPTH, 0, *args, keys.REFRESH_JOBS)  # type: ignore[misc]  # redis-py types it as a union
     pairs = zip(flat[::2], flat[1::2], strict=True)
     found = {(k.decode() if isinstance(k, bytes) else str(k)): int(n) for k, n in pairs}
     depth = {priority: found.get(priority, 0) for priority in PRIORITIES}
@@ -219,8 +219,8 @@ async def sample_queue(client: redis.asyncio.Redis) -> dict[str, int]:
     return depth
 
 
-CircuitSource = Callable[[], Mapping[str, str]]
-"""The breaker state of each upstream of this process (`worker.breaker.BreakerState`), by name."""
+CircuitSource = Callable[[], Mapping[str, CircuitState]]
+"""The breaker state of each upstream of this process (`worker.presence.circuit_states`), by name."""
 
 
 class _Circuits(Collector):
@@ -243,8 +243,7 @@ class _Circuits(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = self._family()
         source = self.source
-        for provider, state in sorted((source() if source is not None else {}).items()):
-            current = state.replace("-", "_")
+        for provider, current in sorted((source() if source is not None else {}).items()):
             for name in CIRCUIT_STATES:
                 family.add_metric([provider, name], 1.0 if name == current else 0.0)
         yield family

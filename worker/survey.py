@@ -299,11 +299,9 @@ def job_priority(job_id: str, ranks: dict[str, int]) -> tuple[int, str]:
     every dataset; "other" for anything else."""
     if job_id.startswith(keys.FETCH_JOBS):
         return ON_DEMAND, "on-demand"
-    refresh = keys.PREFIX + "refresh:"
-    if job_id.startswith(refresh):
-        dataset = job_id.removeprefix(refresh).split(":", 1)[0]
-        if dataset in ranks:
-            return ranks[dataset], dataset
+    refresh = keys.refresh_job_parts(job_id)
+    if refresh is not None and refresh[0] in ranks:
+        return ranks[refresh[0]], refresh[0]
     last = max(ranks.values(), default=0)
     if job_id.startswith(TICK_JOB + ":"):
         return last + 1, TICK_JOB
