@@ -32,7 +32,7 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff format --check .
 
 typecheck: $(VENV)/.stamp-dev
-	$(BIN)/mypy worker reader
+	$(BIN)/mypy worker reader agent_tools
 
 pytest: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest

@@ -17,6 +17,12 @@ QUEUE = PREFIX + "queue"
 # Pub/sub channel: the worker announces each on-demand fetch it finished (`reader.ondemand.Outcome`).
 FETCHED = PREFIX + "fetched"
 
+# Pub/sub channel: the worker announces every write of data keys, as it commits (refreshes and
+# on-demand fetches alike): one message per write, a JSON array of the keys it stored (those a
+# newer item already held are left out). What subscribers (the MCP server's resource
+# subscriptions) learn that a newer value is there from.
+STORED = PREFIX + "stored"
+
 # arq's health check key, set by every running worker every `worker.settings.HEALTH_EVERY_S` (with a
 # TTL a second longer): while it is absent, no worker is alive to run what a reader enqueues.
 WORKER_HEALTH = PREFIX + "worker:health"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
@@ -231,6 +232,30 @@ async def test_newer_data_is_never_replaced_by_an_older_fetch(redis_url: str, cl
     assert await store.put_quotes([later]) == 1
     assert (await store.get(Quote, keys.quote("AAPL"))) == later
     assert (await store.get(Quote, keys.quote("MSFT"))) == other
+    await client.aclose()
+
+
+async def test_every_write_announces_the_keys_it_stored_and_only_those(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """A write publishes the keys it stored on keys.STORED, once committed; a key a newer item
+    already held is not announced, and a write that stored nothing says nothing."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    listener = client.pubsub()
+    await listener.subscribe(keys.STORED)
+    await listener.get_message(timeout=1)  # the subscription's confirmation
+    store = Store(client, keep_stale_s=60, clock=clock)
+    aapl = Quote(symbol="AAPL", source="tradier", fetched_at=clock.now, fresh_until=clock.now, last=2.0)
+    msft = aapl.model_copy(update={"symbol": "MSFT"})
+    older = aapl.model_copy(update={"fetched_at": clock.now - timedelta(seconds=1)})
+    assert await store.put_quotes([aapl, msft]) == 2
+    assert await store.put_quotes([older]) == 0
+    assert await store.put_quotes([older, msft]) == 1
+    heard = []
+    while (message := await listener.get_message(timeout=0.5)) is not None:
+        heard.append(json.loads(message["data"]))
+    assert heard == [[keys.quote("AAPL"), keys.quote("MSFT")], [keys.quote("MSFT")]]
+    await listener.aclose()
     await client.aclose()
 
 

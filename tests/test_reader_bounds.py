@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import redis
 
+from agent_tools.tools import TOOLS, use_reader
 from reader import Reader, SyncReader
 from reader.calendar import MarketCalendar
 from reader.clock import utc_now
-from reader.tools import TOOLS, use_reader
 from tests.support import child_env
 
 TIMEOUT_S = 0.5

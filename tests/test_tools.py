@@ -17,6 +17,17 @@ from agents import Agent, FunctionTool, RunConfig, Runner, ToolCallOutputItem
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tool_context import ToolContext
 
+from agent_tools import function_tools
+from agent_tools import tools as tools_module
+from agent_tools.tools import (
+    TOOL_NAMES,
+    UNAVAILABLE,
+    get_multiple_stock_quotes,
+    get_stock_data_bundle,
+    get_stock_price_history,
+    get_stock_quote,
+    use_reader,
+)
 from reader import (
     Bar,
     Expirations,
@@ -30,20 +41,9 @@ from reader import (
     SyncReader,
     keys,
 )
-from reader import tools as tools_module
 from reader.calendar import MarketCalendar
 from reader.models import ChainIndex
 from reader.ondemand import Unknown
-from reader.tools import (
-    TOOL_NAMES,
-    UNAVAILABLE,
-    function_tools,
-    get_multiple_stock_quotes,
-    get_stock_data_bundle,
-    get_stock_price_history,
-    get_stock_quote,
-    use_reader,
-)
 from tests.support import TUESDAY_10_ET, FakeClock
 
 ET = ZoneInfo("America/New_York")
@@ -442,7 +442,7 @@ async def test_an_unreachable_cache_is_a_short_error_without_the_url(
     """Redis out of reach: the model reads 'unavailable'; neither it nor the log sees the password."""
     async with Reader("redis://:s3cret@127.0.0.1:1/0", clock=FakeClock(NOW), wait_s=0) as down:
         use_reader(down)
-        with caplog.at_level(logging.WARNING, logger="reader.tools"):
+        with caplog.at_level(logging.WARNING, logger="agent_tools.tools"):
             answer = await invoke(tools["get_multiple_stock_quotes"], symbols=["AAPL"])
         use_reader(None)
     assert answer == {"error": UNAVAILABLE}
@@ -478,9 +478,9 @@ async def test_plain_functions_work_without_the_sdk(
         function_tools()
 
 
-def test_reader_tools_imports_without_the_sdk() -> None:
-    """`import reader.tools` in a process where the SDK cannot be imported."""
-    code = "import sys; sys.modules['agents'] = None; import reader.tools as t; print(len(t.TOOL_NAMES))"
+def test_agent_tools_imports_without_the_sdk() -> None:
+    """`import agent_tools` in a process where the SDK cannot be imported."""
+    code = "import sys; sys.modules['agents'] = None; import agent_tools as t; print(len(t.TOOL_NAMES))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "9"), done.stderr
 
@@ -891,7 +891,7 @@ async def test_an_answer_no_tool_could_cut_is_an_error_not_cut_json(
     _store(
         redis_url, {keys.quote("AAPL"): Quote(**ENVELOPE, symbol="AAPL", last=1.0, description="x" * 30_000)}
     )
-    with caplog.at_level(logging.WARNING, logger="reader.tools"):
+    with caplog.at_level(logging.WARNING, logger="agent_tools.tools"):
         answer = await invoke(tools["get_stock_quote"], symbol="AAPL")
     assert set(answer) == {"error"}
     assert f"over the bound of {tools_module.MAX_ANSWER_CHARS}" in answer["error"]
@@ -904,3 +904,35 @@ def test_function_tools_gives_the_named_ones_in_order_and_refuses_an_unknown_nam
     assert [tool.name for tool in tools] == ["get_market_status_and_date_time", "get_stock_quote"]
     with pytest.raises(ValueError, match=r"no tool named 'get_quote': choose from get_stock_quote, "):
         function_tools("get_stock_quote", "get_quote")
+
+
+def test_the_one_definition_reads_each_tool_as_the_agents_sdk_would() -> None:
+    """Each ToolSpec (served to Agents and MCP alike) has the description, parameter descriptions and
+    strict schema the Agents SDK itself derives from the same function's signature and docstring."""
+    from agents.function_schema import function_schema
+
+    from agent_tools import SPECS, TOOLS
+
+    for tool, spec in zip(TOOLS, SPECS, strict=True):
+        derived = function_schema(tool)
+        assert (spec.name, spec.description) == (derived.name, derived.description)
+        assert dict(spec.parameters) == derived.params_json_schema, spec.name
+    described = SPECS[0].parameters["properties"]["symbol"]["description"]
+    assert described.startswith(
+        'Ticker symbol, e.g. "AAPL" or "BRK.B" (upper or lower case), an index such as\n'
+    )
+
+
+async def test_an_argument_the_tool_does_not_take_is_an_error_naming_it(
+    tools: dict[str, FunctionTool],
+) -> None:
+    """Arguments are checked by name before a read: an unknown or missing one, or arguments that are
+    not a JSON object, answer an error naming it and the parameters the tool takes."""
+    context = ToolContext(context=None, tool_name="get_stock_quote", tool_call_id="1", tool_arguments="{}")
+    tool = tools["get_stock_quote"]
+    unknown = json.loads(await tool.on_invoke_tool(context, '{"symbol": "AAPL", "ticker": "MSFT"}'))
+    assert unknown == {"error": "get_stock_quote takes no argument 'ticker'; it takes: symbol"}
+    missing = json.loads(await tool.on_invoke_tool(context, "{}"))
+    assert missing == {"error": "get_stock_quote needs the argument 'symbol'; it takes: symbol"}
+    not_an_object = json.loads(await tool.on_invoke_tool(context, '["AAPL"]'))
+    assert not_an_object["error"].startswith("the arguments of get_stock_quote must be a JSON object")

@@ -33,22 +33,27 @@ _Item = TypeVar("_Item", bound=CachedItem)
 Entry = tuple[str, CachedItem]
 """A key of `reader.keys` and the item to store under it."""
 
-# Newer-wins batch write, atomic as a whole. KEYS: the data keys. ARGV, three per key: the item's
-# `fetched_at` stamp, its TTL in ms, its JSON. A key is skipped when the value stored under it
-# carries a later stamp (stamps are fixed-width, so they compare as strings; the envelope comes
-# first in the JSON, so the match stops early). Returns how many keys were written.
+# Newer-wins batch write, atomic as a whole. KEYS: the data keys. ARGV: the channel to announce
+# the write on (`keys.STORED`), then three per key: the item's `fetched_at` stamp, its TTL in ms,
+# its JSON. A key is skipped when the value stored under it carries a later stamp (stamps are
+# fixed-width, so they compare as strings; the envelope comes first in the JSON, so the match
+# stops early). The keys written are published, in the same script, so a subscriber told of a key
+# reads the new value. Returns how many keys were written.
 _PUT_NEWER = """
-local written = 0
+local written = {}
 for i, key in ipairs(KEYS) do
-  local at = ARGV[3 * i - 2]
+  local at = ARGV[3 * i - 1]
   local old = redis.call('GET', key)
   local old_at = old and string.match(old, '"fetched_at":"([^"]+)"')
   if not old_at or old_at <= at then
-    redis.call('SET', key, ARGV[3 * i], 'PX', ARGV[3 * i - 1])
-    written = written + 1
+    redis.call('SET', key, ARGV[3 * i + 1], 'PX', ARGV[3 * i])
+    written[#written + 1] = key
   end
 end
-return written
+if #written > 0 then
+  redis.call('PUBLISH', ARGV[1], cjson.encode(written))
+end
+return #written
 """
 
 
@@ -64,7 +69,8 @@ class Store:
 
     async def put(self, entries: Sequence[Entry]) -> int:
         """Store every entry in one atomic script call (a reader sees all of them or none), except
-        those whose key holds an item fetched later; returns how many were written."""
+        those whose key holds an item fetched later, and announce the keys written on
+        `keys.STORED`; returns how many were written."""
         now = self._clock()
         args: list[str] = []
         names: list[str] = []
@@ -79,7 +85,7 @@ class Store:
             return 0
         # EVAL rather than EVALSHA: one request per batch either way, and no NOSCRIPT round trip.
         # redis-py types the result as Awaitable | Any for both clients; this one is async.
-        written = await self._redis.eval(_PUT_NEWER, len(names), *names, *args)  # type: ignore[misc]
+        written = await self._redis.eval(_PUT_NEWER, len(names), *names, keys.STORED, *args)  # type: ignore[misc]
         return int(written)
 
     async def put_quotes(self, quotes: Sequence[Quote]) -> int:

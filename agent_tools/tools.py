@@ -1,4 +1,4 @@
-"""The tool set of the agent this cache serves, as plain async functions and as Agents SDK tools.
+"""The nine tools of the agent this cache serves, as plain async functions.
 
 Each tool returns compact JSON: the data, with its freshness (`as_of`: when it was fetched from
 upstream, `stale`: read after its freshness window), or `{"error": ...}` with a message the model
@@ -7,17 +7,14 @@ type or out of range (a NaN strike, "false" for a flag) is such an error, found 
 
 No answer is longer than `MAX_ANSWER_CHARS` characters: a tool that must leave rows out (strikes,
 bars, quotes, dates, chains) leaves them out whole and says so with `"truncated": true`,
-`left_out` (what, and how many) and `hint` (how to ask for the rest). Each tool's schema obeys
-OpenAI's strict function calling: every parameter is required, and one with a default takes null
-for it (the plain functions keep their defaults).
+`left_out` (what, and how many) and `hint` (how to ask for the rest).
 
-    from agents import Agent
-    from reader.tools import function_tools
-    agent = Agent(name="markets", tools=function_tools())
+A tool's name, docstring and signature are its one definition: `agent_tools.catalog` derives from
+them what a model is told (description, parameter descriptions, a strict JSON Schema), for the
+Agents SDK (`function_tools()`) and for MCP clients (`python -m reader mcp`) alike.
 
-The plain functions (`get_stock_quote`...) need no SDK. They read through the `Reader` set by
-`use_reader` for the current context, else through a default `Reader()` (from `REDIS_URL`), one
-per event loop, created at its first call.
+The functions read through the `Reader` set by `use_reader` for the current context, else
+through a default `Reader()` (from `REDIS_URL`), one per event loop, created at its first call.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.exceptions
 
@@ -40,13 +37,9 @@ from reader.errors import InvalidRequest, ReaderError
 from reader.models import Bar, CachedItem, Indicators, MarketStatus, OptionChain, OptionContract, Side
 from reader.symbols import shown
 
-if TYPE_CHECKING:
-    from agents import FunctionTool
-
 __all__ = [
     "TOOLS",
     "TOOL_NAMES",
-    "function_tools",
     "get_call_options_chain",
     "get_market_status_and_date_time",
     "get_multiple_stock_quotes",
@@ -687,24 +680,3 @@ TOOLS: tuple[Callable[..., Awaitable[str]], ...] = (
 """The plain tool functions, in the order an agent is given them."""
 
 TOOL_NAMES: tuple[str, ...] = tuple(tool.__name__ for tool in TOOLS)
-
-
-def function_tools(*names: str) -> list[FunctionTool]:
-    """The tools as OpenAI Agents SDK `FunctionTool`s: `Agent(tools=function_tools())`.
-
-    `names`: some of `TOOL_NAMES`, in the order wanted (default: all nine). Raises `ValueError`
-    naming an unknown one and the valid names, and `ImportError` when the SDK is not installed.
-    """
-    by_name = dict(zip(TOOL_NAMES, TOOLS, strict=True))
-    unknown = [name for name in names if name not in by_name]
-    if unknown:
-        named = ", ".join(map(repr, unknown))
-        raise ValueError(f"no tool named {named}: choose from {', '.join(TOOL_NAMES)}")
-    try:
-        from agents import function_tool
-    except ImportError as e:
-        raise ImportError(
-            "reader.tools.function_tools() needs the OpenAI Agents SDK: pip install 'marketcache[agents]' "
-            "(from a clone: pip install -e '.[agents]')"
-        ) from e
-    return [function_tool(by_name[name]) for name in names or TOOL_NAMES]
