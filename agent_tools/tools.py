@@ -126,7 +126,7 @@ def _error(error: ReaderError, symbol: object) -> dict[str, Any]:
     return {"error": str(error), **({"symbol": _echo(named)} if isinstance(named, str) else {})}
 
 
-def _bounded(tool: str, answer: dict[str, Any]) -> str:
+def bounded_json(tool: str, answer: dict[str, Any]) -> str:
     """`answer` as compact JSON, or an error if it is still over `MAX_ANSWER_CHARS` (each tool cuts
     its rows to fit first; this only stops an answer no tool foresaw, such as a huge upstream text)."""
     text = _dumps(answer)
@@ -145,7 +145,7 @@ async def _respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object 
     """`answer` as compact JSON, within `MAX_ANSWER_CHARS`; a reader error, or Redis out of reach,
     as `{"error": ...}`."""
     try:
-        return _bounded(tool, await answer)
+        return bounded_json(tool, await answer)
     except ReaderError as e:
         return _dumps(_error(e, symbol))
     except redis.exceptions.RedisError as e:
@@ -155,7 +155,7 @@ async def _respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object 
         return _dumps({"error": UNAVAILABLE})
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -169,10 +169,10 @@ def _fields(item: CachedItem, drop: Sequence[str] = ()) -> dict[str, Any]:
     for name in (*_ENVELOPE, *drop):
         data.pop(name, None)
     head = {"symbol": data.pop("symbol")} if "symbol" in data else {}
-    return {**head, "as_of": _iso(item.fetched_at), "stale": item.stale, **data}
+    return {**head, "as_of": iso(item.fetched_at), "stale": item.stale, **data}
 
 
-def _quote_fields(item: CachedItem, *, with_symbol: bool = True) -> dict[str, Any]:
+def quote_fields(item: CachedItem, *, with_symbol: bool = True) -> dict[str, Any]:
     return _fields(item, _QUOTE_NOISE if with_symbol else (*_QUOTE_NOISE, "symbol"))
 
 
@@ -229,7 +229,7 @@ def _center(chain: OptionChain, contracts: Sequence[OptionContract]) -> tuple[fl
     )
 
 
-def _chain_fields(
+def chain_fields(
     chain: OptionChain,
     contracts: Sequence[OptionContract],
     strikes: int,
@@ -246,7 +246,7 @@ def _chain_fields(
     data = _fields(chain, ("contracts", "underlying_price_at"))
     data["underlying_price"] = chain.underlying_price or None  # null, never 0, when unknown
     if chain.underlying_price and chain.underlying_price_at is not None:
-        data["underlying_price_at"] = _iso(chain.underlying_price_at)
+        data["underlying_price_at"] = iso(chain.underlying_price_at)
     center, note = _center(chain, contracts)
     if note is not None:
         data["note"] = note
@@ -270,7 +270,7 @@ def _chain_fields(
 
 
 def _bar(bar: Bar, *, daily: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {"date": _et(bar.start)[:10]} if daily else {"start": _iso(bar.start)}
+    row: dict[str, Any] = {"date": _et(bar.start)[:10]} if daily else {"start": iso(bar.start)}
     row |= {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close}
     if bar.volume is not None:  # an index's bars have no volume
         row["volume"] = int(bar.volume) if bar.volume.is_integer() else bar.volume
@@ -279,7 +279,7 @@ def _bar(bar: Bar, *, daily: bool) -> dict[str, Any]:
     return row
 
 
-def _status_fields(status: MarketStatus) -> dict[str, Any]:
+def status_fields(status: MarketStatus) -> dict[str, Any]:
     now_et = status.at.astimezone(EXCHANGE_TZ)
     session = None
     if status.session is not None and status.open is not None and status.close is not None:
@@ -290,7 +290,7 @@ def _status_fields(status: MarketStatus) -> dict[str, Any]:
             "early_close": status.early_close,
         }
     return {
-        "now_utc": _iso(status.at),
+        "now_utc": iso(status.at),
         "now_new_york": now_et.isoformat(timespec="seconds"),
         "weekday": now_et.strftime("%A"),
         "exchange": status.exchange,
@@ -356,7 +356,7 @@ def _expiration(value: object) -> str | None:
 
 
 async def _quote(symbol: str) -> dict[str, Any]:
-    return _quote_fields(await _reader().quote(symbol))
+    return quote_fields(await _reader().quote(symbol))
 
 
 async def _quotes(symbols: list[str]) -> dict[str, Any]:
@@ -371,7 +371,7 @@ async def _quotes(symbols: list[str]) -> dict[str, Any]:
         raise InvalidRequest("symbols", f"{len(distinct)} symbols", fix)
     results = await _reader().quotes(symbols)
     quotes = {
-        _echo(symbol): _part(result, functools.partial(_quote_fields, with_symbol=False))
+        _echo(symbol): _part(result, functools.partial(quote_fields, with_symbol=False))
         for symbol, result in results.items()
     }
     # Whole quotes in the order asked, as many as fit; the room of the left-out list is kept free.
@@ -409,7 +409,7 @@ async def _chain(
     contracts = [
         c for c in chain.contracts if (low is None or c.strike >= low) and (high is None or c.strike <= high)
     ]
-    return _chain_fields(chain, contracts, CHAIN_STRIKES, key=side)
+    return chain_fields(chain, contracts, CHAIN_STRIKES, key=side)
 
 
 async def _history(symbol: str, interval: object, limit: object) -> dict[str, Any]:
@@ -426,8 +426,8 @@ async def _history(symbol: str, interval: object, limit: object) -> dict[str, An
     if not history.bars:  # remembered "no data": say so, and until when, rather than a bare []
         data["note"] = (
             f"the upstream had no {length} bars of {history.symbol} when the cache checked at "
-            f"{_iso(history.fetched_at)} (a new listing, or no session in the lookback); it checks "
-            f"again after {_iso(history.fresh_until)}"
+            f"{iso(history.fetched_at)} (a new listing, or no session in the lookback); it checks "
+            f"again after {iso(history.fresh_until)}"
         )
     if kept < len(rows):
         hint = f"the oldest bars asked for were left out: {kept} fit in one answer; ask with limit={kept}"
@@ -437,7 +437,7 @@ async def _history(symbol: str, interval: object, limit: object) -> dict[str, An
 
 def _indicator_fields(item: Indicators) -> dict[str, Any]:
     data = _fields(item, ("as_of",))
-    data["last_bar"] = _et(item.as_of)[:10] if item.interval == "1d" else _iso(item.as_of)
+    data["last_bar"] = _et(item.as_of)[:10] if item.interval == "1d" else iso(item.as_of)
     return data
 
 
@@ -446,7 +446,7 @@ async def _indicators(symbol: str) -> dict[str, Any]:
 
 
 async def _market_status() -> dict[str, Any]:
-    return _status_fields(await _reader().market_status())
+    return status_fields(await _reader().market_status())
 
 
 _BUNDLE_HINT = "use get_call_options_chain/get_put_options_chain with this expiration for more strikes"
@@ -454,7 +454,7 @@ _BUNDLE_HINT = "use get_call_options_chain/get_put_options_chain with this expir
 
 def _chains_part(chains: tuple[OptionChain, ...], room: int) -> dict[str, Any]:
     """The chains near the money, nearest expiration first, as many whole chains as fit in `room`."""
-    parts = [_chain_fields(c, c.contracts, BUNDLE_STRIKES, hint=_BUNDLE_HINT) for c in chains]
+    parts = [chain_fields(c, c.contracts, BUNDLE_STRIKES, hint=_BUNDLE_HINT) for c in chains]
     # The room of the left-out expirations is kept free too.
     room -= _size({"chains": []}) + _TRUNCATION_ROOM + _size([p["expiration"] for p in parts])
     kept = _fitting([_size(p) for p in parts], room)
@@ -471,7 +471,7 @@ async def _bundle(symbol: str, options: object, technical: object) -> dict[str, 
     bundle = await _reader().bundle(symbol, options=with_options, technical=with_technical)
     data: dict[str, Any] = {
         "symbol": bundle.symbol,
-        "quote": _part(bundle.quote, functools.partial(_quote_fields, with_symbol=False)),
+        "quote": _part(bundle.quote, functools.partial(quote_fields, with_symbol=False)),
     }
     if bundle.indicators is not None:
         data["technical"] = _part(bundle.indicators, _indicator_fields)

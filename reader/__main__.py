@@ -1,6 +1,7 @@
 """`python -m reader quote AAPL MSFT`: print cached market data as JSON.
 
-Subcommands: quote, expirations, chain, history, indicators, bundle, status.
+Subcommands: quote, expirations, chain, history, indicators, bundle, status; and mcp, which
+serves the agent tools over the Model Context Protocol (`agent_tools.mcp_server`).
 Exit codes: 0 all found, 1 something not cached (or Redis unreachable), 2 bad arguments (one line
 on stderr, before Redis is asked anything).
 """
@@ -183,11 +184,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common_options(status, defaults=False)
     status.set_defaults(run=_single(lambda r, a: r.market_status()))
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve the agent tools and the cache's items to MCP clients (stdio, or --http HOST:PORT)",
+        description="Serve the agent tools and the cached quotes, chains and market status over the "
+        "Model Context Protocol: over stdio (what desktop clients launch), or as Streamable HTTP at "
+        "http://HOST:PORT/mcp. Needs the mcp extra: pip install 'marketcache[mcp]'.",
+    )
+    _common_options(mcp, defaults=False)
+    mcp.add_argument("--http", type=_host_port, metavar="HOST:PORT", help="serve Streamable HTTP there")
     return parser
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, colon, port = value.strip().rpartition(":")
+    host = host.strip("[]")  # [::1]:8000
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not HOST:PORT; e.g. 127.0.0.1:8000 (this machine only) or 0.0.0.0:8000"
+        )
+    return host, int(port)
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    """`python -m reader mcp`: the one subcommand that imports the agent layer (`agent_tools`)."""
+    try:
+        from agent_tools.mcp_server import CacheServer, serve
+    except ImportError as e:
+        if e.name is None or not e.name.startswith("mcp"):
+            raise
+        print(
+            "error: python -m reader mcp needs the MCP SDK: pip install 'marketcache[mcp]' "
+            "(from a clone: pip install -e '.[mcp]')",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    serve(CacheServer(args.url, wait_s=args.wait, timeout_s=args.timeout), args.http)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "mcp":
+        return _mcp(args)
     try:
         return _run(args)
     except BrokenPipeError:

@@ -124,6 +124,10 @@ class MarketCalendar:
             early_close=today.early_close if today else False,
             next_open=next(d.open for d in upcoming if d.open > at),
             next_close=next(d.close for d in upcoming if d.close > at),
+            # Each boundary of a session changes the phase: pre, regular, post, then closed.
+            phase_until=next(
+                t for d in upcoming for t in (d.pre_open, d.open, d.close, d.post_close) if t > at
+            ),
         )
 
     def _ensure_range(self, day: date) -> None:

@@ -398,7 +398,9 @@ class MarketStatus(BaseModel):
 
     `session` is the exchange-local date of today's session (None on a closed day, including an
     unscheduled closure); `open` and `close` its hours. `next_open` and `next_close` are the first
-    open and close after `at`. `calendar` says whose calendar it is (`CalendarSource`).
+    open and close after `at`; `phase_until` is when `phase` ends (the next pre-market start,
+    open, close or after-hours end, whichever comes first): until then, everything here but `at`
+    holds. `calendar` says whose calendar it is (`CalendarSource`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -412,4 +414,5 @@ class MarketStatus(BaseModel):
     early_close: bool
     next_open: UtcDatetime
     next_close: UtcDatetime
+    phase_until: UtcDatetime
     calendar: CalendarSource = "installed"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from reader.calendar import MarketCalendar
+
+ET = ZoneInfo("America/New_York")
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +59,27 @@ def test_dates_years_apart_need_no_rebuild_by_the_caller() -> None:
     assert calendar.trading_day(date(2041, 1, 1)) is None  # New Year's Day
     assert calendar.trading_day(date(2041, 1, 2)) is not None
     assert calendar.trading_day(date(2019, 12, 25)) is None
+
+
+@pytest.mark.parametrize(
+    ("at_et", "phase", "until_et"),
+    [
+        ((2026, 11, 24, 3, 0), "closed", (2026, 11, 24, 4, 0)),  # a Tuesday before the pre-market
+        ((2026, 11, 24, 4, 0), "pre", (2026, 11, 24, 9, 30)),
+        ((2026, 11, 24, 10, 0), "regular", (2026, 11, 24, 16, 0)),
+        ((2026, 11, 24, 16, 0), "post", (2026, 11, 24, 20, 0)),
+        ((2026, 11, 24, 21, 0), "closed", (2026, 11, 25, 4, 0)),
+        ((2026, 11, 26, 12, 0), "closed", (2026, 11, 27, 4, 0)),  # Thanksgiving: closed all day
+        ((2026, 11, 27, 12, 0), "regular", (2026, 11, 27, 13, 0)),  # the early close
+        ((2026, 11, 27, 13, 30), "post", (2026, 11, 27, 17, 0)),
+        ((2026, 11, 28, 12, 0), "closed", (2026, 11, 30, 4, 0)),  # a Saturday: Monday's pre-market
+        ((2026, 3, 6, 21, 0), "closed", (2026, 3, 9, 4, 0)),  # over the DST change (EST to EDT)
+    ],
+)
+def test_the_status_says_until_when_its_phase_holds(
+    calendar: MarketCalendar, at_et: tuple[int, ...], phase: str, until_et: tuple[int, ...]
+) -> None:
+    """`phase_until` is the next change of phase: pre-market start, open, close (early or not) or
+    after-hours end, across holidays, weekends and DST changes."""
+    status = calendar.status(datetime(*at_et, tzinfo=ET))
+    assert (status.phase, status.phase_until) == (phase, datetime(*until_et, tzinfo=ET))

@@ -1,0 +1,350 @@
+"""The agent tools and the cache's items over the Model Context Protocol: `python -m reader mcp`.
+
+`CacheServer(...).server` is an `mcp` low-level `Server` that serves:
+
+- the nine tools of `agent_tools.catalog.SPECS`, with their names, descriptions, parameter
+  schemas and answers, annotated read-only; an answer that is `{"error": ...}` is a tool error
+  (`isError`), with the same text;
+- the resources of `agent_tools.resources` (a quote, a chain, the market status) with their
+  freshness: `as_of`, `stale` and `fresh_until` in the JSON, and `fresh_until - now` as the
+  result's `ttlMs` on sessions of protocol 2026-07-28 (older ones have no such field);
+- subscriptions to those resources, both ways the protocol has had: `resources/subscribe`
+  (protocol 2025-11-25 and before) and `subscriptions/listen` (2026-07-28). A subscriber is told
+  `notifications/resources/updated` as soon as a worker stores a newer value: the worker
+  announces each write on `reader.keys.STORED`, and the server listens there.
+
+It reads Redis through a `reader.Reader` and its own connection for the announcements, both as
+the user of `url` (`REDIS_URL`): run it as the reader's Redis user, which can write no data.
+Redis out of reach is a tool error (`agent_tools.tools.UNAVAILABLE`) or a resource read error;
+the server keeps running and listens again once Redis is back.
+
+Needs the `mcp` extra: `pip install 'marketcache[mcp]'`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import anyio
+import mcp_types as types
+import redis.asyncio
+import redis.exceptions
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
+from mcp.shared.exceptions import MCPError
+
+from agent_tools import resources
+from agent_tools.catalog import SPECS, ToolSpec
+from agent_tools.tools import UNAVAILABLE, use_reader
+from reader import __version__, keys
+from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, Reader, redis_options
+from reader.clock import Clock, utc_now
+from reader.errors import InvalidSymbol, ReaderError
+from reader.redis_url import redact_url, resolve_url
+from reader.symbols import normalize_symbol
+from reader.telemetry import PublishedPlan
+
+__all__ = ["CacheServer"]
+
+log = logging.getLogger(__name__)
+
+NAME = "marketcache"
+INSTRUCTIONS = (
+    "Market data (quotes, option chains, price history, technical indicators, market hours) from a "
+    "cache that a worker keeps fresh. Every answer says when its data was fetched (as_of) and whether "
+    "it is stale. When an answer says a fetch is queued, ask again in a few seconds."
+)
+RETRY_S = 1.0
+"""How long the announcement listener waits before it connects again after losing Redis."""
+
+_READ_ONLY = types.ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+def _tool(spec: ToolSpec) -> types.Tool:
+    return types.Tool(
+        name=spec.name,
+        description=spec.description,
+        input_schema=dict(spec.parameters),
+        annotations=_READ_ONLY,
+    )
+
+
+def _is_error(answer: str) -> bool:
+    """Whether a tool's answer is its error (`{"error": ...}` as the whole answer)."""
+    return answer.startswith('{"error":')
+
+
+@dataclass
+class _Subscribers:
+    """Sessions subscribed by `resources/subscribe` (protocol 2025-11-25 and before), by URI."""
+
+    sessions: dict[str, dict[int, ServerSession]] = field(default_factory=dict)
+
+    def add(self, uri: str, session: ServerSession) -> None:
+        self.sessions.setdefault(uri, {})[id(session)] = session
+
+    def remove(self, uri: str, session: ServerSession) -> None:
+        self.sessions.get(uri, {}).pop(id(session), None)
+
+
+class CacheServer:
+    """The MCP server over the cache (see the module's docstring).
+
+    `url`: Redis (None: `REDIS_URL`, else redis://localhost:6379/0). `clock`, `wait_s` and
+    `timeout_s` are the `Reader`'s: the clock decides `stale` and `ttlMs`; a miss waits up to
+    `wait_s` seconds for the fetch it enqueues; each Redis command gets `timeout_s`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        clock: Clock = utc_now,
+        wait_s: float = DEFAULT_WAIT_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.url = resolve_url(url)
+        self._clock = clock
+        self._wait_s = wait_s
+        self._timeout_s = timeout_s
+        self._bus = InMemorySubscriptionBus()
+        self._subscribers = _Subscribers()
+        self._reader: Reader | None = None
+        self._redis: redis.asyncio.Redis | None = None
+        self._specs = {s.name: s for s in SPECS}
+        self.server: Server[Any] = Server(
+            NAME,
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            lifespan=self._lifespan,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources,
+            on_list_resource_templates=self._list_resource_templates,
+            on_read_resource=self._read_resource,
+            on_subscribe_resource=self._subscribe,
+            on_unsubscribe_resource=self._unsubscribe,
+            on_subscriptions_listen=ListenHandler(self._bus),
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, _server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        """The reader and the announcement listener, for as long as the server runs."""
+        announcements = redis.asyncio.Redis.from_url(self.url, **redis_options(self._timeout_s))
+        async with (
+            Reader(self.url, clock=self._clock, wait_s=self._wait_s, timeout_s=self._timeout_s) as reader,
+            anyio.create_task_group() as tasks,
+        ):
+            self._reader, self._redis = reader, announcements
+            tasks.start_soon(self._listen, announcements)
+            try:
+                yield {}
+            finally:
+                tasks.cancel_scope.cancel()
+                self._reader = self._redis = None
+        await announcements.aclose()
+
+    def _read_through(self) -> Reader:
+        if self._reader is None:  # only before the lifespan starts or after it ends
+            raise MCPError(types.INTERNAL_ERROR, "the marketcache server is not running")
+        return self._reader
+
+    # Tools.
+
+    async def _list_tools(
+        self, _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[_tool(s) for s in SPECS])
+
+    async def _call_tool(
+        self, _ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        spec = self._specs.get(params.name)
+        if spec is None:
+            raise MCPError(
+                types.INVALID_PARAMS, f"no tool named {params.name!r}: choose from {', '.join(self._specs)}"
+            )
+        use_reader(self._read_through())  # this request's context only
+        answer = await spec.invoke(params.arguments)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=answer)], is_error=_is_error(answer)
+        )
+
+    # Resources.
+
+    async def _list_resources(
+        self, _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        """The market status, and the quote of each symbol of the watchlist the worker published."""
+        listed = [
+            types.Resource(
+                uri=resources.MARKET_STATUS,
+                name="market status",
+                description="The exchange's phase now, today's session and the next open and close.",
+                mime_type="application/json",
+            )
+        ]
+        for symbol in await self._watchlist():
+            listed.append(
+                types.Resource(
+                    uri=resources.quote_uri(symbol),
+                    name=f"{symbol} quote",
+                    description=f"The cached quote of {symbol}, with as_of, stale and fresh_until.",
+                    mime_type="application/json",
+                )
+            )
+        return types.ListResourcesResult(resources=listed)
+
+    async def _watchlist(self) -> tuple[str, ...]:
+        """The watchlist of the plan the worker published (none before a worker started)."""
+        if self._redis is None:
+            raise MCPError(types.INTERNAL_ERROR, "the marketcache server is not running")
+        try:
+            raw = await self._redis.get(keys.PLAN)
+        except redis.exceptions.RedisError as e:
+            raise MCPError(types.INTERNAL_ERROR, UNAVAILABLE) from e
+        if raw is None:
+            return ()
+        try:
+            return PublishedPlan.model_validate_json(raw).watchlist
+        except ValueError:
+            return ()  # a newer worker's format: no list rather than a wrong one
+
+    async def _list_resource_templates(
+        self, _ctx: ServerRequestContext[Any], _params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=[
+                types.ResourceTemplate(
+                    uri_template=resources.QUOTE,
+                    name="quote",
+                    description="The cached quote of a stock, ETF, index or OCC option symbol "
+                    "(cache form: upper case, BRK.B, SPX), with as_of, stale and fresh_until.",
+                    mime_type="application/json",
+                ),
+                types.ResourceTemplate(
+                    uri_template=resources.CHAIN,
+                    name="option chain",
+                    description="One cached option chain (calls and puts), the 30 strikes nearest the "
+                    "money, with as_of, stale and fresh_until; expiration is YYYY-MM-DD.",
+                    mime_type="application/json",
+                ),
+            ]
+        )
+
+    async def _read_resource(
+        self, _ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        try:
+            answer = await resources.read(self._read_through(), _canonical(uri), self._clock())
+        except ReaderError as e:
+            raise MCPError(types.INVALID_PARAMS, str(e)) from e
+        except redis.exceptions.RedisError as e:
+            log.warning("mcp.cache_unavailable uri=%s error=%s: %s", uri, type(e).__name__, e)
+            raise MCPError(types.INTERNAL_ERROR, UNAVAILABLE) from e
+        contents = types.TextResourceContents(uri=uri, mime_type="application/json", text=answer.text)
+        # The market data is the same for every client: any cache may share it.
+        return types.ReadResourceResult(contents=[contents], ttl_ms=answer.ttl_ms, cache_scope="public")
+
+    # Subscriptions.
+
+    async def _subscribe(
+        self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
+    ) -> types.EmptyResult:
+        self._subscribers.add(_canonical(str(params.uri)), ctx.session)
+        return types.EmptyResult()
+
+    async def _unsubscribe(
+        self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        self._subscribers.remove(_canonical(str(params.uri)), ctx.session)
+        return types.EmptyResult()
+
+    async def updated(self, uri: str) -> None:
+        """Tell every subscriber of `uri` (both protocol eras) that it has a newer value."""
+        await self._bus.publish(ResourceUpdated(uri=uri))
+        for key, session in list(self._subscribers.sessions.get(uri, {}).items()):
+            try:
+                await session.send_resource_updated(uri)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.sessions.get(uri, {}).pop(key, None)  # that client went away
+
+    async def _listen(self, client: redis.asyncio.Redis) -> None:
+        """Relay the worker's store announcements to the subscribers, for as long as the server
+        runs; after losing Redis, connect again every `RETRY_S` and then tell every subscribed URI
+        (a newer value may have been stored meanwhile)."""
+        lost = False
+        while True:
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(keys.STORED)
+                    if lost:
+                        log.info("mcp.announcements_back url=%s", redact_url(self.url))
+                        for uri in list(self._subscribers.sessions):
+                            await self.updated(uri)
+                        lost = False
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is not None and message["type"] == "message":
+                            for key in resources.stored_keys(message["data"]):
+                                for uri in resources.uris_of(key):
+                                    await self.updated(uri)
+            except (redis.exceptions.RedisError, OSError) as e:
+                if not lost:
+                    log.warning(
+                        "mcp.announcements_lost url=%s error=%s: %s",
+                        redact_url(self.url),
+                        type(e).__name__,
+                        e,
+                    )
+                lost = True
+                await anyio.sleep(RETRY_S)
+
+    def __repr__(self) -> str:
+        return f"<CacheServer {redact_url(self.url)} tools={len(SPECS)}>"
+
+
+def _canonical(uri: str) -> str:
+    """`uri` with its symbol in the cache's form (`marketcache://quote/brk%2Fb` names BRK.B's quote),
+    so that a subscription and the store announcement meet; other URIs as given."""
+    for prefix in (resources.SCHEME + "quote/", resources.SCHEME + "chain/"):
+        if uri.startswith(prefix):
+            symbol, slash, rest = uri[len(prefix) :].partition("/")
+            try:
+                return prefix + normalize_symbol(unquote(symbol)) + slash + rest
+            except InvalidSymbol:
+                return uri
+    return uri
+
+
+def serve(server: CacheServer, http: tuple[str, int] | None = None) -> None:
+    """Run `server` until stopped: over stdio (`http` None: what desktop clients launch), else as
+    Streamable HTTP on `http` (host, port), path `/mcp`. Logs go to stderr; stdout is the protocol's."""
+    if http is None:
+        anyio.run(_serve_stdio, server)
+        return
+    import uvicorn
+
+    host, port = http
+    # The SDK guards a server on a loopback host against DNS rebinding (Host and Origin checked);
+    # on any other host it is meant to be reached by name from elsewhere (a compose network).
+    app = server.server.streamable_http_app(host=host)
+    log.info("mcp.http_serving url=http://%s:%d/mcp redis=%s", host, port, redact_url(server.url))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+async def _serve_stdio(server: CacheServer) -> None:
+    from mcp.server.stdio import stdio_server
+
+    async with stdio_server() as (read_stream, write_stream):
+        await server.server.run(read_stream, write_stream, server.server.create_initialization_options())

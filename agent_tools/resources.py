@@ -1,0 +1,129 @@
+"""The cache's items as MCP resources: their URIs, their reads with freshness, and which URIs a
+write of the worker updates.
+
+- `marketcache://quote/{symbol}`: the quote of a stock, ETF, index or OCC option symbol.
+- `marketcache://chain/{symbol}/{expiration}`: one option chain (both sides), the strikes nearest
+  the money, as `get_call_options_chain` cuts them (`CHAIN_STRIKES`).
+- `marketcache://market/status`: the exchange's phase, today's session and the next open and close.
+
+A read answers the JSON of the matching tool (the same fields, `as_of` and `stale`), with
+`fresh_until` (UTC) added, and a `ttl_ms` for the protocol's cache hint: how long the answer may
+be reused, `fresh_until - now` in milliseconds, 0 when stale. The market status is computed at
+the read (`as_of` is then), and holds until the phase changes (`fresh_until`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from agent_tools.tools import CHAIN_STRIKES, bounded_json, chain_fields, iso, quote_fields, status_fields
+from reader import keys
+from reader.client import Reader
+from reader.errors import InvalidRequest
+from reader.symbols import shown
+
+SCHEME = "marketcache://"
+QUOTE = SCHEME + "quote/{symbol}"
+CHAIN = SCHEME + "chain/{symbol}/{expiration}"
+MARKET_STATUS = SCHEME + "market/status"
+
+_QUOTE = re.compile(r"^marketcache://quote/(?P<symbol>[^/]+)$")
+_CHAIN = re.compile(r"^marketcache://chain/(?P<symbol>[^/]+)/(?P<expiration>\d{4}-\d{2}-\d{2})$")
+_QUOTE_KEY = keys.quote("")
+_CHAIN_KEY = re.compile(
+    rf"^{re.escape(keys.PREFIX)}chain:(?P<symbol>.+):(?P<expiration>\d{{4}}-\d{{2}}-\d{{2}})$"
+)
+
+
+class UnknownResource(InvalidRequest):
+    """A URI that names no resource of this server; the message lists the forms that do."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(
+            "uri", shown(uri), f"expected {QUOTE}, {CHAIN} (expiration YYYY-MM-DD) or {MARKET_STATUS}"
+        )
+
+
+@dataclass(frozen=True)
+class ResourceAnswer:
+    """A resource's JSON text and how long it may be reused (`ttl_ms`, milliseconds, >= 0)."""
+
+    text: str
+    ttl_ms: int
+
+
+def _ttl_ms(fresh_until: datetime, now: datetime) -> int:
+    return max(0, int((fresh_until - now).total_seconds() * 1000))
+
+
+def _with_fresh_until(data: dict[str, Any], fresh_until: datetime) -> dict[str, Any]:
+    """`data` with `fresh_until` placed after `stale` (or first)."""
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        out[name] = value
+        if name == "stale":
+            out["fresh_until"] = iso(fresh_until)
+    out.setdefault("fresh_until", iso(fresh_until))
+    return out
+
+
+async def read(reader: Reader, uri: str, now: datetime) -> ResourceAnswer:
+    """Read the resource `uri` through `reader` (a miss enqueues a fetch and waits `reader.wait_s`).
+
+    Raises `UnknownResource` for a URI of no resource, a `reader.errors.ReaderError` the read
+    raised (an unknown symbol, a fetch queued: its message says what to do), or a
+    `redis.RedisError` when Redis is out of reach.
+    """
+    if uri == MARKET_STATUS:
+        status = await reader.market_status()
+        data = {"as_of": iso(status.at), "stale": False, **status_fields(status)}
+        return ResourceAnswer(
+            bounded_json("market status", _with_fresh_until(data, status.phase_until)),
+            _ttl_ms(status.phase_until, now),
+        )
+    quote = _QUOTE.match(uri)
+    if quote:
+        item = await reader.quote(quote["symbol"])
+        data = _with_fresh_until(quote_fields(item), item.fresh_until)
+        return ResourceAnswer(
+            bounded_json("quote", data), 0 if item.stale else _ttl_ms(item.fresh_until, now)
+        )
+    chain = _CHAIN.match(uri)
+    if chain:
+        found = await reader.chain(chain["symbol"], chain["expiration"])
+        data = _with_fresh_until(chain_fields(found, found.contracts, CHAIN_STRIKES), found.fresh_until)
+        ttl_ms = 0 if found.stale else _ttl_ms(found.fresh_until, now)
+        return ResourceAnswer(bounded_json("chain", data), ttl_ms)
+    raise UnknownResource(uri)
+
+
+def quote_uri(symbol: str) -> str:
+    return QUOTE.format(symbol=symbol)
+
+
+def chain_uri(symbol: str, expiration: date) -> str:
+    return CHAIN.format(symbol=symbol, expiration=expiration.isoformat())
+
+
+def uris_of(key: str) -> tuple[str, ...]:
+    """The resource URIs whose answer a write of the data key `key` (`reader.keys`) changes: a
+    quote's, and a chain's; none for the keys no resource reads."""
+    if key.startswith(_QUOTE_KEY):
+        return (quote_uri(key[len(_QUOTE_KEY) :]),)
+    chain = _CHAIN_KEY.match(key)
+    if chain:
+        return (CHAIN.format(symbol=chain["symbol"], expiration=chain["expiration"]),)
+    return ()
+
+
+def stored_keys(message: bytes | str) -> list[str]:
+    """The keys a `keys.STORED` announcement names (a JSON array of strings); [] for anything else."""
+    try:
+        named = json.loads(message)
+    except ValueError:
+        return []
+    return [k for k in named if isinstance(k, str)] if isinstance(named, list) else []
