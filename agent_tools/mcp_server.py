@@ -47,6 +47,7 @@ from reader import __version__, keys
 from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, Reader, redis_options
 from reader.clock import Clock, utc_now
 from reader.errors import InvalidSymbol, ReaderError
+from reader.models import MarketStatus
 from reader.redis_url import redact_url, resolve_url
 from reader.symbols import normalize_symbol
 from reader.telemetry import PublishedPlan
@@ -63,6 +64,9 @@ INSTRUCTIONS = (
 )
 RETRY_S = 1.0
 """How long the announcement listener waits before it connects again after losing Redis."""
+
+PHASE_CHECK_S = 1.0
+"""How often the server checks whether the market status says something new (seconds)."""
 
 _READ_ONLY = types.ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -146,6 +150,7 @@ class CacheServer:
         ):
             self._reader, self._redis = reader, announcements
             tasks.start_soon(self._listen, announcements)
+            tasks.start_soon(self._tell_phase_changes, reader)
             try:
                 yield {}
             finally:
@@ -279,6 +284,22 @@ class CacheServer:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._subscribers.sessions.get(uri, {}).pop(key, None)  # that client went away
 
+    async def _tell_phase_changes(self, reader: Reader) -> None:
+        """Tell the market status's subscribers when it says something new: the phase changed (by
+        the injected clock), or the calendar the worker published did. Checked every
+        `PHASE_CHECK_S` (one GET of the published calendar)."""
+        told: MarketStatus | None = None
+        while True:
+            try:
+                status = await reader.market_status()
+            except redis.exceptions.RedisError:
+                pass  # the announcement listener logs Redis out of reach
+            else:
+                if told is not None and _moved(told, status):
+                    await self.updated(resources.MARKET_STATUS)
+                told = status
+            await anyio.sleep(PHASE_CHECK_S)
+
     async def _listen(self, client: redis.asyncio.Redis) -> None:
         """Relay the worker's store announcements to the subscribers, for as long as the server
         runs; after losing Redis, connect again every `RETRY_S` and then tell every subscribed URI
@@ -312,6 +333,12 @@ class CacheServer:
 
     def __repr__(self) -> str:
         return f"<CacheServer {redact_url(self.url)} tools={len(SPECS)}>"
+
+
+def _moved(before: MarketStatus, after: MarketStatus) -> bool:
+    """Whether the market status says something else than before, apart from its time."""
+    ignore = {"at"}
+    return before.model_dump(exclude=ignore) != after.model_dump(exclude=ignore)
 
 
 def _canonical(uri: str) -> str:

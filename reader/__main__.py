@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -219,6 +220,8 @@ def _mcp(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    # stdout is the protocol's over stdio: the server's log lines go to stderr.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     serve(CacheServer(args.url, wait_s=args.wait, timeout_s=args.timeout), args.http)
     return 0
 
