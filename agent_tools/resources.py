@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from agent_tools.tools import CHAIN_STRIKES, bounded_json, chain_fields, iso, quote_fields, status_fields
+from agent_tools.answers import CHAIN_STRIKES, bounded_json, chain_fields, iso, quote_fields, status_fields
 from reader import keys
 from reader.client import Reader
 from reader.errors import InvalidRequest

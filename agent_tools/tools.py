@@ -21,25 +21,43 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
-import redis.exceptions
-
-from reader.calendar import EXCHANGE_TZ
+from agent_tools import answers
+from agent_tools.answers import (
+    CHAIN_STRIKES,
+    MAX_ANSWER_CHARS,
+    TRUNCATION_ROOM,
+    UNAVAILABLE,
+    bar_fields,
+    chain_fields,
+    chains_part,
+    echo,
+    fields,
+    fitting,
+    indicator_fields,
+    iso,
+    part,
+    quote_fields,
+    respond,
+    size,
+    status_fields,
+    truncated,
+)
 from reader.client import Reader
 from reader.errors import InvalidRequest, ReaderError
-from reader.models import Bar, CachedItem, Indicators, MarketStatus, OptionChain, OptionContract, Side
+from reader.models import Side
 from reader.symbols import shown
 
 __all__ = [
+    "MAX_ANSWER_CHARS",
     "TOOLS",
     "TOOL_NAMES",
+    "UNAVAILABLE",
     "get_call_options_chain",
     "get_market_status_and_date_time",
     "get_multiple_stock_quotes",
@@ -54,35 +72,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_ANSWER_CHARS = 20_000
-"""The longest answer of any tool, in characters (about 5,000 tokens at 4 characters a token)."""
-
-CHAIN_STRIKES = 30
-"""At most this many strikes per chain answer, those nearest the underlying's price."""
-
-BUNDLE_STRIKES = 3
-"""Strikes per expiration in a bundle (the call and the put of each): the ones nearest the money."""
-
 MAX_BARS = 500
 """The largest `limit` of `get_stock_price_history`."""
 
 DEFAULT_BARS = 30
 """The `limit` of `get_stock_price_history` when none is given (null)."""
 
-UNAVAILABLE = "the market data cache is unavailable right now; try again in a minute"
-
-# Envelope fields replaced by `as_of` and `stale`, and quote fields of no use to a model.
-_ENVELOPE = ("source", "fetched_at", "fresh_until", "age_s", "stale")
-_QUOTE_NOISE = ("exch", "bidexch", "askexch", "bid_date", "ask_date", "root_symbols")
 
 MAX_SYMBOLS = 50
 """The most symbols `get_multiple_stock_quotes` takes (each miss may cost an upstream call)."""
 
 MAX_STRIKE = 1_000_000.0
 """The largest `min_strike`/`max_strike` the chain tools take (a price, in dollars)."""
-
-_ECHO_MAX = 40
-"""An answer echoes a symbol it could not use (as `symbol`, or a `quotes` key) only up to this length."""
 
 _current: ContextVar[Reader | None] = ContextVar("marketcache_tools_reader", default=None)
 # One default reader per running event loop; those of closed loops are dropped (a reader's
@@ -108,198 +109,6 @@ def _reader() -> Reader:
             del _defaults[closed]
         default = _defaults[loop] = Reader()
     return default
-
-
-# Answers.
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def _echo(symbol: str) -> str:
-    return symbol if len(symbol) <= _ECHO_MAX else f"{symbol[: _ECHO_MAX - 3]}..."
-
-
-def _error(error: ReaderError, symbol: object) -> dict[str, Any]:
-    named = getattr(error, "symbol", symbol)
-    return {"error": str(error), **({"symbol": _echo(named)} if isinstance(named, str) else {})}
-
-
-def bounded_json(tool: str, answer: dict[str, Any]) -> str:
-    """`answer` as compact JSON, or an error if it is still over `MAX_ANSWER_CHARS` (each tool cuts
-    its rows to fit first; this only stops an answer no tool foresaw, such as a huge upstream text)."""
-    text = _dumps(answer)
-    if len(text) <= MAX_ANSWER_CHARS:
-        return text
-    logger.warning("tools.answer_too_long tool=%s chars=%d bound=%d", tool, len(text), MAX_ANSWER_CHARS)
-    return _dumps(
-        {
-            "error": f"the answer would be {len(text)} characters, over the bound of {MAX_ANSWER_CHARS}; "
-            "ask for less (fewer symbols, a narrower strike range, a smaller limit)"
-        }
-    )
-
-
-async def _respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object = None) -> str:
-    """`answer` as compact JSON, within `MAX_ANSWER_CHARS`; a reader error, or Redis out of reach,
-    as `{"error": ...}`."""
-    try:
-        return bounded_json(tool, await answer)
-    except ReaderError as e:
-        return _dumps(_error(e, symbol))
-    except redis.exceptions.RedisError as e:
-        # Out of reach, or refusing (a permission, memory): the model can only try later. The
-        # message of a redis-py error names host and port at most, never a password.
-        logger.warning("tools.cache_unavailable tool=%s error=%s: %s", tool, type(e).__name__, e)
-        return _dumps({"error": UNAVAILABLE})
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _et(value: datetime) -> str:
-    return value.astimezone(EXCHANGE_TZ).isoformat(timespec="seconds")
-
-
-def _fields(item: CachedItem, drop: Sequence[str] = ()) -> dict[str, Any]:
-    """`item` for a model: its symbol, `as_of` and `stale`, then its data less the envelope and `drop`."""
-    data = item.as_json()
-    for name in (*_ENVELOPE, *drop):
-        data.pop(name, None)
-    head = {"symbol": data.pop("symbol")} if "symbol" in data else {}
-    return {**head, "as_of": iso(item.fetched_at), "stale": item.stale, **data}
-
-
-def quote_fields(item: CachedItem, *, with_symbol: bool = True) -> dict[str, Any]:
-    return _fields(item, _QUOTE_NOISE if with_symbol else (*_QUOTE_NOISE, "symbol"))
-
-
-def _part(part: CachedItem | ReaderError, render: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    return {"error": str(part)} if isinstance(part, ReaderError) else render(part)
-
-
-def _contract(contract: OptionContract) -> dict[str, Any]:
-    return {k: v for k, v in contract._asdict().items() if v is not None}
-
-
-_TRUNCATION_ROOM = 600
-"""Characters kept free for `truncated`, `left_out` and `hint` when rows are counted into a bound."""
-
-
-def _size(value: object) -> int:
-    return len(_dumps(value))
-
-
-def _fitting(sizes: Sequence[int], room: int) -> int:
-    """How many items of `sizes` (each item's compact JSON length), taken in order, fit in a
-    compact JSON list or object of `room` characters (the brackets and commas counted)."""
-    used, count = 2, 0
-    for size in sizes:
-        used += size + (1 if count else 0)
-        if used > room:
-            break
-        count += 1
-    return count
-
-
-def _truncated(data: dict[str, Any], left_out: dict[str, Any], hint: str) -> dict[str, Any]:
-    data.update(truncated=True, left_out=left_out, hint=hint)
-    return data
-
-
-def _center(chain: OptionChain, contracts: Sequence[OptionContract]) -> tuple[float | None, str | None]:
-    """The price to centre the strikes on and, when the underlying's price is unknown, the note that
-    says so. Never the middle of the strike list: without a price, the strike whose delta is nearest
-    +-0.5 (about at the money), else none (the lowest strikes are shown)."""
-    if chain.underlying_price:
-        return chain.underlying_price, None
-    greeks = [c for c in contracts if c.delta is not None]
-    if greeks:
-        atm = min(greeks, key=lambda c: (abs(abs(c.delta or 0.0) - 0.5), c.strike)).strike
-        return atm, (
-            f"the underlying price is unknown: strikes are centred on {atm:g}, the strike whose delta "
-            "is nearest 0.5 in absolute value (about at the money); pass min_strike/max_strike to "
-            "choose the strikes"
-        )
-    return None, (
-        "the underlying price is unknown and the chain has no deltas: the strikes are not centred on "
-        "the money, the lowest are shown; pass min_strike/max_strike to choose the strikes"
-    )
-
-
-def chain_fields(
-    chain: OptionChain,
-    contracts: Sequence[OptionContract],
-    strikes: int,
-    key: str = "contracts",
-    hint: str = "pass min_strike/max_strike to see the strikes left out",
-) -> dict[str, Any]:
-    """`chain` with `contracts` cut to the `strikes` strikes nearest the money (fewer if more would
-    not fit in `MAX_ANSWER_CHARS`); a cut says what it left out."""
-    drop_type = key != "contracts"  # a calls or puts list needs no option_type per row
-    rows: dict[float, list[dict[str, Any]]] = {}
-    for c in contracts:
-        row = {k: v for k, v in _contract(c).items() if not (drop_type and k == "option_type")}
-        rows.setdefault(c.strike, []).append(row)
-    data = _fields(chain, ("contracts", "underlying_price_at"))
-    data["underlying_price"] = chain.underlying_price or None  # null, never 0, when unknown
-    if chain.underlying_price and chain.underlying_price_at is not None:
-        data["underlying_price_at"] = iso(chain.underlying_price_at)
-    center, note = _center(chain, contracts)
-    if note is not None:
-        data["note"] = note
-    order = sorted(rows) if center is None else sorted(rows, key=lambda s: (abs(s - center), s))
-    room = MAX_ANSWER_CHARS - _size({**data, key: []}) - _TRUNCATION_ROOM
-    sizes = [_size(rows[s]) - 2 for s in order[:strikes]]  # a strike's rows, without their brackets
-    kept = sorted(order[: _fitting(sizes, room)])
-    data[key] = [row for s in kept for row in rows[s]]
-    if len(kept) < len(rows):
-        low, high = (kept[0], kept[-1]) if kept else (math.inf, math.inf)
-        below, above = [s for s in rows if s < low], [s for s in rows if s > high]
-        left_out = {
-            "contracts": len(contracts) - len(data[key]),
-            "strikes_below": len(below),
-            "strikes_above": len(above),
-        }
-        ranges = [f"{min(side):g}-{max(side):g}" for side in (below, above) if side]
-        where = f" (strikes {' and '.join(ranges)})" if ranges else ""
-        _truncated(data, left_out, f"{hint}{where}; this answer shows {len(kept)} strikes")
-    return data
-
-
-def _bar(bar: Bar, *, daily: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {"date": _et(bar.start)[:10]} if daily else {"start": iso(bar.start)}
-    row |= {"open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close}
-    if bar.volume is not None:  # an index's bars have no volume
-        row["volume"] = int(bar.volume) if bar.volume.is_integer() else bar.volume
-    if bar.vwap is not None:
-        row["vwap"] = bar.vwap
-    return row
-
-
-def status_fields(status: MarketStatus) -> dict[str, Any]:
-    now_et = status.at.astimezone(EXCHANGE_TZ)
-    session = None
-    if status.session is not None and status.open is not None and status.close is not None:
-        session = {
-            "date": status.session.isoformat(),
-            "open": _et(status.open),
-            "close": _et(status.close),
-            "early_close": status.early_close,
-        }
-    return {
-        "now_utc": iso(status.at),
-        "now_new_york": now_et.isoformat(timespec="seconds"),
-        "weekday": now_et.strftime("%A"),
-        "exchange": status.exchange,
-        "phase": status.phase,
-        "session": session,
-        "next_open": _et(status.next_open),
-        "next_close": _et(status.next_close),
-        "calendar": status.calendar,
-    }
 
 
 # Checks of the arguments a model passes, before anything is read.
@@ -371,28 +180,28 @@ async def _quotes(symbols: list[str]) -> dict[str, Any]:
         raise InvalidRequest("symbols", f"{len(distinct)} symbols", fix)
     results = await _reader().quotes(symbols)
     quotes = {
-        _echo(symbol): _part(result, functools.partial(quote_fields, with_symbol=False))
+        echo(symbol): part(result, functools.partial(quote_fields, with_symbol=False))
         for symbol, result in results.items()
     }
     # Whole quotes in the order asked, as many as fit; the room of the left-out list is kept free.
-    room = MAX_ANSWER_CHARS - _size({"quotes": {}}) - _TRUNCATION_ROOM - _size(list(quotes))
-    kept = _fitting([_size(key) + 1 + _size(value) for key, value in quotes.items()], room)
+    room = answers.MAX_ANSWER_CHARS - size({"quotes": {}}) - TRUNCATION_ROOM - size(list(quotes))
+    kept = fitting([size(key) + 1 + size(value) for key, value in quotes.items()], room)
     data: dict[str, Any] = {"quotes": dict(list(quotes.items())[:kept])}
     if kept < len(quotes):
         left_out = {"symbols": list(quotes)[kept:]}
-        _truncated(data, left_out, "ask for the symbols left out in another call")
+        truncated(data, left_out, "ask for the symbols left out in another call")
     return data
 
 
 async def _expirations(symbol: str) -> dict[str, Any]:
-    data = _fields(await _reader().expirations(symbol))
+    data = fields(await _reader().expirations(symbol))
     dates = data.pop("dates")
-    room = MAX_ANSWER_CHARS - _size({**data, "dates": []}) - _TRUNCATION_ROOM
-    kept = _fitting([_size(d) for d in dates], room)
+    room = answers.MAX_ANSWER_CHARS - size({**data, "dates": []}) - TRUNCATION_ROOM
+    kept = fitting([size(d) for d in dates], room)
     data["dates"] = dates[:kept]
     if kept < len(dates):
         left_out = {"dates": len(dates) - kept, "last": dates[-1]}
-        _truncated(
+        truncated(
             data, left_out, "the nearest dates are listed; a chain of a later date is asked by its date"
         )
     return data
@@ -417,11 +226,11 @@ async def _history(symbol: str, interval: object, limit: object) -> dict[str, An
     length = "1d" if interval is None else interval
     history = await _reader().history(symbol, length)  # type: ignore[arg-type]  # the reader checks it
     daily = history.interval == "1d"
-    rows = [_bar(b, daily=daily) for b in history.bars[-count:]]
-    data = {**_fields(history, ("bars",)), "bars": [], "total_bars": len(history.bars)}
+    rows = [bar_fields(b, daily=daily) for b in history.bars[-count:]]
+    data = {**fields(history, ("bars",)), "bars": [], "total_bars": len(history.bars)}
     # The most recent bars first: those that do not fit are the oldest asked for.
-    room = MAX_ANSWER_CHARS - _size(data) - _TRUNCATION_ROOM
-    kept = _fitting([_size(row) for row in reversed(rows)], room)
+    room = answers.MAX_ANSWER_CHARS - size(data) - TRUNCATION_ROOM
+    kept = fitting([size(row) for row in reversed(rows)], room)
     data["bars"] = rows[len(rows) - kept :]
     if not history.bars:  # remembered "no data": say so, and until when, rather than a bare []
         data["note"] = (
@@ -431,39 +240,16 @@ async def _history(symbol: str, interval: object, limit: object) -> dict[str, An
         )
     if kept < len(rows):
         hint = f"the oldest bars asked for were left out: {kept} fit in one answer; ask with limit={kept}"
-        _truncated(data, {"bars": len(rows) - kept}, hint)
-    return data
-
-
-def _indicator_fields(item: Indicators) -> dict[str, Any]:
-    data = _fields(item, ("as_of",))
-    data["last_bar"] = _et(item.as_of)[:10] if item.interval == "1d" else iso(item.as_of)
+        truncated(data, {"bars": len(rows) - kept}, hint)
     return data
 
 
 async def _indicators(symbol: str) -> dict[str, Any]:
-    return _indicator_fields(await _reader().indicators(symbol))
+    return indicator_fields(await _reader().indicators(symbol))
 
 
 async def _market_status() -> dict[str, Any]:
     return status_fields(await _reader().market_status())
-
-
-_BUNDLE_HINT = "use get_call_options_chain/get_put_options_chain with this expiration for more strikes"
-
-
-def _chains_part(chains: tuple[OptionChain, ...], room: int) -> dict[str, Any]:
-    """The chains near the money, nearest expiration first, as many whole chains as fit in `room`."""
-    parts = [chain_fields(c, c.contracts, BUNDLE_STRIKES, hint=_BUNDLE_HINT) for c in chains]
-    # The room of the left-out expirations is kept free too.
-    room -= _size({"chains": []}) + _TRUNCATION_ROOM + _size([p["expiration"] for p in parts])
-    kept = _fitting([_size(p) for p in parts], room)
-    data: dict[str, Any] = {"chains": parts[:kept]}
-    if kept < len(parts):
-        left_out = {"chains": len(parts) - kept, "expirations": [p["expiration"] for p in parts[kept:]]}
-        hint = "ask get_call_options_chain/get_put_options_chain for the expirations left out"
-        _truncated(data, left_out, hint)
-    return data
 
 
 async def _bundle(symbol: str, options: object, technical: object) -> dict[str, Any]:
@@ -471,15 +257,15 @@ async def _bundle(symbol: str, options: object, technical: object) -> dict[str, 
     bundle = await _reader().bundle(symbol, options=with_options, technical=with_technical)
     data: dict[str, Any] = {
         "symbol": bundle.symbol,
-        "quote": _part(bundle.quote, functools.partial(quote_fields, with_symbol=False)),
+        "quote": part(bundle.quote, functools.partial(quote_fields, with_symbol=False)),
     }
     if bundle.indicators is not None:
-        data["technical"] = _part(bundle.indicators, _indicator_fields)
+        data["technical"] = part(bundle.indicators, indicator_fields)
     if bundle.chains is not None:
         chains = bundle.chains
-        room = MAX_ANSWER_CHARS - _size({**data, "options": {}})
+        room = answers.MAX_ANSWER_CHARS - size({**data, "options": {}})
         data["options"] = (
-            {"error": str(chains)} if isinstance(chains, ReaderError) else _chains_part(chains, room)
+            {"error": str(chains)} if isinstance(chains, ReaderError) else chains_part(chains, room)
         )
     # Parts in the documented order: quote, options, technical.
     order = ("symbol", "quote", "options", "technical")
@@ -502,7 +288,7 @@ async def get_stock_quote(symbol: str) -> str:
             "SPX", or an OCC option symbol such as "AAPL261204C00150000" (its quote adds
             `underlying`, `strike`, `expiration_date`, `option_type`, `open_interest`, greeks).
     """
-    return await _respond("get_stock_quote", _quote(symbol), symbol)
+    return await respond("get_stock_quote", _quote(symbol), symbol)
 
 
 async def get_multiple_stock_quotes(symbols: list[str]) -> str:
@@ -520,7 +306,7 @@ async def get_multiple_stock_quotes(symbols: list[str]) -> str:
     Args:
         symbols: Ticker symbols, e.g. ["AAPL", "BRK.B", "SPX", "AAPL261204C00150000"]; at most 50.
     """
-    return await _respond("get_multiple_stock_quotes", _quotes(symbols))
+    return await respond("get_multiple_stock_quotes", _quotes(symbols))
 
 
 async def get_options_expiration_dates(symbol: str) -> str:
@@ -534,7 +320,7 @@ async def get_options_expiration_dates(symbol: str) -> str:
     Args:
         symbol: Ticker symbol of the underlying, e.g. "AAPL" or "SPY".
     """
-    return await _respond("get_options_expiration_dates", _expirations(symbol), symbol)
+    return await respond("get_options_expiration_dates", _expirations(symbol), symbol)
 
 
 async def get_call_options_chain(
@@ -566,7 +352,7 @@ async def get_call_options_chain(
         max_strike: Highest strike to include, or null for no upper bound.
     """
     answer = _chain(symbol, "calls", expiration, min_strike, max_strike)
-    return await _respond("get_call_options_chain", answer, symbol)
+    return await respond("get_call_options_chain", answer, symbol)
 
 
 async def get_put_options_chain(
@@ -590,7 +376,7 @@ async def get_put_options_chain(
         max_strike: Highest strike to include, or null for no upper bound.
     """
     answer = _chain(symbol, "puts", expiration, min_strike, max_strike)
-    return await _respond("get_put_options_chain", answer, symbol)
+    return await respond("get_put_options_chain", answer, symbol)
 
 
 async def get_stock_price_history(symbol: str, interval: str | None = None, limit: int | None = None) -> str:
@@ -610,7 +396,7 @@ async def get_stock_price_history(symbol: str, interval: str | None = None, limi
         interval: Bar length: "1d" (daily), "1m", "5m" or "15m"; null for "1d".
         limit: How many of the most recent bars to return, 1 to 500; null for 30.
     """
-    return await _respond("get_stock_price_history", _history(symbol, interval, limit), symbol)
+    return await respond("get_stock_price_history", _history(symbol, interval, limit), symbol)
 
 
 async def get_ta_indicators(symbol: str) -> str:
@@ -624,7 +410,7 @@ async def get_ta_indicators(symbol: str) -> str:
     Args:
         symbol: Ticker symbol, e.g. "AAPL".
     """
-    return await _respond("get_ta_indicators", _indicators(symbol), symbol)
+    return await respond("get_ta_indicators", _indicators(symbol), symbol)
 
 
 async def get_market_status_and_date_time() -> str:
@@ -639,7 +425,7 @@ async def get_market_status_and_date_time() -> str:
     (holidays plus unscheduled closures it was told of); otherwise the installed exchange calendar
     answered alone, which does not know unscheduled closures.
     """
-    return await _respond("get_market_status_and_date_time", _market_status())
+    return await respond("get_market_status_and_date_time", _market_status())
 
 
 async def get_stock_data_bundle(
@@ -663,7 +449,7 @@ async def get_stock_data_bundle(
         include_technical: Also return the technical indicators (SMA, EMA, RSI, MACD); null for false.
     """
     answer = _bundle(symbol, include_options, include_technical)
-    return await _respond("get_stock_data_bundle", answer, symbol)
+    return await respond("get_stock_data_bundle", answer, symbol)
 
 
 TOOLS: tuple[Callable[..., Awaitable[str]], ...] = (

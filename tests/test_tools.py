@@ -17,7 +17,7 @@ from agents import Agent, FunctionTool, RunConfig, Runner, ToolCallOutputItem
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tool_context import ToolContext
 
-from agent_tools import function_tools
+from agent_tools import answers, function_tools
 from agent_tools import tools as tools_module
 from agent_tools.tools import (
     TOOL_NAMES,
@@ -874,7 +874,7 @@ async def test_quotes_that_do_not_fit_are_named_with_a_hint(
     reader: Reader, stored_large: list[str], monkeypatch: pytest.MonkeyPatch, tools: dict[str, FunctionTool]
 ) -> None:
     """With a tighter bound, whole quotes are left out, named in `left_out`, and the JSON stays whole."""
-    monkeypatch.setattr(tools_module, "MAX_ANSWER_CHARS", 5_000)
+    monkeypatch.setattr(answers, "MAX_ANSWER_CHARS", 5_000)
     answer = await invoke(tools["get_multiple_stock_quotes"], symbols=stored_large)
     assert len(json.dumps(answer, separators=(",", ":"))) <= 5_000
     kept = list(answer["quotes"])
@@ -894,7 +894,7 @@ async def test_an_answer_no_tool_could_cut_is_an_error_not_cut_json(
     with caplog.at_level(logging.WARNING, logger="agent_tools.tools"):
         answer = await invoke(tools["get_stock_quote"], symbol="AAPL")
     assert set(answer) == {"error"}
-    assert f"over the bound of {tools_module.MAX_ANSWER_CHARS}" in answer["error"]
+    assert f"over the bound of {answers.MAX_ANSWER_CHARS}" in answer["error"]
     assert "tools.answer_too_long tool=get_stock_quote" in caplog.text
 
 
