@@ -1,4 +1,4 @@
-# The marketcache worker (and, under the compose `demo` profile, the emulator).
+# The marketcache worker (and, under the compose `demo` profile, the emulator; `mcp`, the MCP server).
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -11,7 +11,9 @@ COPY pyproject.toml README.md ./
 COPY reader ./reader
 COPY worker ./worker
 COPY emulator ./emulator
-RUN pip install . && mkdir -p /etc/marketcache
+COPY agent_tools ./agent_tools
+# The mcp extra: the compose `mcp` service runs `python -m reader mcp` from this image.
+RUN pip install '.[mcp]' && mkdir -p /etc/marketcache
 COPY config.yaml /etc/marketcache/config.yaml
 
 USER nobody

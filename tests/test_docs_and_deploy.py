@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 
 from devtools.redis_server import find_redis_server, free_port
 from reader import Quote, keys
+from reader.__main__ import _parser as reader_cli_parser
 from tests.support import child_env
 from worker.__main__ import _parser as worker_cli_parser
 from worker.config import load_config
@@ -29,7 +31,7 @@ def _readme_python_blocks() -> list[str]:
 
 def test_readme_reader_example_runs_against_a_populated_cache(redis_url: str) -> None:
     """The README's example prints the cached quotes and reports the miss, as it claims."""
-    example, _agent = _readme_python_blocks()
+    example = _readme_python_blocks()[0]
     assert len([line for line in example.splitlines() if line.strip()]) <= 8
     now = datetime.now(UTC)
     client = redis.Redis.from_url(redis_url)
@@ -126,11 +128,41 @@ def test_compose_scales_the_worker_each_container_checking_its_own() -> None:
 
 
 def test_dockerfile_installs_the_package_and_runs_the_worker_unprivileged() -> None:
-    """The image installs marketcache from pyproject.toml and does not run as root."""
+    """The image installs marketcache from pyproject.toml, with every package it lists and the mcp
+    extra (the compose `mcp` service's), and does not run as root."""
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "pip install ." in dockerfile
+    assert "pip install '.[mcp]'" in dockerfile
     assert "USER nobody" in dockerfile
     assert 'CMD ["python", "-m", "worker", "run"]' in dockerfile
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "mcp" in pyproject["project"]["optional-dependencies"]
+    included = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [pattern.rstrip("*") for pattern in included]
+    copied = re.findall(r"^COPY (\w+) \./(\w+)$", dockerfile, flags=re.MULTILINE)
+    assert sorted(copied) == sorted((package, package) for package in packages)
+
+
+def test_compose_mcp_service_serves_http_as_the_reader_on_loopback_only() -> None:
+    """The `mcp` profile's service: `python -m reader mcp --http` on every interface of its container
+    from the worker's image, as the reader user (it can write no data), published on the host's
+    loopback only (it has no authentication), once Redis is healthy; the README says how to start it."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    mcp = compose["services"]["mcp"]
+    assert mcp["profiles"] == ["mcp"]
+    assert mcp["image"] == compose["services"]["worker"]["image"]
+    assert mcp["build"] == "."
+    command = mcp["command"]
+    assert command[:4] == ["python", "-m", "reader", "mcp"]
+    args = reader_cli_parser().parse_args(command[3:])  # a real subcommand and option
+    assert (args.command, args.http) == ("mcp", ("0.0.0.0", 8000))  # noqa: S104 - inside its container
+    assert mcp["environment"] == {"REDIS_URL": "redis://reader:${REDIS_READER_PASSWORD}@redis:6379/0"}
+    assert mcp["ports"] == ["127.0.0.1:8000:8000"]
+    assert mcp["depends_on"]["redis"]["condition"] == "service_healthy"
+    # The user it logs in as is the ACL's reader: subscribes to the store announcements, writes no data.
+    acl = (REPO / "deploy" / "redis-users.acl").read_text()
+    reader_rules = next(line for line in acl.splitlines() if line.startswith("user reader "))
+    assert "&mc:v1:stored" in reader_rules
+    assert "docker compose --profile mcp up -d" in (REPO / "README.md").read_text()
 
 
 def test_ci_runs_make_test_and_nothing_else() -> None:

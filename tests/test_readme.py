@@ -1,4 +1,5 @@
-"""Every command of the README runs as written, and its agent example runs a whole agent.
+"""Every command of the README runs as written, its agent examples run whole agents (one through
+the MCP server), and its desktop client config starts the MCP server.
 
 The commands are the lines of its `sh` blocks and the inline code that is a whole command
 (`python -m ...`, `make ...`, `docker compose ...`). `HANDLING` says, for each, how it is proven:
@@ -19,16 +20,22 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment
 
+from agent_tools import TOOL_NAMES
+from agent_tools.tools import iso
 from devtools.redis_server import free_port
 from reader import Quote, keys
-from tests.support import RunningEmulator, child_env, process_env, start_shell
+from reader.redis_url import DEFAULT_REDIS_URL
+from tests.support import PRINT_NOW, RunningEmulator, child_env, process_env, start_shell
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -109,6 +116,15 @@ HANDLING: dict[str, Handling] = {
         "a shell assignment; the reader reading REDIS_URL is tests/test_reader_cli.py's"
     ),
     "pip install -e '.[agents]'": NotHere("needs the package index; make test installs the same extra (dev)"),
+    "pip install -e '.[mcp]'": NotHere("needs the package index; make test installs the same extra (dev)"),
+    "pip install -e '.[agents,mcp]'": NotHere("needs the package index; make test installs both (dev)"),
+    "python -m reader mcp": Elsewhere(
+        "tests/test_mcp_stdio.py::"
+        "test_stdio_server_launched_as_a_desktop_client_lists_the_tools_and_answers_from_the_cache"
+    ),  # it serves on stdin and stdout: a client starts it (and test_readme_desktop_config_starts_the_server)
+    "python -m reader mcp --http 127.0.0.1:8000": Elsewhere(
+        "tests/test_mcp_stdio.py::test_http_server_serves_the_tools_and_the_resources_ttl_at_slash_mcp"
+    ),  # on a free port there
     "export OPENAI_API_KEY=...": NotHere(
         "a placeholder; test_readme_agent_example_runs_a_whole_agent sets one"
     ),
@@ -126,6 +142,9 @@ HANDLING: dict[str, Handling] = {
     "python -m worker check-config /tmp/new.yaml && cp /tmp/new.yaml config.yaml": Elsewhere(EDIT_FLOW),
     "docker compose up -d": NotHere("no docker in CI; tests/test_docs_and_deploy.py checks the compose file"),
     "docker compose restart worker": NotHere("no docker in CI"),
+    "docker compose --profile mcp up -d": Elsewhere(
+        "tests/test_docs_and_deploy.py::test_compose_mcp_service_serves_http_as_the_reader_on_loopback_only"
+    ),
     "docker compose up -d --scale worker=3": Elsewhere(
         "tests/test_docs_and_deploy.py::test_compose_scales_the_worker_each_container_checking_its_own"
     ),
@@ -261,7 +280,7 @@ async def test_readme_commands_run_as_written(
 
 class FakeModel:
     """An OpenAI Responses endpoint that asks for `get_stock_quote(AAPL)`, then answers with what
-    the tool returned: the README's agent example runs whole, with no network."""
+    the tool returned: the README's agent examples run whole, with no network."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, object]] = []
@@ -280,6 +299,14 @@ class FakeModel:
             "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "usage": usage,
         }  # fmt: skip
 
+    @staticmethod
+    def _text(output: object) -> str:
+        """A tool's output as the model reads it: a function tool's string, or the text items of an
+        MCP tool's content."""
+        if isinstance(output, list):
+            return "".join(item["text"] for item in output if item.get("type") == "input_text")
+        return str(output)
+
     async def responses(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(body)
@@ -290,7 +317,7 @@ class FakeModel:
                 "name": "get_stock_quote", "arguments": json.dumps({"symbol": "AAPL"}),
             }  # fmt: skip
             return web.json_response(self._response([call]))
-        text = f"AAPL, from the cache: {results[0]['output']}"
+        text = f"AAPL, from the cache: {self._text(results[0]['output'])}"
         message = {
             "type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
             "content": [{"type": "output_text", "text": text, "annotations": []}],
@@ -305,7 +332,7 @@ def _readme_python_blocks() -> list[str]:
 async def test_readme_agent_example_runs_a_whole_agent(redis_url: str) -> None:
     """The README's agent example, as written: the model calls a tool, the tool answers from the
     cache through the example's own Reader, and the final answer is printed."""
-    example = next(block for block in _readme_python_blocks() if "Runner.run" in block)
+    example = next(block for block in _readme_python_blocks() if "function_tools(" in block)
     now = datetime.now(UTC)
     quote = Quote(
         symbol="AAPL", source="tradier", fetched_at=now, fresh_until=now + timedelta(minutes=5), last=231.5
@@ -342,3 +369,87 @@ async def test_readme_agent_example_runs_a_whole_agent(redis_url: str) -> None:
     first = model.requests[0]
     offered = [tool["name"] for tool in first["tools"]]  # type: ignore[union-attr]
     assert offered == ["get_stock_quote", "get_market_status_and_date_time"]
+
+
+async def _served_fake_model(model: FakeModel) -> TestServer:
+    app = web.Application()
+    app.router.add_post("/v1/responses", model.responses)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def _now_of_a_server_launched_by_the_sdk() -> datetime:
+    """What a server the MCP SDK launches reads as now: it gets only the SDK's default environment
+    (PATH, HOME, ...) and what the example passes, so no faked clock of this run (make test-dates)."""
+    env = get_default_environment()
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PRINT_NOW, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await probe.communicate()
+    assert probe.returncode == 0
+    return datetime.fromisoformat(out.decode().strip())
+
+
+@pytest.mark.long(seconds=8)
+async def test_readme_mcp_agent_example_runs_a_whole_agent_through_the_server(redis_url: str) -> None:
+    """The README's Agents SDK example with the MCP server, as written: it launches
+    `python -m reader mcp`, the model calls get_stock_quote through it, and the printed answer is
+    the cached quote with its as_of and stale."""
+    example = next(block for block in _readme_python_blocks() if "MCPServerStdio(" in block)
+    now = await _now_of_a_server_launched_by_the_sdk()
+    quote = Quote(
+        symbol="AAPL", source="tradier", fetched_at=now, fresh_until=now + timedelta(minutes=5), last=231.5
+    )
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.quote("AAPL"), quote.model_dump_json(exclude_none=True))
+    client.close()
+    model = FakeModel()
+    server = await _served_fake_model(model)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", example, cwd=REPO,
+            env=child_env(
+                REDIS_URL=redis_url,
+                OPENAI_API_KEY="sk-test",
+                OPENAI_BASE_URL=str(server.make_url("/v1")),
+                OPENAI_AGENTS_DISABLE_TRACING="1",  # the SDK would export traces to OpenAI
+            ),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        await server.close()
+    assert process.returncode == 0, err.decode()
+    printed = out.decode()
+    assert printed.startswith("AAPL, from the cache: {"), printed
+    answer = json.loads(printed.split(": ", 1)[1])
+    assert (answer["symbol"], answer["last"]) == ("AAPL", 231.5)
+    assert answer["as_of"] == iso(quote.fetched_at)
+    assert answer["stale"] is False
+    offered = [tool["name"] for tool in model.requests[0]["tools"]]  # type: ignore[union-attr]
+    assert offered == list(TOOL_NAMES)  # all nine, from the server
+
+
+def _readme_desktop_config() -> dict[str, Any]:
+    (block,) = re.findall(r"```json\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    config: dict[str, Any] = json.loads(block)
+    return config
+
+
+async def test_readme_desktop_config_starts_the_server(redis_url: str) -> None:
+    """The README's desktop client config is JSON of the `mcpServers` shape whose command, with
+    this venv's python for the placeholder path, starts the server over stdio: it lists the tools."""
+    (name, entry), *others = _readme_desktop_config()["mcpServers"].items()
+    assert (name, others) == ("marketcache", [])
+    assert set(entry) == {"command", "args", "env"}
+    command = Path(entry["command"])
+    assert command.is_absolute()
+    assert command.parts[-3:] == (".venv", "bin", "python")  # the clone's venv, as `make run` builds it
+    assert entry["env"] == {"REDIS_URL": DEFAULT_REDIS_URL}  # where `make run` puts Redis
+    params = StdioServerParameters(
+        command=sys.executable, args=entry["args"], env={**entry["env"], "REDIS_URL": redis_url}, cwd=REPO
+    )
+    async with Client(params, mode="legacy", cache=None) as client:  # a desktop client's handshake
+        tools = (await client.list_tools()).tools
+    assert [tool.name for tool in tools] == list(TOOL_NAMES)
