@@ -24,7 +24,7 @@ Needs the `mcp` extra: `pip install 'marketcache[mcp]'`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +38,7 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 
 from agent_tools import resources
@@ -354,18 +355,44 @@ def _canonical(uri: str) -> str:
     return uri
 
 
-def serve(server: CacheServer, http: tuple[str, int] | None = None) -> None:
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def host_check(allowed_hosts: Sequence[str]) -> TransportSecuritySettings | None:
+    """The HTTP server's Host and Origin check (against DNS rebinding: a web page that a browser
+    sends to this port must not be answered): requests must name a loopback host or one of
+    `allowed_hosts`, any port. None when no host is given: the SDK's default, checking on a
+    loopback bind only."""
+    if not allowed_hosts:
+        return None
+    names = [*LOOPBACK_HOSTS, *allowed_hosts]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:*" for name in names],
+        allowed_origins=[f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")],
+    )
+
+
+def serve(
+    server: CacheServer, http: tuple[str, int] | None = None, allowed_hosts: Sequence[str] = ()
+) -> None:
     """Run `server` until stopped: over stdio (`http` None: what desktop clients launch), else as
-    Streamable HTTP on `http` (host, port), path `/mcp`. Logs go to stderr; stdout is the protocol's."""
+    Streamable HTTP on `http` (host, port), path `/mcp`, answering requests that name a loopback
+    host or one of `allowed_hosts` (`host_check`). Logs go to stderr; stdout is the protocol's."""
     if http is None:
         anyio.run(_serve_stdio, server)
         return
     import uvicorn
 
     host, port = http
-    # The SDK guards a server on a loopback host against DNS rebinding (Host and Origin checked);
-    # on any other host it is meant to be reached by name from elsewhere (a compose network).
-    app = server.server.streamable_http_app(host=host)
+    security = host_check(allowed_hosts)
+    if security is None and host not in LOOPBACK_HOSTS and host != "::1":
+        log.warning(
+            "mcp.host_check_off host=%s: requests naming any host are answered; pass --allow-host NAME "
+            "(the names clients reach this server by) to check the Host and Origin headers",
+            host,
+        )
+    app = server.server.streamable_http_app(host=host, transport_security=security)
     log.info("mcp.http_serving url=http://%s:%d/mcp redis=%s", host, port, redact_url(server.url))
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

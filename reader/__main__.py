@@ -194,6 +194,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common_options(mcp, defaults=False)
     mcp.add_argument("--http", type=_host_port, metavar="HOST:PORT", help="serve Streamable HTTP there")
+    mcp.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --http: a host name clients reach the server by, besides loopback (repeatable); "
+        "requests naming another host are refused (DNS rebinding)",
+    )
     return parser
 
 
@@ -222,7 +230,7 @@ def _mcp(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # stdout is the protocol's over stdio: the server's log lines go to stderr.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    serve(CacheServer(args.url, wait_s=args.wait, timeout_s=args.timeout), args.http)
+    serve(CacheServer(args.url, wait_s=args.wait, timeout_s=args.timeout), args.http, args.allow_host)
     return 0
 
 

@@ -10,12 +10,13 @@ import socket
 import sys
 from datetime import timedelta
 
+import aiohttp
 import pytest
 import redis
 from mcp import Client, StdioServerParameters
 
 from agent_tools import TOOL_NAMES
-from agent_tools.tools import iso
+from agent_tools.answers import iso
 from devtools.redis_server import free_port
 from reader import Quote, keys
 from reader.__main__ import main as reader_main
@@ -100,11 +101,12 @@ async def test_http_server_serves_the_tools_and_the_resources_ttl_at_slash_mcp(
     redis_url: str, clock: ShiftedClock
 ) -> None:
     """`--http 127.0.0.1:PORT` serves Streamable HTTP at /mcp: a 2026-07-28 client lists the tools,
-    calls one, reads the quote with its ttlMs (fresh_until - now), and SIGINT stops the server."""
+    calls one, reads the quote with its ttlMs (fresh_until - now), and SIGINT stops the server. A
+    request naming a host other than loopback and `--allow-host`'s is refused (421: DNS rebinding)."""
     quote = _store_fresh_quote(redis_url, clock)
     port = free_port()
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reader", "mcp", "--http", f"127.0.0.1:{port}",
+        sys.executable, "-m", "reader", "mcp", "--http", f"127.0.0.1:{port}", "--allow-host", "mcp.internal",
         cwd=REPO, env=_server_env(redis_url, clock),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -119,6 +121,14 @@ async def test_http_server_serves_the_tools_and_the_resources_ttl_at_slash_mcp(
             read = await client.read_resource("marketcache://quote/AAPL")
             assert 0 < read.ttl_ms <= 60_000
             assert json.loads(read.contents[0].text)["fresh_until"] == iso(quote.fresh_until)  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as session:
+            statuses = {}
+            for host in ("mcp.internal", "rebound.example"):
+                headers = {"Host": f"{host}:{port}", "Content-Type": "application/json"}
+                async with session.post(f"http://127.0.0.1:{port}/mcp", headers=headers, data="{}") as answer:
+                    statuses[host] = answer.status
+        assert statuses["rebound.example"] == 421
+        assert statuses["mcp.internal"] != 421  # refused for its body, not for its host
     finally:
         if server.returncode is None:
             server.send_signal(signal.SIGINT)
