@@ -23,9 +23,10 @@ Needs the `mcp` extra: `pip install 'marketcache[mcp]'`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,12 @@ def _tool(spec: ToolSpec) -> types.Tool:
         input_schema=dict(spec.parameters),
         annotations=_READ_ONLY,
     )
+
+
+async def _answer(spec: ToolSpec, arguments: Mapping[str, Any] | None, reader: Reader) -> str:
+    """The answer of the tool `spec` to `arguments`, read through `reader`."""
+    use_reader(reader)
+    return await spec.invoke(arguments)
 
 
 def _is_error(answer: str) -> bool:
@@ -222,8 +229,10 @@ class CacheServer:
             raise MCPError(
                 types.INVALID_PARAMS, f"no tool named {params.name!r}: choose from {', '.join(self._specs)}"
             )
-        use_reader(self._read_through())  # this request's context only
-        answer = await spec.invoke(params.arguments)
+        # In a task of its own, so that the reader set is this call's alone: an in-process client
+        # of protocol 2026-07-28 awaits the handler in the caller's task, whose tools read through
+        # a reader of their own.
+        answer = await asyncio.create_task(_answer(spec, params.arguments, self._read_through()))
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=answer)], is_error=_is_error(answer)
         )

@@ -173,6 +173,24 @@ async def test_each_tool_answers_what_its_function_answers(
 
 
 @pytest.mark.parametrize("mode", ERAS)
+async def test_a_tool_call_leaves_the_callers_reader_alone(
+    redis_url: str, clock: FakeClock, mode: str
+) -> None:
+    """The server reads through its own reader for a call, and the caller's tools (in the same
+    process) still read through theirs: here a reader an hour ahead of the server's clock."""
+    later = FakeClock(NOW + timedelta(hours=1))
+    async with Reader(redis_url, clock=later, wait_s=0) as reader, connect(redis_url, mode, clock) as client:
+        use_reader(reader)
+        try:
+            served = await client.call_tool("get_market_status_and_date_time", {})
+            own = json.loads(await plain.get_market_status_and_date_time())
+        finally:
+            use_reader(None)
+    assert json.loads(_text(served))["now_utc"] == "2026-11-24T15:00:00Z"
+    assert own["now_utc"] == "2026-11-24T16:00:00Z"
+
+
+@pytest.mark.parametrize("mode", ERAS)
 async def test_a_bad_tool_call_is_answered_an_error(redis_url: str, clock: FakeClock, mode: str) -> None:
     """An argument a tool does not take, or a required one missing: an error answer naming it;
     an unknown tool: a protocol error naming it and the tools there are."""
