@@ -317,13 +317,14 @@ async def test_ttl_is_what_is_left_of_the_freshness_at_the_servers_clock(
     clock: FakeClock,
     mode: str,
 ) -> None:
-    """25.5 s later the quote has 14.5 s left; 41 s later it is stale and has none."""
+    """31.97 s later the quote has 8.03 s left, to the millisecond; 41 s later it is stale and
+    has none."""
     async with connect(redis_url, mode, clock) as client:
-        clock.advance(25.5)
+        clock.advance(31.97)
         later, later_read = await _read(client, AAPL)
-        clock.advance(15.5)
+        clock.advance(9.03)
         past, past_read = await _read(client, AAPL)
-    assert (later["stale"], later_read.ttl_ms) == (False, 14_500 if mode == "auto" else 0)
+    assert (later["stale"], later_read.ttl_ms) == (False, 8_030 if mode == "auto" else 0)
     assert (past["stale"], past_read.ttl_ms) == (True, 0)
 
 
