@@ -43,6 +43,8 @@ AAPL = resources.quote_uri("AAPL")
 MSFT = resources.quote_uri("MSFT")
 NOTIFIED_WITHIN_S = 1.0
 """The acceptance's bound: a subscriber hears of a stored quote within a second of the store."""
+WAIT_S = 5.0
+"""The longest wait for any other notification (a loaded machine must not fail them)."""
 
 
 @asynccontextmanager
@@ -428,11 +430,11 @@ def notifications() -> Iterator[Notifications]:
 
 
 async def next_uri(
-    source: MemoryObjectReceiveStream[str] | Subscription, started: float
+    source: MemoryObjectReceiveStream[str] | Subscription, started: float, within_s: float = WAIT_S
 ) -> tuple[str, float]:
     """The next URI updated, and the seconds from `started` (time.monotonic) to its arrival; fails
-    if none comes within `NOTIFIED_WITHIN_S` of `started`."""
-    with anyio.fail_after(max(0.0, started + NOTIFIED_WITHIN_S - time.monotonic())):
+    if none comes within `within_s` of `started`."""
+    with anyio.fail_after(max(0.0, started + within_s - time.monotonic())):
         if isinstance(source, Subscription):
             event = await anext(aiter(source))
             assert isinstance(event, ResourceUpdated)
@@ -495,7 +497,9 @@ async def test_a_subscriber_is_told_within_a_second_of_the_worker_storing_a_newe
         before, _ = await _read(client, AAPL)
         await until_announcements_heard(redis_url)
         async with subscribed(client, notifications, AAPL) as updates:
-            uri, arrived_s = await next_uri(updates, await refresh("AAPL"))
+            # From before the refresh (its upstream call included) to the test reading the word:
+            # no shorter than from the store to the word's arrival.
+            uri, arrived_s = await next_uri(updates, await refresh("AAPL"), NOTIFIED_WITHIN_S)
             after, _ = await _read(client, AAPL)
             # MSFT stored, then AAPL: the first word is of AAPL, so none came of MSFT.
             heard_next, _ = await next_uri(updates, await refresh("MSFT", "AAPL"))
