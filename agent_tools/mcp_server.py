@@ -23,8 +23,10 @@ Needs the `mcp` extra: `pip install 'marketcache[mcp]'`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +37,7 @@ import mcp_types as types
 import redis.asyncio
 import redis.exceptions
 from mcp.server import Server
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
@@ -83,6 +86,12 @@ def _tool(spec: ToolSpec) -> types.Tool:
     )
 
 
+async def _answer(spec: ToolSpec, arguments: Mapping[str, Any] | None, reader: Reader) -> str:
+    """The answer of the tool `spec` to `arguments`, read through `reader`."""
+    use_reader(reader)
+    return await spec.invoke(arguments)
+
+
 def _is_error(answer: str) -> bool:
     """Whether a tool's answer is its error (`{"error": ...}` as the whole answer)."""
     return answer.startswith('{"error":')
@@ -90,15 +99,61 @@ def _is_error(answer: str) -> bool:
 
 @dataclass
 class _Subscribers:
-    """Sessions subscribed by `resources/subscribe` (protocol 2025-11-25 and before), by URI."""
+    """Who is told of a resource's update, by its canonical URI (`_canonical`).
 
-    sessions: dict[str, dict[int, ServerSession]] = field(default_factory=dict)
+    `sessions`: the connections subscribed by `resources/subscribe` (protocol 2025-11-25 and
+    before), by the connection's id: a session of it (to send on its standalone channel) and the
+    URIs it subscribed as. `listened`: the URIs the open `subscriptions/listen` streams (2026-07-28)
+    name, as (canonical URI, as named), with how many streams name each. The protocol matches a
+    URI exactly: a client subscribed to `marketcache://quote/aapl` is told of that URI.
+    """
 
-    def add(self, uri: str, session: ServerSession) -> None:
-        self.sessions.setdefault(uri, {})[id(session)] = session
+    sessions: dict[str, dict[int, tuple[ServerSession, frozenset[str]]]] = field(default_factory=dict)
+    listened: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def remove(self, uri: str, session: ServerSession) -> None:
-        self.sessions.get(uri, {}).pop(id(session), None)
+    def add(self, uri: str, ctx: ServerRequestContext[Any]) -> None:
+        canonical, connection = _canonical(uri), _connection(ctx)
+        by_connection = self.sessions.setdefault(canonical, {})
+        if id(connection) not in by_connection:
+            # A client that goes away without unsubscribing is dropped when its connection closes.
+            connection.exit_stack.callback(self.drop, canonical, id(connection))
+        _, named = by_connection.get(id(connection), (ctx.session, frozenset[str]()))
+        by_connection[id(connection)] = (ctx.session, named | {uri})
+
+    def remove(self, uri: str, ctx: ServerRequestContext[Any]) -> None:
+        """End the connection's subscription to the resource `uri` names, in whatever spelling."""
+        self.drop(_canonical(uri), id(_connection(ctx)))
+
+    def drop(self, canonical: str, connection_id: int) -> None:
+        by_connection = self.sessions.get(canonical, {})
+        by_connection.pop(connection_id, None)
+        if not by_connection:
+            self.sessions.pop(canonical, None)
+
+    def listen(self, uris: Sequence[str]) -> list[tuple[str, str]]:
+        named = [(_canonical(uri), uri) for uri in uris]
+        self.listened.update(named)
+        return named
+
+    def unlisten(self, named: list[tuple[str, str]]) -> None:
+        self.listened.subtract(named)
+        for pair in named:
+            if self.listened[pair] <= 0:
+                del self.listened[pair]
+
+    def subscribed(self) -> set[str]:
+        """The canonical URIs someone is subscribed to, in either era."""
+        return set(self.sessions) | {canonical for canonical, _ in self.listened}
+
+    def listened_as(self, canonical: str) -> list[str]:
+        """The other spellings of `canonical` that open listen streams name."""
+        return sorted({uri for c, uri in self.listened if c == canonical and uri != canonical})
+
+
+def _connection(ctx: ServerRequestContext[Any]) -> Connection:
+    """The connection a request came on: `ctx.session` is made anew for each request, so it cannot
+    tell two requests of one client apart from two clients (mcp 2.3 has no public accessor)."""
+    return ctx.session._connection
 
 
 class CacheServer:
@@ -122,6 +177,7 @@ class CacheServer:
         self._wait_s = wait_s
         self._timeout_s = timeout_s
         self._bus = InMemorySubscriptionBus()
+        self._listen_handler = ListenHandler(self._bus)
         self._subscribers = _Subscribers()
         self._reader: Reader | None = None
         self._redis: redis.asyncio.Redis | None = None
@@ -138,7 +194,7 @@ class CacheServer:
             on_read_resource=self._read_resource,
             on_subscribe_resource=self._subscribe,
             on_unsubscribe_resource=self._unsubscribe,
-            on_subscriptions_listen=ListenHandler(self._bus),
+            on_subscriptions_listen=self._listen_stream,
         )
 
     @asynccontextmanager
@@ -179,8 +235,10 @@ class CacheServer:
             raise MCPError(
                 types.INVALID_PARAMS, f"no tool named {params.name!r}: choose from {', '.join(self._specs)}"
             )
-        use_reader(self._read_through())  # this request's context only
-        answer = await spec.invoke(params.arguments)
+        # In a task of its own, so that the reader set is this call's alone: an in-process client
+        # of protocol 2026-07-28 awaits the handler in the caller's task, whose tools read through
+        # a reader of their own.
+        answer = await asyncio.create_task(_answer(spec, params.arguments, self._read_through()))
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=answer)], is_error=_is_error(answer)
         )
@@ -267,23 +325,37 @@ class CacheServer:
     async def _subscribe(
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
-        self._subscribers.add(_canonical(str(params.uri)), ctx.session)
+        self._subscribers.add(str(params.uri), ctx)
         return types.EmptyResult()
 
     async def _unsubscribe(
         self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
     ) -> types.EmptyResult:
-        self._subscribers.remove(_canonical(str(params.uri)), ctx.session)
+        self._subscribers.remove(str(params.uri), ctx)
         return types.EmptyResult()
 
+    async def _listen_stream(
+        self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """A `subscriptions/listen` stream (2026-07-28), whose resource URIs are remembered while it
+        is open: those in another spelling than the canonical one are told of by that spelling."""
+        named = self._subscribers.listen(params.notifications.resource_subscriptions or ())
+        try:
+            return await self._listen_handler(ctx, params)
+        finally:
+            self._subscribers.unlisten(named)
+
     async def updated(self, uri: str) -> None:
-        """Tell every subscriber of `uri` (both protocol eras) that it has a newer value."""
-        await self._bus.publish(ResourceUpdated(uri=uri))
-        for key, session in list(self._subscribers.sessions.get(uri, {}).items()):
+        """Tell every subscriber of the resource `uri` (canonical: `_canonical`), in both protocol
+        eras, that it has a newer value, by the URI each subscribed to."""
+        for named in (uri, *self._subscribers.listened_as(uri)):
+            await self._bus.publish(ResourceUpdated(uri=named))
+        for key, (session, spellings) in list(self._subscribers.sessions.get(uri, {}).items()):
             try:
-                await session.send_resource_updated(uri)
+                for named in sorted(spellings):
+                    await session.send_resource_updated(named)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._subscribers.sessions.get(uri, {}).pop(key, None)  # that client went away
+                self._subscribers.drop(uri, key)  # that client went away
 
     async def _tell_phase_changes(self, reader: Reader) -> None:
         """Tell the market status's subscribers when it says something new: the phase changed (by
@@ -312,7 +384,7 @@ class CacheServer:
                     await pubsub.subscribe(keys.STORED)
                     if lost:
                         log.info("mcp.announcements_back url=%s", redact_url(self.url))
-                        for uri in list(self._subscribers.sessions):
+                        for uri in sorted(self._subscribers.subscribed()):
                             await self.updated(uri)
                         lost = False
                     while True:

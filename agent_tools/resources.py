@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from agent_tools.answers import CHAIN_STRIKES, bounded_json, chain_fields, iso, quote_fields, status_fields
@@ -57,7 +57,8 @@ class ResourceAnswer:
 
 
 def _ttl_ms(fresh_until: datetime, now: datetime) -> int:
-    return max(0, int((fresh_until - now).total_seconds() * 1000))
+    # Integer division: through float seconds, 8.03 s would come out 8029 ms.
+    return max(0, (fresh_until - now) // timedelta(milliseconds=1))
 
 
 def _with_fresh_until(data: dict[str, Any], fresh_until: datetime) -> dict[str, Any]:

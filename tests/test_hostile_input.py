@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import redis
 
-from reader import InvalidRequest, InvalidSymbol, Reader, ReaderError, SyncReader, keys, tools
+from agent_tools import function_tools, tools
+from reader import InvalidRequest, InvalidSymbol, Reader, ReaderError, SyncReader, keys
 from reader import __main__ as cli
 from reader.calendar import MarketCalendar
 from tests.conftest import StartWorker
@@ -628,7 +629,7 @@ async def test_tools_called_through_the_sdk_answer_a_hostile_symbol_with_an_erro
     from agents.tool_context import ToolContext
 
     reset_command_calls(redis_url)
-    for tool in tools.function_tools():
+    for tool in function_tools():
         if tool.name == "get_market_status_and_date_time":
             continue
         arguments = {"symbols": [value]} if tool.name == "get_multiple_stock_quotes" else {"symbol": value}

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import redis
 
-from reader import Reader, SyncReader, keys, tools
+from agent_tools import tools
+from reader import Reader, SyncReader, keys
 from reader.calendar import EXCHANGE_TZ, MarketCalendar
 from reader.clock import ShiftedClock
 from reader.market_status import UNREADABLE, StatusTeller

@@ -15,8 +15,9 @@ from datetime import date, datetime, timedelta
 import aiohttp
 import pytest
 
+from agent_tools import tools
 from emulator.market import INDICES as SIMULATED_INDICES
-from reader import Quote, Reader, UnknownSymbol, tools
+from reader import Quote, Reader, UnknownSymbol
 from reader.__main__ import main
 from reader.calendar import EXCHANGE_TZ
 from reader.symbols import INDICES
