@@ -25,35 +25,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import anyio
 import mcp_types as types
 import redis.asyncio
 import redis.exceptions
 from mcp.server import Server
-from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
-from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 
 from agent_tools import resources
 from agent_tools.catalog import SPECS, ToolSpec
+from agent_tools.resources import canonical_uri
+from agent_tools.subscriptions import Subscribers
 from agent_tools.tools import UNAVAILABLE, use_reader
 from reader import __version__, keys
 from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, Reader, redis_options
 from reader.clock import Clock, utc_now
-from reader.errors import InvalidSymbol, ReaderError
+from reader.errors import ReaderError
 from reader.models import MarketStatus
 from reader.redis_url import redact_url, resolve_url
-from reader.symbols import normalize_symbol
 from reader.telemetry import PublishedPlan
 
 __all__ = ["CacheServer"]
@@ -97,65 +93,6 @@ def _is_error(answer: str) -> bool:
     return answer.startswith('{"error":')
 
 
-@dataclass
-class _Subscribers:
-    """Who is told of a resource's update, by its canonical URI (`_canonical`).
-
-    `sessions`: the connections subscribed by `resources/subscribe` (protocol 2025-11-25 and
-    before), by the connection's id: a session of it (to send on its standalone channel) and the
-    URIs it subscribed as. `listened`: the URIs the open `subscriptions/listen` streams (2026-07-28)
-    name, as (canonical URI, as named), with how many streams name each. The protocol matches a
-    URI exactly: a client subscribed to `marketcache://quote/aapl` is told of that URI.
-    """
-
-    sessions: dict[str, dict[int, tuple[ServerSession, frozenset[str]]]] = field(default_factory=dict)
-    listened: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def add(self, uri: str, ctx: ServerRequestContext[Any]) -> None:
-        canonical, connection = _canonical(uri), _connection(ctx)
-        by_connection = self.sessions.setdefault(canonical, {})
-        if id(connection) not in by_connection:
-            # A client that goes away without unsubscribing is dropped when its connection closes.
-            connection.exit_stack.callback(self.drop, canonical, id(connection))
-        _, named = by_connection.get(id(connection), (ctx.session, frozenset[str]()))
-        by_connection[id(connection)] = (ctx.session, named | {uri})
-
-    def remove(self, uri: str, ctx: ServerRequestContext[Any]) -> None:
-        """End the connection's subscription to the resource `uri` names, in whatever spelling."""
-        self.drop(_canonical(uri), id(_connection(ctx)))
-
-    def drop(self, canonical: str, connection_id: int) -> None:
-        by_connection = self.sessions.get(canonical, {})
-        by_connection.pop(connection_id, None)
-        if not by_connection:
-            self.sessions.pop(canonical, None)
-
-    def listen(self, uris: Sequence[str]) -> list[tuple[str, str]]:
-        named = [(_canonical(uri), uri) for uri in uris]
-        self.listened.update(named)
-        return named
-
-    def unlisten(self, named: list[tuple[str, str]]) -> None:
-        self.listened.subtract(named)
-        for pair in named:
-            if self.listened[pair] <= 0:
-                del self.listened[pair]
-
-    def subscribed(self) -> set[str]:
-        """The canonical URIs someone is subscribed to, in either era."""
-        return set(self.sessions) | {canonical for canonical, _ in self.listened}
-
-    def listened_as(self, canonical: str) -> list[str]:
-        """The other spellings of `canonical` that open listen streams name."""
-        return sorted({uri for c, uri in self.listened if c == canonical and uri != canonical})
-
-
-def _connection(ctx: ServerRequestContext[Any]) -> Connection:
-    """The connection a request came on: `ctx.session` is made anew for each request, so it cannot
-    tell two requests of one client apart from two clients (mcp 2.3 has no public accessor)."""
-    return ctx.session._connection
-
-
 class CacheServer:
     """The MCP server over the cache (see the module's docstring).
 
@@ -178,7 +115,7 @@ class CacheServer:
         self._timeout_s = timeout_s
         self._bus = InMemorySubscriptionBus()
         self._listen_handler = ListenHandler(self._bus)
-        self._subscribers = _Subscribers()
+        self._subscribers = Subscribers()
         self._reader: Reader | None = None
         self._redis: redis.asyncio.Redis | None = None
         self._specs = {s.name: s for s in SPECS}
@@ -310,7 +247,7 @@ class CacheServer:
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
         try:
-            answer = await resources.read(self._read_through(), _canonical(uri), self._clock())
+            answer = await resources.read(self._read_through(), canonical_uri(uri), self._clock())
         except ReaderError as e:
             raise MCPError(types.INVALID_PARAMS, str(e)) from e
         except redis.exceptions.RedisError as e:
@@ -412,19 +349,6 @@ def _moved(before: MarketStatus, after: MarketStatus) -> bool:
     """Whether the market status says something else than before, apart from its time."""
     ignore = {"at"}
     return before.model_dump(exclude=ignore) != after.model_dump(exclude=ignore)
-
-
-def _canonical(uri: str) -> str:
-    """`uri` with its symbol in the cache's form (`marketcache://quote/brk%2Fb` names BRK.B's quote),
-    so that a subscription and the store announcement meet; other URIs as given."""
-    for prefix in (resources.SCHEME + "quote/", resources.SCHEME + "chain/"):
-        if uri.startswith(prefix):
-            symbol, slash, rest = uri[len(prefix) :].partition("/")
-            try:
-                return prefix + normalize_symbol(unquote(symbol)) + slash + rest
-            except InvalidSymbol:
-                return uri
-    return uri
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")

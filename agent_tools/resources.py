@@ -19,12 +19,13 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from agent_tools.answers import CHAIN_STRIKES, bounded_json, chain_fields, iso, quote_fields, status_fields
 from reader import keys
 from reader.client import Reader
-from reader.errors import InvalidRequest
-from reader.symbols import shown
+from reader.errors import InvalidRequest, InvalidSymbol
+from reader.symbols import normalize_symbol, shown
 
 SCHEME = "marketcache://"
 QUOTE = SCHEME + "quote/{symbol}"
@@ -128,3 +129,16 @@ def stored_keys(message: bytes | str) -> list[str]:
     except ValueError:
         return []
     return [k for k in named if isinstance(k, str)] if isinstance(named, list) else []
+
+
+def canonical_uri(uri: str) -> str:
+    """`uri` with its symbol in the cache's form (`marketcache://quote/brk%2Fb` names BRK.B's quote),
+    so that a subscription and the store announcement meet; other URIs as given."""
+    for prefix in (SCHEME + "quote/", SCHEME + "chain/"):
+        if uri.startswith(prefix):
+            symbol, slash, rest = uri[len(prefix) :].partition("/")
+            try:
+                return prefix + normalize_symbol(unquote(symbol)) + slash + rest
+            except InvalidSymbol:
+                return uri
+    return uri
