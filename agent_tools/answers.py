@@ -34,6 +34,23 @@ BUNDLE_STRIKES = 3
 """Strikes per expiration in a bundle (the call and the put of each): the ones nearest the money."""
 
 UNAVAILABLE = "the market data cache is unavailable right now; try again in a minute"
+MISCONFIGURED = (
+    "the market data cache refuses this tool's Redis login or commands (a setup problem: asking "
+    "again will not help; tell the user to check REDIS_URL's user and password)"
+)
+
+
+def redis_trouble(where: str, error: redis.exceptions.RedisError) -> str:
+    """What to tell a model of a Redis error, logged once here: `MISCONFIGURED` for a refused login
+    or command (a wrong password, a user without the right; logged at ERROR: only a person can
+    fix it), else `UNAVAILABLE` (out of reach, silent, out of memory: it passes). A redis-py
+    error's message names host and port at most, never a password."""
+    if isinstance(error, redis.exceptions.AuthenticationError | redis.exceptions.NoPermissionError):
+        logger.error("tools.cache_refused %s error=%s: %s", where, type(error).__name__, error)
+        return MISCONFIGURED
+    logger.warning("tools.cache_unavailable %s error=%s: %s", where, type(error).__name__, error)
+    return UNAVAILABLE
+
 
 # Envelope fields replaced by `as_of` and `stale`, and quote fields of no use to a model.
 ENVELOPE = ("source", "fetched_at", "fresh_until", "age_s", "stale")
@@ -71,17 +88,14 @@ def bounded_json(tool: str, answer: dict[str, Any]) -> str:
 
 
 async def respond(tool: str, answer: Awaitable[dict[str, Any]], symbol: object = None) -> str:
-    """`answer` as compact JSON, within `MAX_ANSWER_CHARS`; a reader error, or Redis out of reach,
-    as `{"error": ...}`."""
+    """`answer` as compact JSON, within `MAX_ANSWER_CHARS`; a reader error, or a Redis error
+    (`redis_trouble`), as `{"error": ...}`."""
     try:
         return bounded_json(tool, await answer)
     except ReaderError as e:
         return dumps(error_fields(e, symbol))
     except redis.exceptions.RedisError as e:
-        # Out of reach, or refusing (a permission, memory): the model can only try later. The
-        # message of a redis-py error names host and port at most, never a password.
-        logger.warning("tools.cache_unavailable tool=%s error=%s: %s", tool, type(e).__name__, e)
-        return dumps({"error": UNAVAILABLE})
+        return dumps({"error": redis_trouble(f"tool={tool}", e)})
 
 
 def iso(value: datetime) -> str:

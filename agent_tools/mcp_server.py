@@ -15,7 +15,8 @@
 
 It reads Redis through a `reader.Reader` and its own connection for the announcements, both as
 the user of `url` (`REDIS_URL`): run it as the reader's Redis user, which can write no data.
-Redis out of reach is a tool error (`agent_tools.tools.UNAVAILABLE`) or a resource read error;
+Redis out of reach is a tool error (`agent_tools.answers.UNAVAILABLE`, or `MISCONFIGURED` for a
+refused login) or a resource read error;
 the server keeps running and listens again once Redis is back.
 
 Needs the `mcp` extra: `pip install 'marketcache[mcp]'`.
@@ -40,14 +41,14 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 
 from agent_tools import resources
+from agent_tools.answers import redis_trouble
 from agent_tools.catalog import SPECS, ToolSpec
-from agent_tools.resources import canonical_uri
 from agent_tools.subscriptions import Subscribers
-from agent_tools.tools import UNAVAILABLE, use_reader
+from agent_tools.tools import use_reader
 from reader import __version__, keys
 from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, Reader, redis_options
 from reader.clock import Clock, utc_now
-from reader.errors import ReaderError
+from reader.errors import NotCached, ReaderError
 from reader.models import MarketStatus
 from reader.redis_url import redact_url, resolve_url
 from reader.telemetry import PublishedPlan
@@ -62,6 +63,10 @@ INSTRUCTIONS = (
     "cache that a worker keeps fresh. Every answer says when its data was fetched (as_of) and whether "
     "it is stale. When an answer says a fetch is queued, ask again in a few seconds."
 )
+NOT_CACHED_YET = -32010
+"""The error code of a resource read that missed and queued a fetch: read again in a few seconds (an
+implementation-defined code, -32000 to -32019 in the 2026-07-28 allocation)."""
+
 RETRY_S = 1.0
 """How long the announcement listener waits before it connects again after losing Redis."""
 
@@ -206,13 +211,15 @@ class CacheServer:
         return types.ListResourcesResult(resources=listed)
 
     async def _watchlist(self) -> tuple[str, ...]:
-        """The watchlist of the plan the worker published (none before a worker started)."""
+        """The watchlist of the plan the worker published (none before a worker started, or while
+        Redis cannot be read)."""
         if self._redis is None:
             raise MCPError(types.INTERNAL_ERROR, "the marketcache server is not running")
         try:
             raw = await self._redis.get(keys.PLAN)
         except redis.exceptions.RedisError as e:
-            raise MCPError(types.INTERNAL_ERROR, UNAVAILABLE) from e
+            redis_trouble("resources/list", e)
+            return ()  # the market status is still listed
         if raw is None:
             return ()
         try:
@@ -247,12 +254,13 @@ class CacheServer:
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
         try:
-            answer = await resources.read(self._read_through(), canonical_uri(uri), self._clock())
-        except ReaderError as e:
+            answer = await resources.read(self._read_through(), uri, self._clock())
+        except NotCached as e:  # a fetch is queued: read again shortly
+            raise MCPError(NOT_CACHED_YET, str(e)) from e
+        except ReaderError as e:  # no such resource or symbol (the 2026-07-28 code for a missing resource)
             raise MCPError(types.INVALID_PARAMS, str(e)) from e
         except redis.exceptions.RedisError as e:
-            log.warning("mcp.cache_unavailable uri=%s error=%s: %s", uri, type(e).__name__, e)
-            raise MCPError(types.INTERNAL_ERROR, UNAVAILABLE) from e
+            raise MCPError(types.INTERNAL_ERROR, redis_trouble(f"uri={uri}", e)) from e
         contents = types.TextResourceContents(uri=uri, mime_type="application/json", text=answer.text)
         # The market data is the same for every client: any cache may share it.
         return types.ReadResourceResult(contents=[contents], ttl_ms=answer.ttl_ms, cache_scope="public")
@@ -262,6 +270,8 @@ class CacheServer:
     async def _subscribe(
         self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
     ) -> types.EmptyResult:
+        if not resources.is_resource(str(params.uri)):
+            raise MCPError(types.INVALID_PARAMS, str(resources.UnknownResource(str(params.uri))))
         self._subscribers.add(str(params.uri), ctx)
         return types.EmptyResult()
 
@@ -361,10 +371,11 @@ def host_check(allowed_hosts: Sequence[str]) -> TransportSecuritySettings | None
     loopback bind only."""
     if not allowed_hosts:
         return None
-    names = [*LOOPBACK_HOSTS, *allowed_hosts]
+    names = list(dict.fromkeys([*LOOPBACK_HOSTS, *allowed_hosts, *(h.lower() for h in allowed_hosts)]))
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{name}:*" for name in names],
+        # With its port, or bare: a client on port 80, or behind a proxy, names no port.
+        allowed_hosts=[*names, *(f"{name}:*" for name in names)],
         allowed_origins=[f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")],
     )
 
@@ -389,7 +400,8 @@ def serve(
             host,
         )
     app = server.server.streamable_http_app(host=host, transport_security=security)
-    log.info("mcp.http_serving url=http://%s:%d/mcp redis=%s", host, port, redact_url(server.url))
+    shown = f"[{host}]" if ":" in host else host
+    log.info("mcp.http_serving url=http://%s:%d/mcp redis=%s", shown, port, redact_url(server.url))
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -4,12 +4,15 @@ write of the worker updates.
 - `marketcache://quote/{symbol}`: the quote of a stock, ETF, index or OCC option symbol.
 - `marketcache://chain/{symbol}/{expiration}`: one option chain (both sides), the strikes nearest
   the money, as `get_call_options_chain` cuts them (`CHAIN_STRIKES`).
-- `marketcache://market/status`: the exchange's phase, today's session and the next open and close.
+- `marketcache://market/status`: the exchange's phase, today's session and the next open and close
+  (the tool's answer less its `now_*` times: `as_of` is when it was computed).
 
 A read answers the JSON of the matching tool (the same fields, `as_of` and `stale`), with
 `fresh_until` (UTC) added, and a `ttl_ms` for the protocol's cache hint: how long the answer may
 be reused, `fresh_until - now` in milliseconds, 0 when stale. The market status is computed at
-the read (`as_of` is then), and holds until the phase changes (`fresh_until`).
+the read (`as_of` is then), and holds until the phase changes or the New York date does
+(`fresh_until`); told without the worker's calendar because Redis could not be read, its
+`ttl_ms` is 0.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import unquote
 
 from agent_tools.answers import CHAIN_STRIKES, bounded_json, chain_fields, iso, quote_fields, status_fields
 from reader import keys
+from reader.calendar import EXCHANGE_TZ
 from reader.client import Reader
 from reader.errors import InvalidRequest, InvalidSymbol
+from reader.models import MarketStatus
 from reader.symbols import normalize_symbol, shown
 
 SCHEME = "marketcache://"
@@ -73,6 +78,14 @@ def _with_fresh_until(data: dict[str, Any], fresh_until: datetime) -> dict[str, 
     return out
 
 
+def status_fresh_until(status: MarketStatus) -> datetime:
+    """Until when a market status answer holds: the next change of phase, or the next midnight in
+    New York (today's `session` and `weekday` change then), whichever comes first."""
+    local = status.at.astimezone(EXCHANGE_TZ)
+    midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=EXCHANGE_TZ)
+    return min(status.phase_until, midnight.astimezone(UTC))
+
+
 async def read(reader: Reader, uri: str, now: datetime) -> ResourceAnswer:
     """Read the resource `uri` through `reader` (a miss enqueues a fetch and waits `reader.wait_s`).
 
@@ -80,12 +93,18 @@ async def read(reader: Reader, uri: str, now: datetime) -> ResourceAnswer:
     raised (an unknown symbol, a fetch queued: its message says what to do), or a
     `redis.RedisError` when Redis is out of reach.
     """
+    named, uri = uri, canonical_uri(uri)
     if uri == MARKET_STATUS:
         status = await reader.market_status()
-        data = {"as_of": iso(status.at), "stale": False, **status_fields(status)}
+        fresh_until = status_fresh_until(status)
+        # Not the tool's `now_utc`/`now_new_york`: an answer reused until `fresh_until` would give
+        # a time long past. `as_of` says when it was computed.
+        data = {k: v for k, v in status_fields(status).items() if not k.startswith("now_")}
+        data = _with_fresh_until({"as_of": iso(status.at), "stale": False, **data}, fresh_until)
+        # Told by the installed calendar because Redis could not be read: not to be reused.
+        trusted = status.calendar != "installed-redis-unreadable"
         return ResourceAnswer(
-            bounded_json("market status", _with_fresh_until(data, status.phase_until)),
-            _ttl_ms(status.phase_until, now),
+            bounded_json("market status", data), _ttl_ms(fresh_until, now) if trusted else 0
         )
     quote = _QUOTE.match(uri)
     if quote:
@@ -100,7 +119,23 @@ async def read(reader: Reader, uri: str, now: datetime) -> ResourceAnswer:
         data = _with_fresh_until(chain_fields(found, found.contracts, CHAIN_STRIKES), found.fresh_until)
         ttl_ms = 0 if found.stale else _ttl_ms(found.fresh_until, now)
         return ResourceAnswer(bounded_json("chain", data), ttl_ms)
-    raise UnknownResource(uri)
+    raise UnknownResource(named)
+
+
+def is_resource(uri: str) -> bool:
+    """Whether `uri` names a resource of this server: its form, and a symbol of a ticker's form
+    (whether the upstream knows it is not looked up)."""
+    canonical = canonical_uri(uri)
+    if canonical == MARKET_STATUS:
+        return True
+    found = _QUOTE.match(canonical) or _CHAIN.match(canonical)
+    if found is None:
+        return False
+    try:
+        normalize_symbol(found["symbol"])
+    except InvalidSymbol:
+        return False
+    return True
 
 
 def quote_uri(symbol: str) -> str:

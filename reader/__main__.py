@@ -24,7 +24,7 @@ from reader._results import MAX_WAIT_S, Bundle, check_wait_s
 from reader.client import DEFAULT_TIMEOUT_S, DEFAULT_WAIT_S, SyncReader
 from reader.errors import InvalidRequest, InvalidSymbol, NoData, NotCached, ReaderError, UnknownSymbol
 from reader.models import CachedItem
-from reader.redis_url import redact_url
+from reader.redis_url import redact_url, resolve_url, url_problem
 from reader.symbols import normalize_symbol, shown
 
 EXIT_MISSING = 1
@@ -217,6 +217,11 @@ def _host_port(value: str) -> tuple[str, int]:
 
 def _mcp(args: argparse.Namespace) -> int:
     """`python -m reader mcp`: the one subcommand that imports the agent layer (`agent_tools`)."""
+    if args.allow_host and args.http is None:
+        print(
+            "error: --allow-host names hosts of the HTTP server: pass --http HOST:PORT too", file=sys.stderr
+        )
+        return EXIT_USAGE
     try:
         from agent_tools.mcp_server import CacheServer, serve
     except ImportError as e:
@@ -236,6 +241,10 @@ def _mcp(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    problem = url_problem(resolve_url(args.url))
+    if problem is not None:
+        print(f"error: {problem}; set --url or REDIS_URL", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "mcp":
         return _mcp(args)
     try:

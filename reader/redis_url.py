@@ -13,6 +13,21 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
+SCHEMES = ("redis", "rediss", "unix")
+"""The URL schemes redis-py connects by."""
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with the Redis URL `url` (redacted in the message), or None if it has a
+    scheme redis-py connects by; checked before connecting, where redis-py would raise a traceback."""
+    if urlsplit(url).scheme in SCHEMES:
+        return None
+    return (
+        f"{redact_url(url)!r} is not a Redis URL: expected {', '.join(s + '://' for s in SCHEMES)}..., "
+        "e.g. redis://localhost:6379/0"
+    )
+
+
 def redact_url(url: str) -> str:
     """`url` with any password replaced by `***`, for reprs and messages."""
     parts = urlsplit(url)

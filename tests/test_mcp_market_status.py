@@ -64,3 +64,23 @@ async def test_a_status_subscriber_is_told_when_the_session_closes(
         status = json.loads(after.contents[0].text)
         assert (status["phase"], status["fresh_until"]) == ("post", "2026-11-25T01:00:00Z")
         assert after.ttl_ms == int(timedelta(hours=4, seconds=-1).total_seconds() * 1000)
+
+
+async def test_a_status_read_after_hours_is_fresh_until_midnight_not_the_next_pre_market(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """At 21:00 ET the phase holds until 04:00, but today's session and weekday change at midnight:
+    the status is fresh until midnight New York time, and says no time of now but `as_of`."""
+    clock.now = clock.now.replace(hour=2, minute=0)  # 21:00 ET on Monday 2026-11-23
+    server = CacheServer(redis_url, clock=clock, wait_s=0)
+    async with Client(server.server, cache=None) as client:
+        read = await client.read_resource(MARKET_STATUS)
+    status = json.loads(read.contents[0].text)
+    assert (status["phase"], status["weekday"], status["session"]["date"]) == (
+        "closed",
+        "Monday",
+        "2026-11-23",
+    )
+    assert (status["as_of"], status["fresh_until"]) == ("2026-11-24T02:00:00Z", "2026-11-24T05:00:00Z")
+    assert read.ttl_ms == 3 * 3600 * 1000
+    assert not [name for name in status if name.startswith("now_")]

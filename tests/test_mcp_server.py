@@ -6,6 +6,7 @@ and subscriptions told of the worker's stores; each through both protocol eras t
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -25,13 +26,14 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from agent_tools import SPECS, TOOL_NAMES, function_tools, mcp_server, resources, use_reader
 from agent_tools import tools as plain
+from agent_tools.answers import MISCONFIGURED
 from agent_tools.mcp_server import CacheServer
 from devtools.redis_server import RedisServer, free_port
 from reader import Quote, Reader, keys
 from reader.ondemand import Unknown
 from reader.telemetry import PublishedPlan
 from tests.support import FakeClock, RunningEmulator, make_config
-from tests.test_acl import acl_urls  # noqa: F401  (a fixture: the reader's and the worker's ACL users)
+from tests.test_acl import PASSWORDS, acl_urls  # noqa: F401  (a fixture: the reader's and the worker's ACL users)
 from tests.test_tools import NEAREST, NOW, stored  # noqa: F401  (a fixture: AAPL's datasets, MSFT stale)
 from worker.config import Secrets
 from worker.runtime import Runtime
@@ -297,11 +299,14 @@ async def test_a_resource_read_says_its_freshness(
     assert len(chain["contracts"]) == 60
     assert chain["left_out"] == calls_tool["left_out"] | {"contracts": 20}
 
-    # The market status: now, and fresh until the phase changes (the close, 16:00 ET).
+    # The market status: as of now, fresh until the phase changes (the close, 16:00 ET); the tool's
+    # answer less its times of now (a reused answer would tell a time long past).
     assert (status["as_of"], status["stale"], status["fresh_until"]) == (
         "2026-11-24T15:00:00Z", False, "2026-11-24T21:00:00Z",
     )  # fmt: skip
-    assert _without(status, "as_of", "stale", "fresh_until") == status_tool
+    assert _without(status, "as_of", "stale", "fresh_until") == _without(
+        status_tool, "now_utc", "now_new_york"
+    )
 
     ttl_ms = [r.ttl_ms for r in (quote_read, stale_read, chain_read, status_read)]
     if modern:
@@ -350,7 +355,42 @@ async def test_an_unknown_resource_or_symbol_is_an_error_naming_it(
             MCPError, match="no option chain cached for 'AAPL': no chain cached for expiration 2026-11-27"
         ):
             await client.read_resource(resources.chain_uri("AAPL", NEAREST))
+        # The URI as the client sent it, not as the server read it (BRK's class share, upper-cased).
+        with pytest.raises(MCPError, match="uri='marketcache://quote/brk/b' is not valid"):
+            await client.read_resource("marketcache://quote/brk/b")
+        with pytest.raises(MCPError, match="fetch") as queued:  # a miss, no worker: not yet cached
+            await client.read_resource("marketcache://quote/IBM")
+        if mode == "legacy":  # resources/subscribe: only to a resource
+            for uri in ("marketcache://bogus", "marketcache://quote/NOPE!!"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", MCPDeprecationWarning)
+                    with pytest.raises(MCPError, match=f"uri='{re.escape(uri)}' is not valid"):
+                        await client.subscribe_resource(uri)
     assert not_known.value.error.code == types.INVALID_PARAMS
+    assert queued.value.error.code == mcp_server.NOT_CACHED_YET
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_refused_redis_login_is_a_setup_error_not_an_outage(
+    acl_urls: dict[str, str],  # noqa: F811
+    clock: FakeClock,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong password: the tools answer that asking again will not help (the user must fix
+    REDIS_URL), not "try again in a minute"; a read says the same; the log has it at ERROR."""
+    wrong = acl_urls["reader"].replace(PASSWORDS["reader"], "not-the-password")
+    async with connect(wrong, mode, clock) as client:
+        answer = await client.call_tool("get_stock_quote", {"symbol": "AAPL"})
+        with pytest.raises(MCPError) as read_error:
+            await client.read_resource(AAPL)
+    assert (answer.is_error, json.loads(_text(answer))) == (True, {"error": MISCONFIGURED})
+    assert read_error.value.error.message == MISCONFIGURED
+    assert "check REDIS_URL's user and password" in MISCONFIGURED
+    refused = [r for r in caplog.records if "cache_refused" in r.getMessage()]
+    assert refused
+    assert {r.levelname for r in refused} == {"ERROR"}
+    assert "not-the-password" not in caplog.text
 
 
 # Redis out of reach.
@@ -374,9 +414,9 @@ async def test_redis_out_of_reach_is_an_error_answer_until_it_is_back(
         down = await client.call_tool("get_stock_quote", {"symbol": "AAPL"})
         with pytest.raises(MCPError, match=plain.UNAVAILABLE) as read_error:
             await client.read_resource(AAPL)
-        with pytest.raises(MCPError, match=plain.UNAVAILABLE):
-            await client.list_resources()
-        status, _ = await _read(client, resources.MARKET_STATUS)
+        # The list still has what needs no Redis: the market status (by the installed calendar).
+        assert [r.uri for r in (await client.list_resources()).resources] == [resources.MARKET_STATUS]
+        status, status_read = await _read(client, resources.MARKET_STATUS)
         async with subscribed(client, notifications, AAPL) as updates:
             started = time.monotonic()
             with private:
@@ -397,6 +437,7 @@ async def test_redis_out_of_reach_is_an_error_answer_until_it_is_back(
     )
     assert read_error.value.error.code == types.INTERNAL_ERROR
     assert (status["phase"], status["calendar"]) == ("regular", "installed-redis-unreadable")
+    assert status_read.ttl_ms == 0  # told without the worker's calendar: not to be reused
     assert (caught_up, stored_then) == (AAPL, AAPL)
     assert (back.is_error, json.loads(_text(back))["as_of"]) == (False, "2026-11-24T15:00:00Z")
     assert read_back["fresh_until"] == "2026-11-24T15:00:30Z"

@@ -123,12 +123,14 @@ async def test_http_server_serves_the_tools_and_the_resources_ttl_at_slash_mcp(
             assert json.loads(read.contents[0].text)["fresh_until"] == iso(quote.fresh_until)  # type: ignore[union-attr]
         async with aiohttp.ClientSession() as session:
             statuses = {}
-            for host in ("mcp.internal", "rebound.example"):
-                headers = {"Host": f"{host}:{port}", "Content-Type": "application/json"}
+            for host in ("mcp.internal", "mcp.internal:{port}", "rebound.example:{port}"):
+                headers = {"Host": host.format(port=port), "Content-Type": "application/json"}
                 async with session.post(f"http://127.0.0.1:{port}/mcp", headers=headers, data="{}") as answer:
                     statuses[host] = answer.status
-        assert statuses["rebound.example"] == 421
-        assert statuses["mcp.internal"] != 421  # refused for its body, not for its host
+        assert statuses["rebound.example:{port}"] == 421
+        # Named with its port, or bare (port 80, a proxy): refused for the body, not for the host.
+        assert statuses["mcp.internal:{port}"] != 421
+        assert statuses["mcp.internal"] != 421
     finally:
         if server.returncode is None:
             server.send_signal(signal.SIGINT)
@@ -145,3 +147,26 @@ def test_a_bad_http_value_exits_2_naming_it(value: str, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert f"{value!r} is not HOST:PORT" in err
     assert "127.0.0.1:8000" in err  # the fix
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--url", "notaurl", "mcp"], "'notaurl' is not a Redis URL: expected redis://"),
+        (
+            ["quote", "AAPL", "--url", "http://user:secret@cache:6379/0"],
+            "'http://user:***@cache:6379/0' is not",
+        ),
+        (["mcp", "--allow-host", "mcp.internal"], "--allow-host names hosts of the HTTP server: pass --http"),
+    ],
+)
+def test_a_bad_url_or_a_host_without_http_exits_2_before_anything_starts(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Redis URL of no Redis scheme (redacted in the message), or `--allow-host` without `--http`:
+    exit 2 with one line, not a traceback from inside the server."""
+    assert reader_main(argv) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert "secret" not in err
+    assert "Traceback" not in err
