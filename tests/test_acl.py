@@ -209,3 +209,19 @@ def test_the_reader_user_runs_the_whole_status(
     assert document.providers["tradier"].calls == 3
     assert document.queue is not None
     assert (document.queue.on_demand_waiting, document.queue.oldest_age_s) == (1, 5.0)
+
+
+def test_the_acl_names_the_key_layout_of_reader_keys() -> None:
+    """The ACL repeats the key layout by hand: its key patterns and pub/sub channels are those of
+    `reader.keys` (and arq's job key prefix), so a renamed key or a new channel fails here first."""
+    from arq.constants import job_key_prefix
+
+    rules = _users()
+    assert f"~{keys.PREFIX}*" in rules["worker"]
+    assert f"&{keys.PREFIX}*" in rules["worker"]
+    reader = " ".join(rules["reader"])
+    assert f"%R~{keys.PREFIX}*" in reader
+    channels = {rule[1:] for rule in rules["reader"] if rule.startswith("&")}
+    assert channels == {keys.FETCHED, keys.STORED}  # the fetch and the store announcements
+    assert f"(~{job_key_prefix}{keys.FETCH_JOBS}* +exists +set)" in reader
+    assert f"(~{keys.QUEUE} +zadd)" in reader
