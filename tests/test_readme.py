@@ -334,13 +334,33 @@ async def test_readme_agent_example_runs_a_whole_agent(redis_url: str) -> None:
     cache through the example's own Reader, and the final answer is printed."""
     example = next(block for block in _readme_python_blocks() if "function_tools(" in block)
     now = datetime.now(UTC)
+    _store_aapl(redis_url, now)
+    model = FakeModel()
+    printed = await _run_agent_example(example, redis_url, model)
+    assert printed.startswith("AAPL, from the cache: {")
+    answer = json.loads(printed.split(": ", 1)[1])
+    assert answer["symbol"] == "AAPL"
+    assert answer["last"] == 231.5
+    assert answer["stale"] is False
+    first = model.requests[0]
+    offered = [tool["name"] for tool in first["tools"]]  # type: ignore[union-attr]
+    assert offered == ["get_stock_quote", "get_market_status_and_date_time"]
+
+
+def _store_aapl(redis_url: str, now: datetime) -> Quote:
+    """AAPL's quote, fetched at `now` and fresh for 5 minutes, stored where the examples read."""
     quote = Quote(
         symbol="AAPL", source="tradier", fetched_at=now, fresh_until=now + timedelta(minutes=5), last=231.5
     )
     client = redis.Redis.from_url(redis_url)
     client.set(keys.quote("AAPL"), quote.model_dump_json(exclude_none=True))
     client.close()
-    model = FakeModel()
+    return quote
+
+
+async def _run_agent_example(example: str, redis_url: str, model: FakeModel) -> str:
+    """Run a README agent example as written, in a process, against `model` served as the OpenAI
+    Responses endpoint (no key, no network) and the Redis at `redis_url`; what it printed."""
     app = web.Application()
     app.router.add_post("/v1/responses", model.responses)
     server = TestServer(app, host="127.0.0.1")
@@ -360,23 +380,7 @@ async def test_readme_agent_example_runs_a_whole_agent(redis_url: str) -> None:
     finally:
         await server.close()
     assert process.returncode == 0, err.decode()
-    printed = out.decode()
-    assert printed.startswith("AAPL, from the cache: {")
-    answer = json.loads(printed.split(": ", 1)[1])
-    assert answer["symbol"] == "AAPL"
-    assert answer["last"] == 231.5
-    assert answer["stale"] is False
-    first = model.requests[0]
-    offered = [tool["name"] for tool in first["tools"]]  # type: ignore[union-attr]
-    assert offered == ["get_stock_quote", "get_market_status_and_date_time"]
-
-
-async def _served_fake_model(model: FakeModel) -> TestServer:
-    app = web.Application()
-    app.router.add_post("/v1/responses", model.responses)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    return server
+    return out.decode()
 
 
 async def _now_of_a_server_launched_by_the_sdk() -> datetime:
@@ -398,30 +402,9 @@ async def test_readme_mcp_agent_example_runs_a_whole_agent_through_the_server(re
     the cached quote with its as_of and stale."""
     example = next(block for block in _readme_python_blocks() if "MCPServerStdio(" in block)
     now = await _now_of_a_server_launched_by_the_sdk()
-    quote = Quote(
-        symbol="AAPL", source="tradier", fetched_at=now, fresh_until=now + timedelta(minutes=5), last=231.5
-    )
-    client = redis.Redis.from_url(redis_url)
-    client.set(keys.quote("AAPL"), quote.model_dump_json(exclude_none=True))
-    client.close()
+    quote = _store_aapl(redis_url, now)
     model = FakeModel()
-    server = await _served_fake_model(model)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", example, cwd=REPO,
-            env=child_env(
-                REDIS_URL=redis_url,
-                OPENAI_API_KEY="sk-test",
-                OPENAI_BASE_URL=str(server.make_url("/v1")),
-                OPENAI_AGENTS_DISABLE_TRACING="1",  # the SDK would export traces to OpenAI
-            ),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        await server.close()
-    assert process.returncode == 0, err.decode()
-    printed = out.decode()
+    printed = await _run_agent_example(example, redis_url, model)
     assert printed.startswith("AAPL, from the cache: {"), printed
     answer = json.loads(printed.split(": ", 1)[1])
     assert (answer["symbol"], answer["last"]) == ("AAPL", 231.5)
