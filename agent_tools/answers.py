@@ -22,7 +22,7 @@ from reader.calendar import EXCHANGE_TZ
 from reader.errors import ReaderError
 from reader.models import Bar, CachedItem, Indicators, MarketStatus, OptionChain, OptionContract
 
-logger = logging.getLogger("agent_tools.tools")  # the tools' warnings, under the tools' name
+logger = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 20_000
 """The longest answer of any tool, in characters (about 5,000 tokens at 4 characters a token)."""

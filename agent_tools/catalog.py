@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 import pydantic
 
+from agent_tools.answers import dumps
 from agent_tools.tools import TOOLS
 
 if TYPE_CHECKING:
@@ -36,13 +37,15 @@ class ToolSpec:
     """One agent tool: what a model is told of it, and how it is called.
 
     `parameters` is a JSON Schema object (OpenAI strict mode: `additionalProperties: false`, every
-    property required, optional ones nullable). `function` is the tool itself: keyword arguments
+    property required, optional ones nullable); `needed` the parameters without a default, which a
+    caller must pass (the others may be left out). `function` is the tool itself: keyword arguments
     in, compact JSON text out (an answer, or `{"error": ...}`); it never raises for bad arguments.
     """
 
     name: str
     description: str
     parameters: Mapping[str, Any] = field(repr=False)
+    needed: tuple[str, ...] = field(repr=False)
     function: Callable[..., Awaitable[str]] = field(repr=False)
 
     @classmethod
@@ -51,9 +54,12 @@ class ToolSpec:
         description, described = _docstring(function)
         hints = get_type_hints(function)
         fields: dict[str, Any] = {}
+        needed: list[str] = []
         for name, parameter in inspect.signature(function).parameters.items():
             default = ... if parameter.default is inspect.Parameter.empty else parameter.default
             fields[name] = (hints[name], pydantic.Field(default, description=described.get(name)))
+            if default is ...:
+                needed.append(name)
         model: type[pydantic.BaseModel] = pydantic.create_model(f"{function.__name__}_args", **fields)
         schema: dict[str, Any] = model.model_json_schema()
         for prop in schema.get("properties", {}).values():
@@ -61,7 +67,7 @@ class ToolSpec:
                 del prop["default"]  # strict mode: the parameter is required, and null is its default
         schema["additionalProperties"] = False
         schema["required"] = list(schema.get("properties", {}))
-        return cls(function.__name__, description, MappingProxyType(schema), function)
+        return cls(function.__name__, description, MappingProxyType(schema), tuple(needed), function)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -75,21 +81,15 @@ class ToolSpec:
         unknown = [name for name in arguments if name not in self.parameter_names]
         if unknown:
             return _error(f"{self.name} takes no argument {', '.join(map(repr, unknown))}", self)
-        required = _required(self.function)
-        missing = [name for name in required if name not in arguments]
+        missing = [name for name in self.needed if name not in arguments]
         if missing:
             return _error(f"{self.name} needs the argument {', '.join(map(repr, missing))}", self)
         return await self.function(**arguments)
 
 
-def _required(function: Callable[..., Any]) -> tuple[str, ...]:
-    parameters = inspect.signature(function).parameters.values()
-    return tuple(p.name for p in parameters if p.default is inspect.Parameter.empty)
-
-
 def _error(problem: str, spec: ToolSpec) -> str:
     takes = ", ".join(spec.parameter_names) or "no arguments"
-    return json.dumps({"error": f"{problem}; it takes: {takes}"}, separators=(",", ":"))
+    return dumps({"error": f"{problem}; it takes: {takes}"})
 
 
 def _docstring(function: Callable[..., Any]) -> tuple[str, dict[str, str]]:

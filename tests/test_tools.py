@@ -442,7 +442,7 @@ async def test_an_unreachable_cache_is_a_short_error_without_the_url(
     """Redis out of reach: the model reads 'unavailable'; neither it nor the log sees the password."""
     async with Reader("redis://:s3cret@127.0.0.1:1/0", clock=FakeClock(NOW), wait_s=0) as down:
         use_reader(down)
-        with caplog.at_level(logging.WARNING, logger="agent_tools.tools"):
+        with caplog.at_level(logging.WARNING, logger="agent_tools"):
             answer = await invoke(tools["get_multiple_stock_quotes"], symbols=["AAPL"])
         use_reader(None)
     assert answer == {"error": UNAVAILABLE}
@@ -891,7 +891,7 @@ async def test_an_answer_no_tool_could_cut_is_an_error_not_cut_json(
     _store(
         redis_url, {keys.quote("AAPL"): Quote(**ENVELOPE, symbol="AAPL", last=1.0, description="x" * 30_000)}
     )
-    with caplog.at_level(logging.WARNING, logger="agent_tools.tools"):
+    with caplog.at_level(logging.WARNING, logger="agent_tools"):
         answer = await invoke(tools["get_stock_quote"], symbol="AAPL")
     assert set(answer) == {"error"}
     assert f"over the bound of {answers.MAX_ANSWER_CHARS}" in answer["error"]
