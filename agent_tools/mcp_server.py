@@ -293,8 +293,8 @@ class CacheServer:
             self._subscribers.unlisten(named)
 
     async def updated(self, uri: str) -> None:
-        """Tell every subscriber of the resource `uri` (canonical: `_canonical`), in both protocol
-        eras, that it has a newer value, by the URI each subscribed to."""
+        """Tell every subscriber of the resource `uri` (canonical: `resources.canonical_uri`), in both
+        protocol eras, that it has a newer value, by the URI each subscribed to."""
         for named in (uri, *self._subscribers.listened_as(uri)):
             await self._bus.publish(ResourceUpdated(uri=named))
         for key, (session, spellings) in list(self._subscribers.sessions.get(uri, {}).items()):
@@ -307,17 +307,20 @@ class CacheServer:
     async def _tell_phase_changes(self, reader: Reader) -> None:
         """Tell the market status's subscribers when it says something new: the phase changed (by
         the injected clock), or the calendar the worker published did. Checked every
-        `PHASE_CHECK_S` (one GET of the published calendar)."""
+        `PHASE_CHECK_S` (one GET of the published calendar) while someone is subscribed."""
         told: MarketStatus | None = None
         while True:
-            try:
-                status = await reader.market_status()
-            except redis.exceptions.RedisError:
-                pass  # the announcement listener logs Redis out of reach
+            if resources.MARKET_STATUS not in self._subscribers.subscribed():
+                told = None  # no one to tell: no read
             else:
-                if told is not None and _moved(told, status):
-                    await self.updated(resources.MARKET_STATUS)
-                told = status
+                try:
+                    status = await reader.market_status()
+                except redis.exceptions.RedisError:
+                    pass  # the announcement listener logs Redis out of reach
+                else:
+                    if told is not None and _moved(told, status):
+                        await self.updated(resources.MARKET_STATUS)
+                    told = status
             await anyio.sleep(PHASE_CHECK_S)
 
     async def _listen(self, client: redis.asyncio.Redis) -> None:
@@ -337,9 +340,12 @@ class CacheServer:
                     while True:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message is not None and message["type"] == "message":
+                            # A write names up to a batch of keys: only those someone listens to are told.
+                            wanted = self._subscribers.subscribed()
                             for key in resources.stored_keys(message["data"]):
                                 for uri in resources.uris_of(key):
-                                    await self.updated(uri)
+                                    if uri in wanted:
+                                        await self.updated(uri)
             except (redis.exceptions.RedisError, OSError) as e:
                 if not lost:
                     log.warning(
